@@ -1,0 +1,116 @@
+"""A cache of the auth service's public keys, refetched on an unknown `kid` at most once per cooldown."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+
+import grpc
+import jwt
+from google.protobuf import json_format
+
+from authgate.auth.v1 import auth_pb2, auth_pb2_grpc
+
+log = logging.getLogger(__name__)
+
+JwkDict = Mapping[str, str]
+JwksSource = Callable[[], Sequence[JwkDict]]
+
+
+class KeysUnavailable(Exception):
+    """The key source could not be reached and no key matches."""
+
+
+class JwksCache:
+    """Public keys by `kid`.
+
+    A `kid` that is not cached triggers a refetch, but at most one fetch runs at a
+    time (callers arriving meanwhile wait for its result instead of fetching
+    again) and at most one starts per `cooldown` seconds, so a flood of tokens
+    with made-up `kid`s costs one fetch per cooldown. Keys are also refetched when
+    older than `max_age`, so that retired keys drop out.
+    """
+
+    def __init__(
+        self,
+        source: JwksSource,
+        *,
+        allowed_algorithms: Sequence[str],
+        cooldown: float = 5.0,
+        max_age: float = 300.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._source = source
+        self._allowed = frozenset(allowed_algorithms)
+        self._cooldown = cooldown
+        self._max_age = max_age
+        self._clock = clock
+        self._keys: dict[str, jwt.PyJWK] = {}
+        self._fetched_at: float | None = None
+        self._attempted_at: float | None = None
+        self._last_fetch_failed = False
+        self._lock = threading.Lock()
+        self.fetch_count = 0
+
+    def get(self, kid: str) -> jwt.PyJWK | None:
+        """The key for kid, fetching the key set when needed and allowed.
+
+        Raises KeysUnavailable when the key is not known and the source failed.
+        """
+        key = self._keys.get(kid)
+        if key is not None and not self._stale():
+            return key
+        generation = self._attempted_at
+        with self._lock:
+            # Single flight: whoever waited on the lock reuses the fetch that
+            # finished meanwhile instead of starting another.
+            if self._attempted_at == generation and self._may_fetch():
+                self._fetch()
+            key = self._keys.get(kid)
+            if key is None and self._last_fetch_failed:
+                raise KeysUnavailable("the key set could not be fetched")
+            return key
+
+    def _stale(self) -> bool:
+        return self._fetched_at is None or self._clock() - self._fetched_at > self._max_age
+
+    def _may_fetch(self) -> bool:
+        return self._attempted_at is None or self._clock() - self._attempted_at >= self._cooldown
+
+    def _fetch(self) -> None:
+        self._attempted_at = self._clock()
+        self.fetch_count += 1
+        try:
+            jwks = self._source()
+        except Exception as exc:  # any failure of the source keeps the keys we have
+            self._last_fetch_failed = True
+            log.warning("fetching the JWKS failed: %s", type(exc).__name__)
+            return
+        keys: dict[str, jwt.PyJWK] = {}
+        for jwk in jwks:
+            kid, alg = jwk.get("kid"), jwk.get("alg")
+            if not kid or alg not in self._allowed:
+                continue
+            try:
+                keys[kid] = jwt.PyJWK(dict(jwk), algorithm=alg)
+            except jwt.PyJWKError:
+                log.warning("ignoring an unusable key in the JWKS")
+        self._keys = keys
+        self._fetched_at = self._attempted_at
+        self._last_fetch_failed = False
+
+
+def grpc_jwks_source(channel: grpc.Channel, *, timeout: float = 2.0) -> JwksSource:
+    """Fetch the key set with AuthService.GetJwks over an existing channel."""
+    stub = auth_pb2_grpc.AuthServiceStub(channel)
+
+    def fetch() -> Sequence[JwkDict]:
+        response = stub.GetJwks(auth_pb2.GetJwksRequest(), timeout=timeout)
+        return [
+            {k: v for k, v in json_format.MessageToDict(key, preserving_proto_field_name=True).items()}
+            for key in response.keys
+        ]
+
+    return fetch

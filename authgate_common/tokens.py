@@ -1,0 +1,174 @@
+"""Verification of RFC 9068 access tokens, shared by the gateway and the profile service."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import jwt
+
+from authgate_common.config import ConfigError, Env
+from authgate_common.jwks import JwksCache, KeysUnavailable
+
+ACCESS_TOKEN_TYPES = frozenset({"at+jwt", "application/at+jwt"})
+REQUIRED_CLAIMS = ("iss", "aud", "sub", "exp", "iat", "jti")
+
+
+@dataclass(frozen=True)
+class TokenSettings:
+    """What a valid access token looks like; the same for issuer and verifiers."""
+
+    issuer: str = "authgate"
+    audience: str = "authgate-api"
+    algorithms: tuple[str, ...] = ("RS256",)
+    leeway_seconds: int = 30
+    max_lifetime_seconds: int = 3600
+    max_token_bytes: int = 8192
+
+    @classmethod
+    def from_env(cls, env: Env) -> TokenSettings:
+        algorithms = env.csv("JWT_ALGORITHMS", "RS256")
+        unsupported = [a for a in algorithms if a not in {"RS256", "RS384", "RS512"}]
+        if unsupported:
+            raise ConfigError(f"JWT_ALGORITHMS: unsupported algorithm(s) {', '.join(unsupported)}")
+        return cls(
+            issuer=env.str("JWT_ISSUER", cls.issuer),
+            audience=env.str("JWT_AUDIENCE", cls.audience),
+            algorithms=algorithms,
+            leeway_seconds=env.int("JWT_LEEWAY_SECONDS", cls.leeway_seconds, maximum=300),
+            max_lifetime_seconds=env.int(
+                "JWT_MAX_LIFETIME_SECONDS", cls.max_lifetime_seconds, minimum=60
+            ),
+            max_token_bytes=env.int("JWT_MAX_TOKEN_BYTES", cls.max_token_bytes, minimum=512),
+        )
+
+
+@dataclass(frozen=True)
+class Identity:
+    """Who a verified access token names."""
+
+    user_id: str
+    username: str
+    email: str
+    display_name: str
+    token_id: str
+    expires_at: int
+
+
+class InvalidToken(Exception):
+    """The token is not acceptable; `reason` is a short stable label, the message is client-safe."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+        self.message = message
+
+
+class TokenVerifier:
+    """Verifies access tokens against keys from a JwksCache with pinned algorithms."""
+
+    def __init__(self, settings: TokenSettings, keys: JwksCache) -> None:
+        self._settings = settings
+        self._keys = keys
+
+    def verify(self, token: str) -> Identity:
+        """The identity in a valid token; raises InvalidToken or KeysUnavailable."""
+        settings = self._settings
+        if len(token) > settings.max_token_bytes:
+            raise InvalidToken("too_large", "the access token is too large")
+        try:
+            header = jwt.get_unverified_header(token)
+        except jwt.PyJWTError:
+            raise InvalidToken("malformed", "the access token is malformed") from None
+        alg = header.get("alg")
+        if alg not in settings.algorithms:
+            raise InvalidToken("algorithm", "the access token's algorithm is not accepted")
+        typ = header.get("typ")
+        if not isinstance(typ, str) or typ.lower() not in ACCESS_TOKEN_TYPES:
+            raise InvalidToken("type", "the token is not an access token")
+        kid = header.get("kid")
+        if not isinstance(kid, str) or not 0 < len(kid) <= 128:
+            raise InvalidToken("malformed", "the access token has no usable key id")
+        # jku, x5u, jwk and x5c headers are never looked at: keys come only from our JWKS.
+        key = self._keys.get(kid)
+        if key is None:
+            raise InvalidToken("unknown_key", "the access token is signed by an unknown key")
+        if key.algorithm_name != alg:
+            raise InvalidToken("algorithm", "the access token's algorithm does not match its key")
+        claims = self._decode(token, key, alg)
+        return self._identity(claims)
+
+    def _decode(self, token: str, key: jwt.PyJWK, alg: str) -> dict[str, Any]:
+        settings = self._settings
+        try:
+            return jwt.decode(
+                token,
+                key=key.key,
+                algorithms=[alg],
+                audience=settings.audience,
+                issuer=settings.issuer,
+                leeway=settings.leeway_seconds,
+                options={"require": list(REQUIRED_CLAIMS), "strict_aud": False},
+            )
+        except jwt.ExpiredSignatureError:
+            raise InvalidToken("expired", "the access token has expired") from None
+        except jwt.ImmatureSignatureError:
+            raise InvalidToken("not_yet_valid", "the access token is not valid yet") from None
+        except jwt.InvalidAudienceError:
+            raise InvalidToken("audience", "the access token is for another audience") from None
+        except jwt.InvalidIssuerError:
+            raise InvalidToken("issuer", "the access token has an unknown issuer") from None
+        except jwt.MissingRequiredClaimError as exc:
+            raise InvalidToken("missing_claim", f"the access token has no {exc.claim} claim") from None
+        except jwt.InvalidSignatureError:
+            raise InvalidToken("signature", "the access token's signature is invalid") from None
+        except jwt.PyJWTError:
+            raise InvalidToken("malformed", "the access token is malformed") from None
+
+    def _identity(self, claims: dict[str, Any]) -> Identity:
+        settings = self._settings
+        sub, jti, iat, exp = claims["sub"], claims["jti"], claims["iat"], claims["exp"]
+        if not isinstance(sub, str) or not sub or not isinstance(jti, str) or not jti:
+            raise InvalidToken("malformed", "the access token's subject is invalid")
+        if not isinstance(iat, int) or not isinstance(exp, int):
+            raise InvalidToken("malformed", "the access token's times are invalid")
+        if iat > time.time() + settings.leeway_seconds:
+            raise InvalidToken("not_yet_valid", "the access token is issued in the future")
+        if exp - iat > settings.max_lifetime_seconds:
+            raise InvalidToken("lifetime", "the access token's lifetime is too long")
+        return Identity(
+            user_id=sub,
+            username=_str_claim(claims, "preferred_username"),
+            email=_str_claim(claims, "email"),
+            display_name=_str_claim(claims, "name"),
+            token_id=jti,
+            expires_at=exp,
+        )
+
+
+def _str_claim(claims: dict[str, Any], name: str) -> str:
+    value = claims.get(name, "")
+    return value if isinstance(value, str) else ""
+
+
+def bearer_token(authorization: str | None) -> str | None:
+    """The token of an `Authorization: Bearer <token>` value (scheme case-insensitive)."""
+    if not authorization:
+        return None
+    scheme, _, token = authorization.strip().partition(" ")
+    token = token.strip()
+    if scheme.lower() != "bearer" or not token or " " in token:
+        return None
+    return token
+
+
+__all__: Sequence[str] = [
+    "Identity",
+    "InvalidToken",
+    "KeysUnavailable",
+    "TokenSettings",
+    "TokenVerifier",
+    "bearer_token",
+]

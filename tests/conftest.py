@@ -1,0 +1,95 @@
+"""Fixtures every test area shares: databases (SQLite and a real MariaDB/MySQL), keys, settings."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+
+import pytest
+import sqlalchemy
+from sqlalchemy.engine import make_url
+
+from authgate_common.tokens import TokenSettings
+
+pytest_plugins = [
+    "tests.fixtures.auth_fixtures",
+    "tests.fixtures.profile_fixtures",
+    "tests.fixtures.gateway_fixtures",
+]
+
+MYSQL_URL_VARIABLE = "AUTHGATE_TEST_MYSQL_URL"
+DEFAULT_MYSQL_SERVER = "mysql+pymysql://root@127.0.0.1:3306/"
+
+
+def _mysql_required() -> bool:
+    # In CI a missing MySQL is a failure, never a skip.
+    return os.environ.get("CI", "").lower() in {"1", "true"} or bool(
+        os.environ.get("AUTHGATE_REQUIRE_MYSQL")
+    )
+
+
+@pytest.fixture(scope="session")
+def mysql_server_url() -> str:
+    """URL of a MySQL/MariaDB server (no database) that tests may create databases on."""
+    url = os.environ.get(MYSQL_URL_VARIABLE, DEFAULT_MYSQL_SERVER)
+    engine = sqlalchemy.create_engine(url, connect_args={"connect_timeout": 3})
+    try:
+        with engine.connect() as connection:
+            connection.execute(sqlalchemy.text("SELECT 1"))
+    except sqlalchemy.exc.OperationalError as exc:
+        message = (
+            f"MySQL/MariaDB is not reachable at {make_url(url).render_as_string()} "
+            f"({type(exc.orig).__name__}). Start one, or point {MYSQL_URL_VARIABLE} at a server "
+            "(e.g. mysql+pymysql://root@127.0.0.1:3306/) to run the MySQL tests."
+        )
+        if _mysql_required():
+            pytest.fail(message, pytrace=False)
+        pytest.skip(message)
+    finally:
+        engine.dispose()
+    return url
+
+
+@pytest.fixture(scope="session")
+def mysql_database(mysql_server_url: str) -> Iterator[str]:
+    """A database of this test run's own, created at its start and dropped at its end."""
+    name = f"authgate_test_{uuid.uuid4().hex[:12]}"
+    server = sqlalchemy.create_engine(mysql_server_url)
+    with server.begin() as connection:
+        connection.execute(
+            sqlalchemy.text(f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4 COLLATE utf8mb4_bin")
+        )
+    try:
+        yield make_url(mysql_server_url).set(database=name).render_as_string(hide_password=False)
+    finally:
+        with server.begin() as connection:
+            connection.execute(sqlalchemy.text(f"DROP DATABASE IF EXISTS `{name}`"))
+        server.dispose()
+
+
+def _drop_all_tables(url: str) -> None:
+    engine = sqlalchemy.create_engine(url)
+    try:
+        metadata = sqlalchemy.MetaData()
+        metadata.reflect(engine)
+        metadata.drop_all(engine)
+    finally:
+        engine.dispose()
+
+
+@pytest.fixture(params=["sqlite", pytest.param("mysql", marks=pytest.mark.mysql)])
+def database_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """An empty database, once on SQLite and once on MySQL; its tables are dropped afterwards."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path_factory.mktemp('db') / 'test.db'}"
+        return
+    url: str = request.getfixturevalue("mysql_database")
+    _drop_all_tables(url)
+    yield url
+    _drop_all_tables(url)
+
+
+@pytest.fixture(scope="session")
+def token_settings() -> TokenSettings:
+    return TokenSettings(issuer="authgate-test", audience="authgate-test-api")
