@@ -1,0 +1,183 @@
+"""Start auth_svc, profile_svc and the gateway (under gunicorn) as real processes, and stop them."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO
+
+
+class StackError(RuntimeError):
+    """A process of the stack did not start or stopped unexpectedly."""
+
+
+@dataclass(frozen=True)
+class StackSettings:
+    """Where the three processes listen and keep their state."""
+
+    state_dir: Path
+    host: str = "127.0.0.1"
+    gateway_port: int = 8080
+    auth_port: int = 50051
+    profile_port: int = 50052
+    gateway_workers: int = 2
+    gateway_threads: int = 8
+    auth_database_url: str | None = None
+    profile_database_url: str | None = None
+    extra_env: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def gateway_url(self) -> str:
+        return f"http://{self.host}:{self.gateway_port}"
+
+    def environment(self) -> dict[str, str]:
+        state = self.state_dir.resolve()
+        env = {
+            "AUTH_DATABASE_URL": self.auth_database_url or f"sqlite:///{state / 'auth.db'}",
+            "PROFILE_DATABASE_URL": self.profile_database_url or f"sqlite:///{state / 'profile.db'}",
+            "AUTH_KEYS_DIR": str(state / "keys"),
+            "AUTH_GRPC_HOST": self.host,
+            "PROFILE_GRPC_HOST": self.host,
+            "GATEWAY_HOST": self.host,
+            "AUTH_GRPC_PORT": str(self.auth_port),
+            "PROFILE_GRPC_PORT": str(self.profile_port),
+            "GATEWAY_PORT": str(self.gateway_port),
+            "AUTH_GRPC_TARGET": f"{self.host}:{self.auth_port}",
+            "PROFILE_GRPC_TARGET": f"{self.host}:{self.profile_port}",
+        }
+        return {**env, **self.extra_env}
+
+
+@dataclass
+class _Process:
+    name: str
+    popen: subprocess.Popen[bytes]
+
+
+class Stack:
+    """The three processes; `start()` returns once the gateway's /readyz answers 200."""
+
+    def __init__(
+        self, settings: StackSettings, *, log_dir: Path | None = None, base_env: Mapping[str, str] | None = None
+    ) -> None:
+        self.settings = settings
+        self._log_dir = log_dir
+        self._base_env = dict(os.environ if base_env is None else base_env)
+        self._processes: list[_Process] = []
+        self._logs: list[IO[bytes]] = []
+
+    def commands(self) -> list[tuple[str, list[str]]]:
+        s = self.settings
+        gunicorn = [
+            sys.executable, "-m", "gunicorn",
+            "--bind", f"{s.host}:{s.gateway_port}",
+            "--workers", str(s.gateway_workers),
+            "--threads", str(s.gateway_threads),
+            "--worker-class", "gthread",
+            "--graceful-timeout", "10",
+            "--access-logfile", "-",
+            "gateway.wsgi:create_app_from_env()",
+        ]
+        return [
+            ("auth", [sys.executable, "-m", "auth_svc"]),
+            ("profile", [sys.executable, "-m", "profile_svc"]),
+            ("gateway", gunicorn),
+        ]
+
+    def log_path(self, name: str) -> Path | None:
+        return None if self._log_dir is None else self._log_dir / f"{name}.log"
+
+    def start(self, timeout: float = 30.0) -> None:
+        self.settings.state_dir.mkdir(parents=True, exist_ok=True)
+        env = {**self._base_env, **self.settings.environment()}
+        try:
+            for name, command in self.commands():
+                self._spawn(name, command, env)
+            self.wait_ready(timeout)
+        except BaseException:
+            self.stop()
+            raise
+
+    def _spawn(self, name: str, command: list[str], env: dict[str, str]) -> None:
+        output: IO[bytes] | None = None
+        path = self.log_path(name)
+        if path is not None:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            output = path.open("ab")
+            self._logs.append(output)
+        # A session of its own: Ctrl-C reaches the launcher only, which stops
+        # the children in order instead of all of them at once.
+        popen = subprocess.Popen(
+            command, env=env, stdout=output, stderr=subprocess.STDOUT if output else None,
+            start_new_session=True,
+        )
+        self._processes.append(_Process(name, popen))
+
+    def check_alive(self) -> None:
+        for process in self._processes:
+            code = process.popen.poll()
+            if code is not None:
+                where = self.log_path(process.name)
+                hint = f"; see {where}" if where else ""
+                raise StackError(f"{process.name} exited with status {code}{hint}")
+
+    def wait_ready(self, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        url = f"{self.settings.gateway_url}/readyz"
+        while True:
+            self.check_alive()
+            try:
+                with urllib.request.urlopen(url, timeout=2) as response:  # noqa: S310 (our own URL)
+                    if response.status == 200:
+                        return
+            except (urllib.error.URLError, ConnectionError, TimeoutError):
+                pass
+            if time.monotonic() > deadline:
+                raise StackError(f"the stack was not ready within {timeout:.0f}s ({url})")
+            time.sleep(0.2)
+
+    def process(self, name: str) -> subprocess.Popen[bytes]:
+        for process in self._processes:
+            if process.name == name:
+                return process.popen
+        raise KeyError(name)
+
+    def stop(self, timeout: float = 15.0) -> dict[str, int | None]:
+        """SIGTERM every process (gateway first), wait, SIGKILL what is left; the exit codes."""
+        for process in reversed(self._processes):
+            if process.popen.poll() is None:
+                process.popen.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + timeout
+        codes: dict[str, int | None] = {}
+        for process in reversed(self._processes):
+            try:
+                codes[process.name] = process.popen.wait(max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                process.popen.kill()
+                codes[process.name] = process.popen.wait()
+        for log in self._logs:
+            log.close()
+        self._processes.clear()
+        self._logs.clear()
+        return codes
+
+
+def curl_example(gateway_url: str) -> str:
+    body = json.dumps({"username": "alice", "password": "correct horse battery"})
+    return "\n".join(
+        [
+            f"curl -s -X POST {gateway_url}/v1/auth/register -H 'Content-Type: application/json' -d '{body}'",
+            f"TOKEN=$(curl -s -X POST {gateway_url}/v1/auth/login -H 'Content-Type: application/json' "
+            f"-d '{body}' | python3 -c 'import json,sys; print(json.load(sys.stdin)[\"access_token\"])')",
+            f"curl -s {gateway_url}/v1/profile -H \"Authorization: Bearer $TOKEN\"",
+        ]
+    )
