@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import builtins
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -16,19 +17,26 @@ class ConfigError(ValueError):
 class Env:
     """Reads typed values from a mapping (os.environ by default)."""
 
-    values: Mapping[str, str]
+    values: Mapping[builtins.str, builtins.str]
 
     @classmethod
     def from_os(cls) -> Env:
         return cls(dict(os.environ))
 
-    def str(self, name: str, default: str) -> str:
+    def str(self, name: builtins.str, default: builtins.str) -> builtins.str:
         value = self.values.get(name, default).strip()
         if not value:
             raise ConfigError(f"{name} must not be empty")
         return value
 
-    def int(self, name: str, default: int, *, minimum: int = 0, maximum: int | None = None) -> int:
+    def int(
+        self,
+        name: builtins.str,
+        default: builtins.int,
+        *,
+        minimum: builtins.int = 0,
+        maximum: builtins.int | None = None,
+    ) -> builtins.int:
         raw = self.values.get(name)
         if raw is None or not raw.strip():
             return default
@@ -41,7 +49,9 @@ class Env:
             raise ConfigError(f"{name} must be at least {minimum}{upper}, got {value}")
         return value
 
-    def float(self, name: str, default: float, *, minimum: float = 0.0) -> float:
+    def float(
+        self, name: builtins.str, default: builtins.float, *, minimum: builtins.float = 0.0
+    ) -> builtins.float:
         raw = self.values.get(name)
         if raw is None or not raw.strip():
             return default
@@ -53,7 +63,7 @@ class Env:
             raise ConfigError(f"{name} must be at least {minimum}, got {value}")
         return value
 
-    def bool(self, name: str, default: bool) -> bool:
+    def bool(self, name: builtins.str, default: builtins.bool) -> builtins.bool:
         raw = self.values.get(name)
         if raw is None or not raw.strip():
             return default
@@ -64,10 +74,10 @@ class Env:
             return False
         raise ConfigError(f"{name} must be true or false, got {raw!r}")
 
-    def path(self, name: str, default: str) -> Path:
+    def path(self, name: builtins.str, default: builtins.str) -> Path:
         return Path(self.str(name, default))
 
-    def csv(self, name: str, default: str) -> tuple[str, ...]:
+    def csv(self, name: builtins.str, default: builtins.str) -> tuple[builtins.str, ...]:
         items = tuple(part.strip() for part in self.str(name, default).split(",") if part.strip())
         if not items:
             raise ConfigError(f"{name} must list at least one value")

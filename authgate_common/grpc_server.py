@@ -9,7 +9,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterable, Sequence
 from concurrent import futures
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import grpc
@@ -55,7 +55,7 @@ def request_id(context: grpc.ServicerContext) -> str:
     return uuid.uuid4().hex
 
 
-class ErrorInterceptor(grpc.ServerInterceptor):  # type: ignore[misc]
+class ErrorInterceptor(grpc.ServerInterceptor):
     """Turns domain errors into statuses and hides everything else behind a generic one.
 
     Servicers stay thin: they raise domain errors and never build statuses;
@@ -64,9 +64,9 @@ class ErrorInterceptor(grpc.ServerInterceptor):  # type: ignore[misc]
 
     def intercept_service(
         self,
-        continuation: Callable[[grpc.HandlerCallDetails], grpc.RpcMethodHandler | None],
+        continuation: Callable[[grpc.HandlerCallDetails], grpc.RpcMethodHandler[Any, Any] | None],
         handler_call_details: grpc.HandlerCallDetails,
-    ) -> grpc.RpcMethodHandler | None:
+    ) -> grpc.RpcMethodHandler[Any, Any] | None:
         handler = continuation(handler_call_details)
         if handler is None or handler.unary_unary is None:
             return handler
@@ -81,25 +81,31 @@ class ErrorInterceptor(grpc.ServerInterceptor):  # type: ignore[misc]
             except errors.DomainError as exc:
                 code = status_of(exc)
                 context.abort(code, exc.message)
-            except (sqlalchemy.exc.OperationalError, sqlalchemy.exc.InterfaceError,
-                    sqlalchemy.exc.TimeoutError):
+            except (
+                sqlalchemy.exc.OperationalError,
+                sqlalchemy.exc.InterfaceError,
+                sqlalchemy.exc.TimeoutError,
+            ):
                 code = grpc.StatusCode.UNAVAILABLE
-                log.warning("database unavailable", extra={"method": method,
-                                                           "request_id": request_id(context)})
+                log.warning(
+                    "database unavailable",
+                    extra={"method": method, "request_id": request_id(context)},
+                )
                 context.abort(code, "storage is unavailable, try again later")
             except Exception:
                 if _aborted(context):
                     raise
                 code = grpc.StatusCode.INTERNAL
-                log.exception("unexpected error", extra={"method": method,
-                                                         "request_id": request_id(context)})
+                log.exception(
+                    "unexpected error", extra={"method": method, "request_id": request_id(context)}
+                )
                 context.abort(code, "internal error")
             finally:
                 log.info(
                     "rpc",
                     extra={
                         "method": method,
-                        "code": (context.code() or code).name,
+                        "code": (_code_of(context) or code).name,
                         "latency_ms": round((time.perf_counter() - started) * 1000, 2),
                         "request_id": request_id(context),
                     },
@@ -113,9 +119,15 @@ class ErrorInterceptor(grpc.ServerInterceptor):  # type: ignore[misc]
         )
 
 
+def _code_of(context: grpc.ServicerContext) -> grpc.StatusCode | None:
+    # The runtime context has code() (grpcio >= 1.38); the type stubs do not.
+    code = getattr(context, "code", None)
+    return code() if callable(code) else None
+
+
 def _aborted(context: grpc.ServicerContext) -> bool:
     # context.abort raises a plain Exception after setting the code: let it through.
-    code = context.code()
+    code = _code_of(context)
     return code is not None and code != grpc.StatusCode.OK
 
 
@@ -125,6 +137,8 @@ class RunningServer:
     port: int
     health: health.HealthServicer
     service_names: Sequence[str]
+    # Closers of the resources the service made at start (engine, channels), run after stop.
+    on_stop: list[Callable[[], None]] = field(default_factory=list)
 
     def set_serving(self, serving: bool) -> None:
         status = (
@@ -139,6 +153,8 @@ class RunningServer:
         """Stop taking calls, let in-flight calls finish within grace, then close."""
         self.health.enter_graceful_shutdown()
         self.server.stop(grace).wait()
+        while self.on_stop:  # newest first, each once even if stop is called again
+            self.on_stop.pop()()
 
 
 def start_server(

@@ -9,9 +9,8 @@ from collections.abc import Callable, Mapping, Sequence
 
 import grpc
 import jwt
-from google.protobuf import json_format
-
 from authgate.auth.v1 import auth_pb2, auth_pb2_grpc
+from google.protobuf import json_format
 
 log = logging.getLogger(__name__)
 
@@ -109,7 +108,10 @@ def grpc_jwks_source(channel: grpc.Channel, *, timeout: float = 2.0) -> JwksSour
     def fetch() -> Sequence[JwkDict]:
         response = stub.GetJwks(auth_pb2.GetJwksRequest(), timeout=timeout)
         return [
-            {k: v for k, v in json_format.MessageToDict(key, preserving_proto_field_name=True).items()}
+            {
+                k: v
+                for k, v in json_format.MessageToDict(key, preserving_proto_field_name=True).items()
+            }
             for key in response.keys
         ]
 

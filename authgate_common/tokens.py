@@ -121,7 +121,9 @@ class TokenVerifier:
         except jwt.InvalidIssuerError:
             raise InvalidToken("issuer", "the access token has an unknown issuer") from None
         except jwt.MissingRequiredClaimError as exc:
-            raise InvalidToken("missing_claim", f"the access token has no {exc.claim} claim") from None
+            raise InvalidToken(
+                "missing_claim", f"the access token has no {exc.claim} claim"
+            ) from None
         except jwt.InvalidSignatureError:
             raise InvalidToken("signature", "the access token's signature is invalid") from None
         except jwt.PyJWTError:

@@ -43,7 +43,8 @@ class StackSettings:
         state = self.state_dir.resolve()
         env = {
             "AUTH_DATABASE_URL": self.auth_database_url or f"sqlite:///{state / 'auth.db'}",
-            "PROFILE_DATABASE_URL": self.profile_database_url or f"sqlite:///{state / 'profile.db'}",
+            "PROFILE_DATABASE_URL": self.profile_database_url
+            or f"sqlite:///{state / 'profile.db'}",
             "AUTH_KEYS_DIR": str(state / "keys"),
             "AUTH_GRPC_HOST": self.host,
             "PROFILE_GRPC_HOST": self.host,
@@ -67,7 +68,11 @@ class Stack:
     """The three processes; `start()` returns once the gateway's /readyz answers 200."""
 
     def __init__(
-        self, settings: StackSettings, *, log_dir: Path | None = None, base_env: Mapping[str, str] | None = None
+        self,
+        settings: StackSettings,
+        *,
+        log_dir: Path | None = None,
+        base_env: Mapping[str, str] | None = None,
     ) -> None:
         self.settings = settings
         self._log_dir = log_dir
@@ -78,13 +83,21 @@ class Stack:
     def commands(self) -> list[tuple[str, list[str]]]:
         s = self.settings
         gunicorn = [
-            sys.executable, "-m", "gunicorn",
-            "--bind", f"{s.host}:{s.gateway_port}",
-            "--workers", str(s.gateway_workers),
-            "--threads", str(s.gateway_threads),
-            "--worker-class", "gthread",
-            "--graceful-timeout", "10",
-            "--access-logfile", "-",
+            sys.executable,
+            "-m",
+            "gunicorn",
+            "--bind",
+            f"{s.host}:{s.gateway_port}",
+            "--workers",
+            str(s.gateway_workers),
+            "--threads",
+            str(s.gateway_threads),
+            "--worker-class",
+            "gthread",
+            "--graceful-timeout",
+            "10",
+            "--limit-request-field_size",
+            "16384",
             "gateway.wsgi:create_app_from_env()",
         ]
         return [
@@ -117,7 +130,10 @@ class Stack:
         # A session of its own: Ctrl-C reaches the launcher only, which stops
         # the children in order instead of all of them at once.
         popen = subprocess.Popen(
-            command, env=env, stdout=output, stderr=subprocess.STDOUT if output else None,
+            command,
+            env=env,
+            stdout=output,
+            stderr=subprocess.STDOUT if output else None,
             start_new_session=True,
         )
         self._processes.append(_Process(name, popen))
@@ -173,11 +189,12 @@ class Stack:
 
 def curl_example(gateway_url: str) -> str:
     body = json.dumps({"username": "alice", "password": "correct horse battery"})
+    post = "curl -s -X POST -H 'Content-Type: application/json'"
+    read_token = "python3 -c 'import json,sys; print(json.load(sys.stdin)[\"access_token\"])'"
     return "\n".join(
         [
-            f"curl -s -X POST {gateway_url}/v1/auth/register -H 'Content-Type: application/json' -d '{body}'",
-            f"TOKEN=$(curl -s -X POST {gateway_url}/v1/auth/login -H 'Content-Type: application/json' "
-            f"-d '{body}' | python3 -c 'import json,sys; print(json.load(sys.stdin)[\"access_token\"])')",
-            f"curl -s {gateway_url}/v1/profile -H \"Authorization: Bearer $TOKEN\"",
+            f"{post} {gateway_url}/v1/auth/register -d '{body}'",
+            f"TOKEN=$({post} {gateway_url}/v1/auth/login -d '{body}' | {read_token})",
+            f'curl -s {gateway_url}/v1/profile -H "Authorization: Bearer $TOKEN"',
         ]
     )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import uuid
 from collections.abc import Iterator
@@ -51,21 +52,28 @@ def mysql_server_url() -> str:
     return url
 
 
-@pytest.fixture(scope="session")
-def mysql_database(mysql_server_url: str) -> Iterator[str]:
-    """A database of this test run's own, created at its start and dropped at its end."""
-    name = f"authgate_test_{uuid.uuid4().hex[:12]}"
-    server = sqlalchemy.create_engine(mysql_server_url)
+@contextlib.contextmanager
+def temporary_mysql_database(server_url: str, label: str = "test") -> Iterator[str]:
+    """A database created on the server for the caller alone, dropped afterwards; its URL."""
+    name = f"authgate_{label}_{uuid.uuid4().hex[:12]}"
+    server = sqlalchemy.create_engine(server_url)
     with server.begin() as connection:
         connection.execute(
             sqlalchemy.text(f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4 COLLATE utf8mb4_bin")
         )
     try:
-        yield make_url(mysql_server_url).set(database=name).render_as_string(hide_password=False)
+        yield make_url(server_url).set(database=name).render_as_string(hide_password=False)
     finally:
         with server.begin() as connection:
             connection.execute(sqlalchemy.text(f"DROP DATABASE IF EXISTS `{name}`"))
         server.dispose()
+
+
+@pytest.fixture(scope="session")
+def mysql_database(mysql_server_url: str) -> Iterator[str]:
+    """A database of this test run's own, created at its start and dropped at its end."""
+    with temporary_mysql_database(mysql_server_url) as url:
+        yield url
 
 
 def _drop_all_tables(url: str) -> None:
@@ -79,7 +87,9 @@ def _drop_all_tables(url: str) -> None:
 
 
 @pytest.fixture(params=["sqlite", pytest.param("mysql", marks=pytest.mark.mysql)])
-def database_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def database_url(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[str]:
     """An empty database, once on SQLite and once on MySQL; its tables are dropped afterwards."""
     if request.param == "sqlite":
         yield f"sqlite:///{tmp_path_factory.mktemp('db') / 'test.db'}"

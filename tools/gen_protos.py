@@ -24,6 +24,13 @@ def _include_dirs() -> list[Path]:
     return [PROTOS, googleapis_root, well_known]
 
 
+def _plugin(name: str) -> Path:
+    found = shutil.which(name) or shutil.which(name, path=str(Path(sys.executable).parent))
+    if found is None:
+        raise SystemExit(f"{name} not found: install the dev extras (pip install -e '.[dev]')")
+    return Path(found)
+
+
 def generate(out_dir: Path) -> None:
     """Replace out_dir with freshly generated code for every .proto under protos/."""
     if out_dir.exists():
@@ -32,6 +39,11 @@ def generate(out_dir: Path) -> None:
     sources = sorted(str(p.relative_to(PROTOS)) for p in PROTOS.rglob("*.proto"))
     args = ["grpc_tools.protoc", *(f"-I{d}" for d in _include_dirs())]
     args += [f"--python_out={out_dir}", f"--pyi_out={out_dir}", f"--grpc_python_out={out_dir}"]
+    # grpcio-tools types the messages only; mypy-protobuf's plugin types the stubs.
+    args += [
+        f"--plugin=protoc-gen-mypy_grpc={_plugin('protoc-gen-mypy_grpc')}",
+        f"--mypy_grpc_out={out_dir}",
+    ]
     if protoc.main([*args, *sources]) != 0:
         raise SystemExit("protoc failed")
     # Every folder is a regular package so that setuptools installs it, and
@@ -49,4 +61,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()

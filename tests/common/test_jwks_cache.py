@@ -19,8 +19,17 @@ def _b64(number: int) -> str:
 
 
 def _jwk(kid: str) -> dict[str, str]:
-    public = rsa.generate_private_key(public_exponent=65537, key_size=2048).public_key().public_numbers()
-    return {"kty": "RSA", "kid": kid, "use": "sig", "alg": "RS256", "n": _b64(public.n), "e": _b64(public.e)}
+    public = (
+        rsa.generate_private_key(public_exponent=65537, key_size=2048).public_key().public_numbers()
+    )
+    return {
+        "kty": "RSA",
+        "kid": kid,
+        "use": "sig",
+        "alg": "RS256",
+        "n": _b64(public.n),
+        "e": _b64(public.e),
+    }
 
 
 class KeySource:
@@ -55,7 +64,9 @@ KEY_B = _jwk("key-b")
 
 
 def _cache(source: KeySource, clock: Clock, cooldown: float = 5.0) -> JwksCache:
-    return JwksCache(source, allowed_algorithms=["RS256"], cooldown=cooldown, max_age=300, clock=clock)
+    return JwksCache(
+        source, allowed_algorithms=["RS256"], cooldown=cooldown, max_age=300, clock=clock
+    )
 
 
 def test_known_kid_is_served_from_the_cache_after_the_first_fetch() -> None:
@@ -90,8 +101,10 @@ def test_concurrent_unknown_kids_share_one_fetch() -> None:
     source, clock = KeySource([KEY_A], delay=0.2), Clock()
     cache = _cache(source, clock)
     results: list[bool] = []
-    threads = [threading.Thread(target=lambda: results.append(cache.get("key-a") is not None))
-               for _ in range(20)]
+    threads = [
+        threading.Thread(target=lambda: results.append(cache.get("key-a") is not None))
+        for _ in range(20)
+    ]
     for thread in threads:
         thread.start()
     for thread in threads:

@@ -1,0 +1,106 @@
+"""The three real processes, started the way `make run` starts them, on SQLite and on MariaDB."""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Iterator
+from contextlib import ExitStack
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import requests
+import sqlalchemy
+
+from devstack.launcher import Stack, StackSettings
+from tests.conftest import temporary_mysql_database
+
+CHEAP_ARGON2 = {
+    "AUTH_ARGON2_TIME_COST": "1",
+    "AUTH_ARGON2_MEMORY_KIB": "1024",
+    "AUTH_ARGON2_PARALLELISM": "1",
+}
+TABLES = ("users", "refresh_tokens", "profiles")
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+@dataclass
+class RunningStack:
+    stack: Stack
+    url: str
+    auth_target: str
+    profile_target: str
+    auth_database_url: str
+    profile_database_url: str
+    log_dir: Path
+
+    def post(self, path: str, body: object, **kwargs: object) -> requests.Response:
+        return requests.post(f"{self.url}{path}", json=body, timeout=10, **kwargs)  # type: ignore[arg-type]
+
+    def row_counts(self) -> dict[str, int]:
+        """Rows in every table of both services: what a rejected request must leave unchanged."""
+        counts: dict[str, int] = {}
+        for url in {self.auth_database_url, self.profile_database_url}:
+            engine = sqlalchemy.create_engine(url)
+            try:
+                with engine.connect() as connection:
+                    present = set(sqlalchemy.inspect(connection).get_table_names())
+                    for table in TABLES:
+                        if table in present:
+                            counts[table] = connection.execute(
+                                sqlalchemy.text(f"SELECT COUNT(*) FROM {table}")  # noqa: S608
+                            ).scalar_one()
+            finally:
+                engine.dispose()
+        return counts
+
+    def logs(self) -> str:
+        return "\n".join(
+            path.read_text(errors="replace") for path in sorted(self.log_dir.glob("*.log"))
+        )
+
+
+@pytest.fixture(scope="module", params=["sqlite", pytest.param("mysql", marks=pytest.mark.mysql)])
+def running_stack(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[RunningStack]:
+    state = tmp_path_factory.mktemp("stack")
+    with ExitStack() as cleanup:
+        if request.param == "mysql":
+            server: str = request.getfixturevalue("mysql_server_url")
+            auth_db = cleanup.enter_context(temporary_mysql_database(server, "e2e_auth"))
+            profile_db = cleanup.enter_context(temporary_mysql_database(server, "e2e_profile"))
+        else:
+            auth_db = f"sqlite:///{state / 'auth.db'}"
+            profile_db = f"sqlite:///{state / 'profile.db'}"
+        settings = StackSettings(
+            state_dir=state,
+            gateway_port=free_port(),
+            auth_port=free_port(),
+            profile_port=free_port(),
+            auth_database_url=auth_db,
+            profile_database_url=profile_db,
+            extra_env={
+                **CHEAP_ARGON2,
+                "JWT_ISSUER": "authgate-e2e",
+                "JWT_AUDIENCE": "authgate-e2e-api",
+            },
+        )
+        stack = Stack(settings, log_dir=state / "logs")
+        stack.start(timeout=60)
+        cleanup.callback(stack.stop)
+        yield RunningStack(
+            stack=stack,
+            url=settings.gateway_url,
+            auth_target=f"127.0.0.1:{settings.auth_port}",
+            profile_target=f"127.0.0.1:{settings.profile_port}",
+            auth_database_url=auth_db,
+            profile_database_url=profile_db,
+            log_dir=state / "logs",
+        )

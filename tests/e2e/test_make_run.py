@@ -1,0 +1,66 @@
+"""`make run` (python -m devstack): sets up on first use, serves, and stops cleanly on Ctrl-C."""
+
+from __future__ import annotations
+
+import os
+import signal
+import stat
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import requests
+
+from tests.e2e.conftest import CHEAP_ARGON2, free_port
+
+
+def test_devstack_serves_with_sqlite_and_dev_keys_then_stops_all_three_on_ctrl_c(
+    tmp_path: Path,
+) -> None:
+    gateway_port = free_port()
+    env = {
+        **os.environ,
+        **CHEAP_ARGON2,
+        "GATEWAY_PORT": str(gateway_port),
+        "AUTH_GRPC_PORT": str(free_port()),
+        "PROFILE_GRPC_PORT": str(free_port()),
+    }
+    for name in ("AUTH_DATABASE_URL", "PROFILE_DATABASE_URL", "AUTH_KEYS_DIR"):
+        env.pop(name, None)
+    launcher = subprocess.Popen(
+        [sys.executable, "-m", "devstack"],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        assert launcher.stdout is not None
+        banner = ""
+        deadline = time.monotonic() + 60
+        while "Ctrl-C" not in banner and time.monotonic() < deadline and launcher.poll() is None:
+            banner += launcher.stdout.readline()
+        assert f"http://127.0.0.1:{gateway_port}" in banner, banner
+        assert "curl" in banner
+        assert requests.get(f"http://127.0.0.1:{gateway_port}/readyz", timeout=5).status_code == 200
+
+        keys = list((tmp_path / "var" / "keys").glob("*.pem"))
+        assert len(keys) == 1
+        assert stat.S_IMODE(keys[0].stat().st_mode) == 0o600
+        assert (tmp_path / "var" / "auth.db").exists()
+        assert (tmp_path / "var" / "profile.db").exists()
+
+        launcher.send_signal(signal.SIGINT)
+        assert launcher.wait(timeout=30) == 0
+    finally:
+        if launcher.poll() is None:
+            launcher.kill()
+            launcher.wait()
+    try:
+        requests.get(f"http://127.0.0.1:{gateway_port}/healthz", timeout=2)
+        still_serving = True
+    except requests.ConnectionError:
+        still_serving = False
+    assert not still_serving, "the gateway outlived make run"
