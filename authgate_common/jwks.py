@@ -1,4 +1,4 @@
-"""A cache of the auth service's public keys, refetched on an unknown `kid` at most once per cooldown."""
+"""Cache of the public keys of the auth service; an unknown `kid` refetches, once per cooldown."""
 
 from __future__ import annotations
 

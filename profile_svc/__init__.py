@@ -1,1 +1,1 @@
-"""profile_svc."""
+"""The profile service: users' profiles over gRPC, for callers with a verified access token."""

@@ -1,0 +1,60 @@
+"""The profile service's configuration, read once from the environment at start."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
+
+from authgate_common.config import ConfigError, Env, port
+from authgate_common.grpc_server import ServerSettings
+from authgate_common.tokens import TokenSettings
+
+DEFAULT_DATABASE_URL = "sqlite:///var/profile.db"
+DEFAULT_AUTH_TARGET = "127.0.0.1:50051"
+
+
+@dataclass(frozen=True)
+class ProfileConfig:
+    database_url: str
+    server: ServerSettings
+    auth_target: str
+    tokens: TokenSettings
+    jwks_refetch_cooldown_seconds: float = 5.0
+    log_level: str = "INFO"
+
+    @classmethod
+    def from_env(cls, env: Env) -> ProfileConfig:
+        return cls(
+            database_url=_database_url(env, "PROFILE_DATABASE_URL"),
+            server=ServerSettings(
+                host=env.str("PROFILE_GRPC_HOST", "127.0.0.1"),
+                port=port(env, "PROFILE_GRPC_PORT", 50052),
+                max_workers=env.int("GRPC_MAX_WORKERS", 16, minimum=1, maximum=1024),
+            ),
+            auth_target=env.str("AUTH_GRPC_TARGET", DEFAULT_AUTH_TARGET),
+            tokens=TokenSettings.from_env(env),
+            jwks_refetch_cooldown_seconds=env.float("JWKS_REFETCH_COOLDOWN_SECONDS", 5.0),
+            log_level=_log_level(env),
+        )
+
+
+def _database_url(env: Env, name: str) -> str:
+    url = env.str(name, DEFAULT_DATABASE_URL)
+    try:
+        backend = make_url(url).get_backend_name()
+    except ArgumentError:
+        # The value may hold a password: never echo it.
+        raise ConfigError(f"{name} is not a valid SQLAlchemy database URL") from None
+    if backend not in {"sqlite", "mysql"}:
+        raise ConfigError(f"{name} must be a sqlite:// or mysql+pymysql:// URL, got {backend}")
+    return url
+
+
+def _log_level(env: Env) -> str:
+    level = env.str("LOG_LEVEL", "INFO").upper()
+    if level not in logging.getLevelNamesMapping():
+        raise ConfigError(f"LOG_LEVEL must be a logging level such as INFO, got {level!r}")
+    return level

@@ -1,0 +1,96 @@
+"""Storage of profiles: the only module that knows SQL. One session per call."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import Engine, RowMapping, insert, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session, sessionmaker
+
+from profile_svc.models import Profile, metadata, profiles
+
+EDITABLE_COLUMNS = frozenset({"display_name", "email", "bio"})
+
+
+def create_schema(engine: Engine) -> None:
+    metadata.create_all(engine)
+
+
+class ProfileRepository:
+    def __init__(self, sessions: sessionmaker[Session]) -> None:
+        self._sessions = sessions
+
+    def find(self, user_id: str) -> Profile | None:
+        with self._sessions() as session:
+            row = session.execute(select(profiles).where(profiles.c.user_id == user_id)).first()
+        return None if row is None else _profile(row._mapping)
+
+    def get_or_create(self, new: Profile) -> Profile:
+        """The stored profile of new.user_id, inserting `new` if there is none.
+
+        Race-safe: when a concurrent call inserts first, our insert fails on the
+        primary key and we read the winner's row.
+        """
+        existing = self.find(new.user_id)
+        if existing is not None:
+            return existing
+        try:
+            with self._sessions.begin() as session:
+                session.execute(insert(profiles).values(_row(new)))
+        except IntegrityError:
+            winner = self.find(new.user_id)
+            if winner is None:  # the conflict was not on our key
+                raise
+            return winner
+        return new
+
+    def update(
+        self, user_id: str, changes: Mapping[str, str], updated_at: datetime
+    ) -> Profile | None:
+        """Set the given editable columns and updated_at; None when there is no such profile."""
+        unknown = set(changes) - EDITABLE_COLUMNS
+        if unknown:
+            raise ValueError(f"not editable: {sorted(unknown)}")
+        with self._sessions.begin() as session:
+            session.execute(
+                update(profiles)
+                .where(profiles.c.user_id == user_id)
+                .values(**changes, updated_at=_to_db(updated_at))
+            )
+            row = session.execute(select(profiles).where(profiles.c.user_id == user_id)).first()
+        return None if row is None else _profile(row._mapping)
+
+
+def _row(profile: Profile) -> dict[str, Any]:
+    return {
+        "user_id": profile.user_id,
+        "username": profile.username,
+        "display_name": profile.display_name,
+        "email": profile.email,
+        "bio": profile.bio,
+        "created_at": _to_db(profile.created_at),
+        "updated_at": _to_db(profile.updated_at),
+    }
+
+
+def _profile(row: RowMapping) -> Profile:
+    return Profile(
+        user_id=row["user_id"],
+        username=row["username"],
+        display_name=row["display_name"],
+        email=row["email"],
+        bio=row["bio"],
+        created_at=_from_db(row["created_at"]),
+        updated_at=_from_db(row["updated_at"]),
+    )
+
+
+def _to_db(moment: datetime) -> datetime:
+    return moment.astimezone(UTC).replace(tzinfo=None)
+
+
+def _from_db(moment: datetime) -> datetime:
+    return moment.replace(tzinfo=UTC)

@@ -1,0 +1,84 @@
+"""Assembling the profile service from its configuration: storage, token checks, gRPC server."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+import grpc
+from authgate.profile.v1 import profile_pb2_grpc
+from sqlalchemy import Engine
+
+from authgate_common.db import make_engine, make_sessions, redact_url
+from authgate_common.grpc_server import RunningServer, run_until_signalled, start_server
+from authgate_common.jwks import JwksCache, JwksSource, grpc_jwks_source
+from authgate_common.tokens import TokenVerifier
+from profile_svc.config import ProfileConfig
+from profile_svc.interceptor import AuthInterceptor, CallerIdentity
+from profile_svc.profiles import Profiles
+from profile_svc.repository import ProfileRepository, create_schema
+from profile_svc.servicer import SERVICE_NAME, ProfileServicer
+
+log = logging.getLogger(__name__)
+
+
+def build_server(config: ProfileConfig, *, jwks_source: JwksSource | None = None) -> RunningServer:
+    """A started server; the JWKS comes from jwks_source, or else from AuthService.GetJwks.
+
+    The engine and the channel to the auth service are made once here and closed on stop.
+    """
+    engine = make_engine(config.database_url, pool_size=config.server.max_workers)
+    auth_channel: grpc.Channel | None = None
+    try:
+        create_schema(engine)
+        if jwks_source is None:
+            auth_channel = grpc.insecure_channel(config.auth_target)
+            jwks_source = grpc_jwks_source(auth_channel)
+        keys = JwksCache(
+            jwks_source,
+            allowed_algorithms=config.tokens.algorithms,
+            cooldown=config.jwks_refetch_cooldown_seconds,
+        )
+        caller = CallerIdentity()
+        servicer = ProfileServicer(Profiles(ProfileRepository(make_sessions(engine))), caller)
+        interceptor = AuthInterceptor(
+            TokenVerifier(config.tokens, keys), caller, protected_services=[SERVICE_NAME]
+        )
+        running = start_server(
+            config.server,
+            register=_registering(servicer),
+            service_names=[SERVICE_NAME],
+            interceptors=[interceptor],
+        )
+    except BaseException:
+        _close(engine, auth_channel)
+        raise
+    running.on_stop.append(lambda: _close(engine, auth_channel))
+    log.info(
+        "profile service started",
+        extra={
+            "address": f"{config.server.host}:{running.port}",
+            "database": redact_url(config.database_url),
+            "auth_target": config.auth_target,
+        },
+    )
+    return running
+
+
+def _registering(servicer: ProfileServicer) -> Callable[[grpc.Server], None]:
+    def register(server: grpc.Server) -> None:
+        profile_pb2_grpc.add_ProfileServiceServicer_to_server(servicer, server)
+
+    return register
+
+
+def _close(engine: Engine, channel: grpc.Channel | None) -> None:
+    if channel is not None:
+        channel.close()
+    engine.dispose()
+
+
+def serve(config: ProfileConfig) -> None:
+    """Run until SIGTERM or SIGINT, then stop gracefully."""
+    running = build_server(config)
+    run_until_signalled(running, config.server.grace_seconds)

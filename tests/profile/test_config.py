@@ -1,0 +1,71 @@
+"""ProfileConfig.from_env: defaults, overrides and clear errors."""
+
+from __future__ import annotations
+
+import pytest
+
+from authgate_common.config import ConfigError, Env
+from profile_svc.config import ProfileConfig
+
+
+def test_defaults_match_the_contract() -> None:
+    config = ProfileConfig.from_env(Env({}))
+
+    assert config.database_url == "sqlite:///var/profile.db"
+    assert (config.server.host, config.server.port) == ("127.0.0.1", 50052)
+    assert config.server.max_workers == 16
+    assert config.auth_target == "127.0.0.1:50051"
+    assert config.jwks_refetch_cooldown_seconds == 5.0
+    assert config.tokens.algorithms == ("RS256",)
+
+
+def test_environment_overrides_every_setting() -> None:
+    config = ProfileConfig.from_env(
+        Env(
+            {
+                "PROFILE_DATABASE_URL": "mysql+pymysql://root@db:3306/profiles",
+                "PROFILE_GRPC_HOST": "0.0.0.0",
+                "PROFILE_GRPC_PORT": "0",
+                "AUTH_GRPC_TARGET": "auth:50051",
+                "JWT_ISSUER": "issuer-x",
+                "JWT_AUDIENCE": "audience-x",
+                "JWKS_REFETCH_COOLDOWN_SECONDS": "0.5",
+                "GRPC_MAX_WORKERS": "4",
+                "LOG_LEVEL": "debug",
+            }
+        )
+    )
+
+    assert config.database_url == "mysql+pymysql://root@db:3306/profiles"
+    assert (config.server.host, config.server.port, config.server.max_workers) == (
+        "0.0.0.0",
+        0,
+        4,
+    )
+    assert config.auth_target == "auth:50051"
+    assert (config.tokens.issuer, config.tokens.audience) == ("issuer-x", "audience-x")
+    assert config.jwks_refetch_cooldown_seconds == 0.5
+    assert config.log_level == "DEBUG"
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "message"),
+    [
+        ("PROFILE_GRPC_PORT", "70000", "PROFILE_GRPC_PORT"),
+        ("GRPC_MAX_WORKERS", "0", "GRPC_MAX_WORKERS"),
+        ("JWKS_REFETCH_COOLDOWN_SECONDS", "soon", "JWKS_REFETCH_COOLDOWN_SECONDS"),
+        ("PROFILE_DATABASE_URL", "postgresql://db/x", "PROFILE_DATABASE_URL"),
+        ("LOG_LEVEL", "LOUD", "LOG_LEVEL"),
+        ("JWT_ALGORITHMS", "HS256", "JWT_ALGORITHMS"),
+    ],
+)
+def test_bad_values_name_the_variable(name: str, value: str, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        ProfileConfig.from_env(Env({name: value}))
+
+
+def test_an_unparsable_database_url_is_not_echoed() -> None:
+    with pytest.raises(ConfigError) as raised:
+        ProfileConfig.from_env(Env({"PROFILE_DATABASE_URL": "not a url s3cret"}))
+
+    assert "s3cret" not in str(raised.value)
