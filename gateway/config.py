@@ -1,0 +1,41 @@
+"""Gateway configuration, read once from the environment into a frozen dataclass."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from authgate_common.config import ConfigError, Env, port
+from authgate_common.tokens import TokenSettings
+
+
+@dataclass(frozen=True)
+class GatewayConfig:
+    host: str = "127.0.0.1"
+    port: int = 8080
+    auth_target: str = "127.0.0.1:50051"
+    profile_target: str = "127.0.0.1:50052"
+    tokens: TokenSettings = field(default_factory=TokenSettings)
+    grpc_timeout_seconds: float = 5.0
+    max_body_bytes: int = 65536
+    jwks_refetch_cooldown_seconds: float = 5.0
+    # /readyz must answer quickly even when an upstream hangs.
+    readiness_timeout_seconds: float = 1.0
+
+    @classmethod
+    def from_env(cls, env: Env) -> GatewayConfig:
+        timeout = env.float("GATEWAY_GRPC_TIMEOUT_SECONDS", cls.grpc_timeout_seconds)
+        if timeout <= 0:
+            raise ConfigError(f"GATEWAY_GRPC_TIMEOUT_SECONDS must be above 0, got {timeout}")
+        return cls(
+            host=env.str("GATEWAY_HOST", cls.host),
+            port=port(env, "GATEWAY_PORT", cls.port),
+            auth_target=env.str("AUTH_GRPC_TARGET", cls.auth_target),
+            profile_target=env.str("PROFILE_GRPC_TARGET", cls.profile_target),
+            tokens=TokenSettings.from_env(env),
+            grpc_timeout_seconds=timeout,
+            max_body_bytes=env.int("GATEWAY_MAX_BODY_BYTES", cls.max_body_bytes, minimum=1),
+            jwks_refetch_cooldown_seconds=env.float(
+                "JWKS_REFETCH_COOLDOWN_SECONDS", cls.jwks_refetch_cooldown_seconds
+            ),
+            readiness_timeout_seconds=min(cls.readiness_timeout_seconds, timeout),
+        )

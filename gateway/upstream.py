@@ -1,0 +1,116 @@
+"""The gRPC side of the gateway: one long-lived channel per upstream per process.
+
+Channels are made lazily on first use and remade in a forked child (gunicorn
+workers), never per request. Every call carries a deadline.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import grpc
+from google.protobuf.message import Message
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from authgate_common.jwks import JwkDict, JwksSource, grpc_jwks_source
+from gateway.routes import Route
+
+Metadata = Sequence[tuple[str, str]]
+
+_CHANNEL_OPTIONS: Sequence[tuple[str, Any]] = (
+    ("grpc.keepalive_time_ms", 30_000),
+    ("grpc.keepalive_timeout_ms", 10_000),
+    ("grpc.max_receive_message_length", 4 * 1024 * 1024),
+)
+UNREACHABLE = "UNREACHABLE"
+
+
+class Upstreams:
+    """Channels to the upstreams by name (e.g. "auth" -> "127.0.0.1:50051")."""
+
+    def __init__(self, targets: Mapping[str, str], *, timeout_seconds: float) -> None:
+        self._targets = dict(targets)
+        self._timeout = timeout_seconds
+        self._lock = threading.Lock()
+        self._pid = os.getpid()
+        self._channels: dict[str, grpc.Channel] = {}
+        self._callables: dict[str, grpc.UnaryUnaryMultiCallable[Any, Any]] = {}
+
+    @property
+    def names(self) -> Sequence[str]:
+        return tuple(self._targets)
+
+    def channel(self, name: str) -> grpc.Channel:
+        with self._lock:
+            self._forget_if_forked()
+            channel = self._channels.get(name)
+            if channel is None:
+                channel = grpc.insecure_channel(self._targets[name], options=_CHANNEL_OPTIONS)
+                self._channels[name] = channel
+            return channel
+
+    def _forget_if_forked(self) -> None:
+        # A channel inherited through fork belongs to the parent: drop it, make our own.
+        if os.getpid() != self._pid:
+            self._pid = os.getpid()
+            self._channels = {}
+            self._callables = {}
+
+    def call(self, route: Route, request: Message, metadata: Metadata) -> Message:
+        """Call route's RPC; raises grpc.RpcError with the upstream's status."""
+        response: Message = self._callable(route)(
+            request, timeout=self._timeout, metadata=tuple(metadata)
+        )
+        return response
+
+    def _callable(self, route: Route) -> grpc.UnaryUnaryMultiCallable[Any, Any]:
+        key = f"{route.upstream}{route.grpc_path}"
+        with self._lock:
+            self._forget_if_forked()
+            cached = self._callables.get(key)
+        if cached is not None:
+            return cached
+        callable_ = self.channel(route.upstream).unary_unary(
+            route.grpc_path,
+            request_serializer=route.request_class.SerializeToString,
+            response_deserializer=route.response_class.FromString,
+        )
+        with self._lock:
+            self._callables[key] = callable_
+        return callable_
+
+    def health(self, timeout_seconds: float) -> dict[str, str]:
+        """Each upstream's grpc.health.v1 server status name (or UNREACHABLE), checked at once."""
+        request = health_pb2.HealthCheckRequest(service="")
+        pending = {
+            name: health_pb2_grpc.HealthStub(self.channel(name)).Check.future(
+                request, timeout=timeout_seconds
+            )
+            for name in self._targets
+        }
+        statuses: dict[str, str] = {}
+        for name, future in pending.items():
+            try:
+                response = future.result()
+            except grpc.RpcError:
+                statuses[name] = UNREACHABLE
+            else:
+                statuses[name] = health_pb2.HealthCheckResponse.ServingStatus.Name(response.status)
+        return statuses
+
+    def jwks_source(self, upstream: str) -> JwksSource:
+        """A key-set source over this process's channel to the auth upstream."""
+
+        def fetch() -> Sequence[JwkDict]:
+            return grpc_jwks_source(self.channel(upstream), timeout=self._timeout)()
+
+        return fetch
+
+    def close(self) -> None:
+        with self._lock:
+            channels, self._channels, self._callables = self._channels, {}, {}
+        for channel in channels.values():
+            channel.close()

@@ -1,0 +1,16 @@
+"""Entry point for gunicorn: `gunicorn 'gateway.wsgi:create_app_from_env()'`."""
+
+from __future__ import annotations
+
+from flask import Flask
+
+from authgate_common.config import Env
+from authgate_common.logs import configure_logging
+from gateway.app import create_app
+from gateway.config import GatewayConfig
+
+
+def create_app_from_env() -> Flask:
+    env = Env.from_os()
+    configure_logging("gateway", env.str("LOG_LEVEL", "INFO"))
+    return create_app(GatewayConfig.from_env(env))
