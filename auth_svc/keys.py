@@ -1,0 +1,222 @@
+"""The RSA signing keys: loaded once at start from AUTH_KEYS_DIR, generated there when it has none.
+
+Every `*.pem` in the folder is published in the JWKS; the newest file (by mtime,
+then name) signs. `python -m auth_svc.keys rotate` adds a new key that becomes the
+signer while the old ones stay published, so tokens they signed keep verifying.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import hashlib
+import json
+import logging
+import os
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+from cryptography.exceptions import UnsupportedAlgorithm
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+
+from authgate_common.config import ConfigError, Env
+
+log = logging.getLogger(__name__)
+
+MIN_KEY_BITS = 2048
+GENERATED_KEY_BITS = 2048
+
+
+class KeyRingError(ConfigError):
+    """The keys folder cannot be used; the message names the file, never key material."""
+
+
+def _b64url_uint(value: int) -> str:
+    length = max(1, (value.bit_length() + 7) // 8)
+    return base64.urlsafe_b64encode(value.to_bytes(length, "big")).rstrip(b"=").decode("ascii")
+
+
+def jwk_thumbprint(e: str, n: str) -> str:
+    """RFC 7638 SHA-256 thumbprint of an RSA JWK: the required members in lexicographic order."""
+    canonical = json.dumps({"e": e, "kty": "RSA", "n": n}, separators=(",", ":"), sort_keys=True)
+    digest = hashlib.sha256(canonical.encode("ascii")).digest()
+    return base64.urlsafe_b64encode(digest).rstrip(b"=").decode("ascii")
+
+
+@dataclass(frozen=True)
+class SigningKey:
+    """One parsed private key and its public JWK."""
+
+    kid: str
+    private_key: rsa.RSAPrivateKey
+    path: Path
+
+    @classmethod
+    def from_private_key(cls, private_key: rsa.RSAPrivateKey, path: Path) -> SigningKey:
+        numbers = private_key.public_key().public_numbers()
+        return cls(
+            jwk_thumbprint(_b64url_uint(numbers.e), _b64url_uint(numbers.n)), private_key, path
+        )
+
+    def public_jwk(self, algorithm: str) -> dict[str, str]:
+        numbers = self.private_key.public_key().public_numbers()
+        return {
+            "kty": "RSA",
+            "kid": self.kid,
+            "use": "sig",
+            "alg": algorithm,
+            "n": _b64url_uint(numbers.n),
+            "e": _b64url_uint(numbers.e),
+        }
+
+
+class KeyRing:
+    """The service's keys, newest last; the newest signs and all are published."""
+
+    def __init__(self, keys: Sequence[SigningKey]) -> None:
+        if not keys:
+            raise KeyRingError("a key ring needs at least one key")
+        self._keys = tuple(keys)
+
+    @classmethod
+    def load(cls, keys_dir: Path, *, generate_if_empty: bool = True) -> KeyRing:
+        """Parse every key in keys_dir; with none there, generate the first one."""
+        paths = _key_files(keys_dir)
+        if not paths:
+            if not generate_if_empty:
+                raise KeyRingError(f"no *.pem private key in {keys_dir}")
+            paths = [generate_key_file(keys_dir)]
+            log.info("generated a signing key", extra={"keys_dir": str(keys_dir)})
+        ring = cls([_load_key(path) for path in paths])
+        log.info("loaded signing keys", extra={"kids": ring.kids, "signing_kid": ring.signer.kid})
+        return ring
+
+    @property
+    def signer(self) -> SigningKey:
+        return self._keys[-1]
+
+    @property
+    def kids(self) -> tuple[str, ...]:
+        return tuple(key.kid for key in self._keys)
+
+    def jwks(self, algorithm: str) -> list[dict[str, str]]:
+        """The public keys, the signing key first; duplicates (same key twice) once."""
+        seen: set[str] = set()
+        published = []
+        for key in reversed(self._keys):
+            if key.kid not in seen:
+                seen.add(key.kid)
+                published.append(key.public_jwk(algorithm))
+        return published
+
+
+def _key_files(keys_dir: Path) -> list[Path]:
+    if not keys_dir.exists():
+        return []
+    if not keys_dir.is_dir():
+        raise KeyRingError(f"AUTH_KEYS_DIR {keys_dir} is not a directory")
+    try:
+        paths = [path for path in keys_dir.glob("*.pem") if path.is_file()]
+    except OSError as exc:
+        raise KeyRingError(f"cannot read AUTH_KEYS_DIR {keys_dir}: {exc.strerror}") from None
+    return sorted(paths, key=lambda path: (path.stat().st_mtime_ns, path.name))
+
+
+def _load_key(path: Path) -> SigningKey:
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise KeyRingError(f"cannot read key file {path}: {exc.strerror}") from None
+    try:
+        private_key = serialization.load_pem_private_key(data, password=None)
+    except (ValueError, TypeError, UnsupportedAlgorithm):
+        # The library's message could quote the file; ours names only the path.
+        raise KeyRingError(f"key file {path} is not an unencrypted PEM private key") from None
+    if not isinstance(private_key, rsa.RSAPrivateKey):
+        raise KeyRingError(f"key file {path} is not an RSA key (only RSA keys can sign RS256)")
+    if private_key.key_size < MIN_KEY_BITS:
+        raise KeyRingError(
+            f"key file {path} is a {private_key.key_size}-bit RSA key; at least {MIN_KEY_BITS} "
+            "bits are required"
+        )
+    if path.stat().st_mode & 0o077:
+        log.warning("a key file is readable by other users", extra={"path": str(path)})
+    return SigningKey.from_private_key(private_key, path)
+
+
+def generate_key_file(keys_dir: Path, *, bits: int = GENERATED_KEY_BITS) -> Path:
+    """Write a new RSA private key into keys_dir (0700) as a 0600 file, atomically."""
+    if not keys_dir.exists():
+        keys_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        os.chmod(keys_dir, 0o700)  # mkdir's mode is subject to the umask
+    private_key = rsa.generate_private_key(public_exponent=65537, key_size=bits)
+    pem = private_key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+    kid = SigningKey.from_private_key(private_key, keys_dir).kid
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
+    final = keys_dir / f"{stamp}-{kid[:12]}.pem"
+    temporary = keys_dir / f".{final.name}.tmp"
+    # O_EXCL with 0600 from the start: the key is never readable by others, not even briefly.
+    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        with os.fdopen(fd, "wb") as file:
+            file.write(pem)
+            file.flush()
+            os.fsync(file.fileno())
+        os.replace(temporary, final)
+    except BaseException:
+        temporary.unlink(missing_ok=True)
+        raise
+    _fsync_dir(keys_dir)
+    return final
+
+
+def _fsync_dir(directory: Path) -> None:
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m auth_svc.keys", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+    rotate = commands.add_parser("rotate", help="add a new signing key; older keys stay published")
+    rotate.add_argument(
+        "--keys-dir",
+        type=Path,
+        default=None,
+        help="folder of PEM keys (default: AUTH_KEYS_DIR or var/keys)",
+    )
+    args = parser.parse_args(argv)
+    try:
+        keys_dir = args.keys_dir or Env.from_os().path("AUTH_KEYS_DIR", "var/keys")
+        if _key_files(keys_dir):
+            # Refuse to add to a folder the service could not start with.
+            KeyRing.load(keys_dir, generate_if_empty=False)
+        path = generate_key_file(keys_dir)
+        ring = KeyRing.load(keys_dir, generate_if_empty=False)
+    except ConfigError as exc:
+        print(f"auth_svc.keys: {exc}", file=sys.stderr)
+        return 2
+    if ring.signer.path != path:
+        print(
+            f"auth_svc.keys: wrote {path}, but {ring.signer.path} is newer (mtime in the future?) "
+            "and still signs",
+            file=sys.stderr,
+        )
+        return 1
+    print(f"new signing key {ring.signer.kid} in {path}; restart the auth service to use it")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

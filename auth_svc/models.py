@@ -1,0 +1,92 @@
+"""The auth service's tables: `users` and `refresh_tokens` (SQLAlchemy Core).
+
+Column sizes are bounded so that unique indexes fit MySQL's limits; times are
+stored as naive UTC with microseconds and read back as timezone-aware UTC.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from sqlalchemy import (
+    Boolean,
+    Column,
+    DateTime,
+    Dialect,
+    ForeignKey,
+    Index,
+    MetaData,
+    String,
+    Table,
+    TypeDecorator,
+)
+from sqlalchemy.dialects import mysql
+from sqlalchemy.types import TypeEngine
+
+metadata = MetaData()
+
+ID_LENGTH = 36  # a UUID in its canonical text form
+TOKEN_HASH_LENGTH = 64  # SHA-256 in hex
+
+
+class UtcDateTime(TypeDecorator[datetime]):
+    """Aware UTC datetimes in, aware UTC datetimes out; naive UTC in the database."""
+
+    impl = DateTime
+    cache_ok = True
+
+    def load_dialect_impl(self, dialect: Dialect) -> TypeEngine[datetime]:
+        if dialect.name == "mysql":
+            return dialect.type_descriptor(mysql.DATETIME(fsp=6))  # keep microseconds
+        return dialect.type_descriptor(DateTime())
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime: pass timezone-aware UTC times")
+        return value.astimezone(UTC).replace(tzinfo=None)
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        return None if value is None else value.replace(tzinfo=UTC)
+
+
+users = Table(
+    "users",
+    metadata,
+    Column("id", String(ID_LENGTH), primary_key=True),
+    Column("username", String(64), nullable=False),
+    # Lower-cased username: the unique index makes "Alice" and "alice" one user, race-free.
+    Column("username_normalized", String(64), nullable=False),
+    Column("password_hash", String(255), nullable=False),
+    Column("email", String(254), nullable=True),
+    Column("display_name", String(100), nullable=True),
+    Column("disabled", Boolean, nullable=False, default=False),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("updated_at", UtcDateTime, nullable=False),
+    Index("uq_users_username_normalized", "username_normalized", unique=True),
+)
+
+refresh_tokens = Table(
+    "refresh_tokens",
+    metadata,
+    Column("id", String(ID_LENGTH), primary_key=True),
+    Column("token_hash", String(TOKEN_HASH_LENGTH), nullable=False),
+    # Every token rotated from one login shares the family; reuse revokes the family.
+    Column("family_id", String(ID_LENGTH), nullable=False),
+    Column(
+        "user_id",
+        String(ID_LENGTH),
+        ForeignKey("users.id", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    Column("parent_id", String(ID_LENGTH), nullable=True),
+    Column("issued_at", UtcDateTime, nullable=False),
+    Column("expires_at", UtcDateTime, nullable=False),
+    Column("family_expires_at", UtcDateTime, nullable=False),
+    Column("spent_at", UtcDateTime, nullable=True),
+    Column("revoked_at", UtcDateTime, nullable=True),
+    Index("uq_refresh_tokens_token_hash", "token_hash", unique=True),
+    Index("ix_refresh_tokens_family_id", "family_id"),
+    Index("ix_refresh_tokens_user_id", "user_id"),
+)

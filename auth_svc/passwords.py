@@ -1,0 +1,50 @@
+"""argon2id password hashing with configured costs, and a dummy hash for unknown users."""
+
+from __future__ import annotations
+
+import secrets
+
+import argon2
+from argon2.exceptions import InvalidHashError, VerificationError
+
+from auth_svc.config import Argon2Params
+
+
+class PasswordHasher:
+    """Hashes and verifies passwords; made once at start (the dummy hash costs one hash)."""
+
+    def __init__(self, params: Argon2Params) -> None:
+        self._hasher = argon2.PasswordHasher(
+            time_cost=params.time_cost,
+            memory_cost=params.memory_kib,
+            parallelism=params.parallelism,
+            type=argon2.Type.ID,
+        )
+        # Verifying against this hash costs what verifying a real user's hash costs,
+        # so an unknown username takes as long to refuse as a wrong password.
+        self._dummy_hash = self._hasher.hash(secrets.token_urlsafe(24))
+
+    def hash(self, password: str) -> str:
+        return self._hasher.hash(_secret_bytes(password))
+
+    def verify(self, password_hash: str, password: str) -> bool:
+        try:
+            return self._hasher.verify(password_hash, _secret_bytes(password))
+        except (VerificationError, InvalidHashError):
+            return False
+
+    def verify_dummy(self, password: str) -> None:
+        """Spend the time of one verification, for a user that does not exist."""
+        self.verify(self._dummy_hash, password)
+
+    def needs_rehash(self, password_hash: str) -> bool:
+        """True when the hash was made with other parameters than the configured ones."""
+        try:
+            return self._hasher.check_needs_rehash(password_hash)
+        except InvalidHashError:
+            return True
+
+
+def _secret_bytes(password: str) -> bytes:
+    # UTF-8 as argon2-cffi would encode it; surrogatepass so that no input can crash a login.
+    return password.encode("utf-8", "surrogatepass")

@@ -1,0 +1,246 @@
+"""The auth domain: register, log in, rotate and revoke refresh tokens, publish keys.
+
+Knows nothing of gRPC or SQL; raises authgate_common.errors.* for the edges to map.
+
+Choices worth knowing:
+- Unknown user, wrong password and disabled user all answer the same
+  Unauthenticated(INVALID_CREDENTIALS), after one argon2 verification each.
+- A refresh token can be spent once. Presenting it again - including losing a
+  race against a concurrent Refresh with the same token - revokes its whole
+  family, since the server cannot tell the rightful client from a thief.
+- Logout is idempotent in the manner of RFC 7009: an unknown, expired, spent or
+  revoked token still succeeds (and a spent one still revokes its family), so
+  Logout reveals nothing about the tokens it is given. Only an empty token is
+  refused, as InvalidArgument.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from auth_svc import rules
+from auth_svc.config import AuthConfig
+from auth_svc.keys import KeyRing
+from auth_svc.passwords import PasswordHasher
+from auth_svc.repository import (
+    RefreshTokenRecord,
+    RefreshTokenRepository,
+    UserRecord,
+    UserRepository,
+)
+from auth_svc.tokens import (
+    MAX_REFRESH_TOKEN_LENGTH,
+    AccessTokenIssuer,
+    AccessTokenSubject,
+    hash_refresh_token,
+    new_refresh_token,
+)
+from authgate_common.errors import InvalidArgument, PermissionDenied, Unauthenticated
+
+log = logging.getLogger(__name__)
+
+INVALID_CREDENTIALS = "invalid username or password"
+INVALID_REFRESH_TOKEN = "the refresh token is invalid, expired or revoked"  # noqa: S105
+TOKEN_TYPE = "Bearer"  # noqa: S105 - the OAuth token_type, not a secret
+
+Clock = Callable[[], datetime]
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass(frozen=True)
+class RegisteredUser:
+    user_id: str
+    username: str
+
+
+@dataclass(frozen=True)
+class TokenPair:
+    access_token: str
+    expires_in: int
+    refresh_token: str
+    refresh_expires_in: int
+    token_type: str = TOKEN_TYPE
+
+
+class AuthService:
+    """The auth use cases over repositories, a password hasher and a token issuer."""
+
+    def __init__(
+        self,
+        config: AuthConfig,
+        *,
+        users: UserRepository,
+        refresh_tokens: RefreshTokenRepository,
+        passwords: PasswordHasher,
+        access_tokens: AccessTokenIssuer,
+        keys: KeyRing,
+        clock: Clock = utc_now,
+    ) -> None:
+        self._config = config
+        self._users = users
+        self._refresh_tokens = refresh_tokens
+        self._passwords = passwords
+        self._access_tokens = access_tokens
+        self._keys = keys
+        self._clock = clock
+
+    def register(
+        self, username: str, password: str, *, email: str = "", display_name: str = ""
+    ) -> RegisteredUser:
+        if not self._config.registration_enabled:
+            raise PermissionDenied("registration is disabled")
+        rules.check_username(username)
+        rules.check_password(
+            password, username=username, min_length=self._config.password_min_length
+        )
+        checked_email = rules.check_email(email)
+        checked_name = rules.check_display_name(display_name)
+        now = self._clock()
+        user = UserRecord(
+            id=str(uuid.uuid4()),
+            username=username,
+            username_normalized=rules.normalize_username(username),
+            password_hash=self._passwords.hash(password),
+            email=checked_email,
+            display_name=checked_name,
+            disabled=False,
+            created_at=now,
+            updated_at=now,
+        )
+        self._users.add(user)
+        log.info("user registered", extra={"user_id": user.id})
+        return RegisteredUser(user_id=user.id, username=user.username)
+
+    def login(self, username: str, password: str) -> TokenPair:
+        if not username or not password:
+            raise InvalidArgument("username and password are required")
+        user = None
+        if rules.is_valid_username(username):
+            user = self._users.by_username(rules.normalize_username(username))
+        if user is None:
+            self._passwords.verify_dummy(password)
+            raise Unauthenticated(INVALID_CREDENTIALS)
+        if not self._passwords.verify(user.password_hash, password) or user.disabled:
+            raise Unauthenticated(INVALID_CREDENTIALS)
+        now = self._clock()
+        if self._passwords.needs_rehash(user.password_hash):
+            self._users.replace_password_hash(
+                user.id, user.password_hash, self._passwords.hash(password), now
+            )
+            log.info("password rehashed with current parameters", extra={"user_id": user.id})
+        family_expires_at = now + timedelta(seconds=self._config.refresh_family_max_seconds)
+        token, record = self._new_refresh_token(
+            user.id,
+            now,
+            family_id=str(uuid.uuid4()),
+            parent_id=None,
+            family_expires_at=family_expires_at,
+        )
+        self._refresh_tokens.add(record)
+        log.info("login", extra={"user_id": user.id})
+        return self._token_pair(user, token, record, now)
+
+    def refresh(self, refresh_token: str) -> TokenPair:
+        if not refresh_token:
+            raise InvalidArgument("refresh_token is required")
+        now = self._clock()
+        presented = self._find_refresh_token(refresh_token)
+        if presented is None or presented.revoked_at is not None:
+            raise Unauthenticated(INVALID_REFRESH_TOKEN)
+        if presented.spent_at is not None:
+            self._revoke_family(presented, now, reason="reuse of a spent refresh token")
+            raise Unauthenticated(INVALID_REFRESH_TOKEN)
+        if presented.expires_at <= now:
+            raise Unauthenticated(INVALID_REFRESH_TOKEN)
+        user = self._users.by_id(presented.user_id)
+        if user is None or user.disabled:
+            self._revoke_family(presented, now, reason="user disabled or deleted")
+            raise Unauthenticated(INVALID_REFRESH_TOKEN)
+        token, child = self._new_refresh_token(
+            user.id,
+            now,
+            family_id=presented.family_id,
+            parent_id=presented.id,
+            family_expires_at=presented.family_expires_at,
+        )
+        if not self._refresh_tokens.rotate(presented.token_hash, child, now):
+            # Someone spent (or revoked) it between our read and our update.
+            self._revoke_family(presented, now, reason="concurrent reuse of a refresh token")
+            raise Unauthenticated(INVALID_REFRESH_TOKEN)
+        return self._token_pair(user, token, child, now)
+
+    def logout(self, refresh_token: str) -> None:
+        if not refresh_token:
+            raise InvalidArgument("refresh_token is required")
+        presented = self._find_refresh_token(refresh_token)
+        if presented is not None and presented.revoked_at is None:
+            self._refresh_tokens.revoke_family(presented.family_id, self._clock())
+            log.info("logout", extra={"user_id": presented.user_id})
+
+    def jwks(self) -> list[dict[str, str]]:
+        return self._keys.jwks(self._config.signing_algorithm)
+
+    def _find_refresh_token(self, refresh_token: str) -> RefreshTokenRecord | None:
+        if len(refresh_token) > MAX_REFRESH_TOKEN_LENGTH:
+            return None
+        return self._refresh_tokens.by_hash(hash_refresh_token(refresh_token))
+
+    def _new_refresh_token(
+        self,
+        user_id: str,
+        now: datetime,
+        *,
+        family_id: str,
+        parent_id: str | None,
+        family_expires_at: datetime,
+    ) -> tuple[str, RefreshTokenRecord]:
+        token = new_refresh_token()
+        expires_at = min(
+            now + timedelta(seconds=self._config.refresh_token_ttl_seconds), family_expires_at
+        )
+        record = RefreshTokenRecord(
+            id=str(uuid.uuid4()),
+            token_hash=hash_refresh_token(token),
+            family_id=family_id,
+            user_id=user_id,
+            parent_id=parent_id,
+            issued_at=now,
+            expires_at=expires_at,
+            family_expires_at=family_expires_at,
+        )
+        return token, record
+
+    def _revoke_family(self, token: RefreshTokenRecord, now: datetime, *, reason: str) -> None:
+        revoked = self._refresh_tokens.revoke_family(token.family_id, now)
+        log.warning(
+            "refresh token family revoked",
+            extra={
+                "reason": reason,
+                "family_id": token.family_id,
+                "user_id": token.user_id,
+                "revoked": revoked,
+            },
+        )
+
+    def _token_pair(
+        self, user: UserRecord, refresh_token: str, record: RefreshTokenRecord, now: datetime
+    ) -> TokenPair:
+        subject = AccessTokenSubject(
+            user_id=user.id,
+            username=user.username,
+            email=user.email,
+            display_name=user.display_name,
+        )
+        return TokenPair(
+            access_token=self._access_tokens.issue(subject, now),
+            expires_in=self._access_tokens.ttl_seconds,
+            refresh_token=refresh_token,
+            refresh_expires_in=int((record.expires_at - now).total_seconds()),
+        )

@@ -1,0 +1,75 @@
+"""Issuing tokens: RS256 access tokens (RFC 9068) and opaque refresh tokens stored as hashes."""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import jwt
+
+from auth_svc.keys import KeyRing
+from authgate_common.tokens import TokenSettings
+
+ACCESS_TOKEN_TYPE = "at+jwt"  # noqa: S105 - the RFC 9068 typ header
+CLIENT_ID = "authgate"
+# Longer than any token we issue (43 characters); longer input is refused unhashed.
+MAX_REFRESH_TOKEN_LENGTH = 256
+
+
+@dataclass(frozen=True)
+class AccessTokenSubject:
+    """What an access token says about its user."""
+
+    user_id: str
+    username: str
+    email: str | None
+    display_name: str | None
+
+
+class AccessTokenIssuer:
+    """Signs access tokens with the key ring's newest key."""
+
+    def __init__(self, settings: TokenSettings, keys: KeyRing, *, ttl_seconds: int) -> None:
+        self._settings = settings
+        self._keys = keys
+        self._algorithm = settings.algorithms[0]
+        self.ttl_seconds = ttl_seconds
+
+    def issue(self, subject: AccessTokenSubject, now: datetime) -> str:
+        issued_at = int(now.timestamp())
+        claims: dict[str, Any] = {
+            "iss": self._settings.issuer,
+            "aud": self._settings.audience,
+            "sub": subject.user_id,
+            "exp": issued_at + self.ttl_seconds,
+            "iat": issued_at,
+            "nbf": issued_at,
+            "jti": uuid.uuid4().hex,
+            "client_id": CLIENT_ID,
+            "preferred_username": subject.username,
+        }
+        if subject.email:
+            claims["email"] = subject.email
+        if subject.display_name:
+            claims["name"] = subject.display_name
+        signer = self._keys.signer
+        return jwt.encode(
+            claims,
+            signer.private_key,
+            algorithm=self._algorithm,
+            headers={"typ": ACCESS_TOKEN_TYPE, "kid": signer.kid},
+        )
+
+
+def new_refresh_token() -> str:
+    """256 random bits, URL-safe; only its hash is stored."""
+    return secrets.token_urlsafe(32)
+
+
+def hash_refresh_token(token: str) -> str:
+    """SHA-256 in hex: the token has full entropy, so a fast hash is enough to hide it."""
+    return hashlib.sha256(token.encode("utf-8", "surrogatepass")).hexdigest()

@@ -1,0 +1,81 @@
+"""AuthConfig.from_env: defaults, overrides and clear errors."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from auth_svc.config import Argon2Params, AuthConfig
+from authgate_common.config import ConfigError, Env
+
+
+def test_defaults_match_the_contract() -> None:
+    config = AuthConfig.from_env(Env({}))
+
+    assert config.database_url == "sqlite:///var/auth.db"
+    assert config.keys_dir == Path("var/keys")
+    assert (config.server.host, config.server.port) == ("127.0.0.1", 50051)
+    assert config.server.max_workers == 16
+    assert config.access_token_ttl_seconds == 900
+    assert config.refresh_token_ttl_seconds == 2592000
+    assert config.argon2 == Argon2Params(time_cost=3, memory_kib=65536, parallelism=4)
+    assert config.password_min_length == 12
+    assert config.registration_enabled is True
+    assert config.signing_algorithm == "RS256"
+
+
+def test_environment_overrides_every_setting() -> None:
+    env = Env(
+        {
+            "AUTH_DATABASE_URL": "mysql+pymysql://root@127.0.0.1:3306/auth",
+            "AUTH_KEYS_DIR": "/srv/authgate/keys",
+            "AUTH_GRPC_HOST": "0.0.0.0",
+            "AUTH_GRPC_PORT": "6000",
+            "GRPC_MAX_WORKERS": "4",
+            "AUTH_ACCESS_TOKEN_TTL_SECONDS": "600",
+            "AUTH_REFRESH_TOKEN_TTL_SECONDS": "3600",
+            "AUTH_ARGON2_TIME_COST": "4",
+            "AUTH_ARGON2_MEMORY_KIB": "131072",
+            "AUTH_ARGON2_PARALLELISM": "2",
+            "AUTH_PASSWORD_MIN_LENGTH": "16",
+            "AUTH_REGISTRATION_ENABLED": "false",
+            "JWT_ISSUER": "issuer-x",
+            "LOG_LEVEL": "debug",
+        }
+    )
+
+    config = AuthConfig.from_env(env)
+
+    assert config.database_url.startswith("mysql+pymysql://")
+    assert config.keys_dir == Path("/srv/authgate/keys")
+    assert (config.server.host, config.server.port, config.server.max_workers) == (
+        "0.0.0.0",
+        6000,
+        4,
+    )
+    assert (config.access_token_ttl_seconds, config.refresh_token_ttl_seconds) == (600, 3600)
+    assert config.argon2 == Argon2Params(time_cost=4, memory_kib=131072, parallelism=2)
+    assert config.password_min_length == 16
+    assert config.registration_enabled is False
+    assert config.tokens.issuer == "issuer-x"
+    assert config.log_level == "DEBUG"
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "message"),
+    [
+        ("AUTH_GRPC_PORT", "http", "AUTH_GRPC_PORT"),
+        ("AUTH_GRPC_PORT", "70000", "AUTH_GRPC_PORT"),
+        ("AUTH_ARGON2_MEMORY_KIB", "16", "AUTH_ARGON2_MEMORY_KIB"),
+        ("AUTH_ARGON2_TIME_COST", "0", "AUTH_ARGON2_TIME_COST"),
+        ("AUTH_PASSWORD_MIN_LENGTH", "4", "AUTH_PASSWORD_MIN_LENGTH"),
+        ("AUTH_ACCESS_TOKEN_TTL_SECONDS", "7200", "JWT_MAX_LIFETIME_SECONDS"),
+        ("AUTH_REGISTRATION_ENABLED", "maybe", "AUTH_REGISTRATION_ENABLED"),
+        ("LOG_LEVEL", "LOUD", "LOG_LEVEL"),
+        ("AUTH_DATABASE_URL", "  ", "AUTH_DATABASE_URL"),
+    ],
+)
+def test_invalid_setting_raises_config_error_naming_it(name: str, value: str, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        AuthConfig.from_env(Env({name: value}))

@@ -1,0 +1,77 @@
+"""`python -m auth_svc` as a process: clear configuration errors, start, stop on SIGTERM."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+
+def _run_main(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "auth_svc"],
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+def test_bad_configuration_exits_2_with_one_clear_line() -> None:
+    result = _run_main({"AUTH_GRPC_PORT": "not-a-port"})
+
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        "auth_svc: configuration error: AUTH_GRPC_PORT must be a whole number, got 'not-a-port'"
+    ]
+
+
+def test_unusable_keys_dir_exits_2(tmp_path: Path) -> None:
+    keys_file = tmp_path / "keys"
+    keys_file.write_text("")
+
+    result = _run_main(
+        {"AUTH_KEYS_DIR": str(keys_file), "AUTH_DATABASE_URL": f"sqlite:///{tmp_path}/a.db"}
+    )
+
+    assert result.returncode == 2
+    assert "is not a directory" in result.stderr.strip().splitlines()[-1]
+
+
+def test_service_starts_serves_health_and_stops_on_sigterm(tmp_path: Path) -> None:
+    port = _free_port()
+    env = {
+        **os.environ,
+        "AUTH_GRPC_PORT": str(port),
+        "AUTH_DATABASE_URL": f"sqlite:///{tmp_path}/auth.db",
+        "AUTH_KEYS_DIR": str(tmp_path / "keys"),
+    }
+    process = subprocess.Popen(
+        [sys.executable, "-m", "auth_svc"], env=env, stderr=subprocess.PIPE, text=True
+    )
+    try:
+        with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+            grpc.channel_ready_future(channel).result(timeout=30)
+            health = health_pb2_grpc.HealthStub(channel)
+            response = health.Check(health_pb2.HealthCheckRequest(), timeout=5)
+        assert response.status == health_pb2.HealthCheckResponse.SERVING
+        assert len(list((tmp_path / "keys").glob("*.pem"))) == 1
+    finally:
+        process.send_signal(signal.SIGTERM)
+        _, stderr = process.communicate(timeout=30)
+    assert process.returncode == 0, stderr
+    assert '"stopped"' in stderr

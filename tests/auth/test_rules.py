@@ -1,0 +1,120 @@
+"""Registration rules: usernames, passwords, email, display names."""
+
+from __future__ import annotations
+
+import pytest
+
+from auth_svc import rules
+from authgate_common.errors import InvalidArgument
+
+
+@pytest.mark.parametrize("username", ["abc", "Alice", "a.b_c-d", "x" * 64, "007", "A-1"])
+def test_valid_usernames_are_accepted(username: str) -> None:
+    assert rules.check_username(username) == username
+
+
+@pytest.mark.parametrize(
+    "username",
+    [
+        "",
+        "ab",
+        "x" * 65,
+        "with space",
+        "tab\t",
+        "new\nline",
+        "ümlaut",
+        "a@b",
+        "abc\n",
+        "\uff41\uff42\uff43",
+    ],
+)
+def test_invalid_usernames_are_refused(username: str) -> None:
+    with pytest.raises(InvalidArgument, match="username must be 3 to 64"):
+        rules.check_username(username)
+
+
+def test_username_is_normalized_to_lower_case() -> None:
+    assert rules.normalize_username("AlIcE.X") == "alice.x"
+
+
+def test_password_of_minimum_length_is_accepted() -> None:
+    assert rules.check_password("p" * 12, username="bob", min_length=12) == "p" * 12
+
+
+def test_password_of_maximum_length_is_accepted() -> None:
+    assert len(rules.check_password("p" * 128, username="bob", min_length=12)) == 128
+
+
+@pytest.mark.parametrize("password", ["p" * 11, "p" * 129, ""])
+def test_password_outside_length_bounds_is_refused(password: str) -> None:
+    with pytest.raises(InvalidArgument, match="password must be 12 to 128 characters"):
+        rules.check_password(password, username="bob", min_length=12)
+
+
+def test_password_is_checked_untrimmed_so_spaces_count() -> None:
+    padded = "  short pw  "  # 12 characters only with its spaces
+    assert rules.check_password(padded, username="bob", min_length=12) == padded
+
+
+def test_password_length_counts_characters_not_bytes() -> None:
+    assert rules.check_password("ü" * 12, username="bob", min_length=12) == "ü" * 12
+
+
+def test_minimum_password_length_is_configurable() -> None:
+    with pytest.raises(InvalidArgument, match="password must be 16 to 128"):
+        rules.check_password("p" * 15, username="bob", min_length=16)
+
+
+@pytest.mark.parametrize("password", ["alice1234567", "my-ALICE-password", "xxAlIcExxxxxxx"])
+def test_password_containing_the_username_in_any_case_is_refused(password: str) -> None:
+    with pytest.raises(InvalidArgument, match="must not contain the username"):
+        rules.check_password(password, username="Alice", min_length=12)
+
+
+def test_password_equal_to_the_username_is_refused() -> None:
+    with pytest.raises(InvalidArgument, match="must not contain the username"):
+        rules.check_password("alice.liddell", username="Alice.Liddell", min_length=12)
+
+
+def test_password_error_never_echoes_the_password() -> None:
+    with pytest.raises(InvalidArgument) as raised:
+        rules.check_password("hunter2-secret", username="hunter2", min_length=12)
+    assert "hunter2-secret" not in raised.value.message
+
+
+@pytest.mark.parametrize("email", ["a@example.com", "first.last+tag@sub.example.org"])
+def test_plausible_email_is_accepted(email: str) -> None:
+    assert rules.check_email(email) == email
+
+
+def test_empty_email_means_none() -> None:
+    assert rules.check_email("") is None
+
+
+@pytest.mark.parametrize(
+    "email",
+    [
+        "plain",
+        "a@b",
+        "a@@b.com",
+        "a b@c.com",
+        "@example.com",
+        "a@example.com\n",
+        "a@" + "x" * 250 + ".com",
+        "a@.com",
+    ],
+)
+def test_implausible_email_is_refused(email: str) -> None:
+    with pytest.raises(InvalidArgument, match="email must be"):
+        rules.check_email(email)
+
+
+def test_display_name_is_trimmed_and_empty_means_none() -> None:
+    assert rules.check_display_name("  Alice  ") == "Alice"
+    assert rules.check_display_name("   ") is None
+
+
+@pytest.mark.parametrize("name", ["x" * 101, "bell\x07", "new\nline"])
+def test_bad_display_name_is_refused(name: str) -> None:
+    with pytest.raises(InvalidArgument, match="display_name must be"):
+        rules.check_display_name(name)
