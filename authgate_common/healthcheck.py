@@ -19,6 +19,8 @@ from collections.abc import Sequence
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from authgate_common.channels import open_channel
+
 DEFAULT_TIMEOUT_SECONDS = 3.0
 
 
@@ -28,7 +30,7 @@ class Unhealthy(Exception):
 
 def check_grpc(target: str, *, service: str = "", timeout: float = DEFAULT_TIMEOUT_SECONDS) -> None:
     """Raise Unhealthy unless grpc.health.v1 Check on target reports SERVING."""
-    with grpc.insecure_channel(target, options=[("grpc.enable_http_proxy", 0)]) as channel:
+    with open_channel(target) as channel:
         stub = health_pb2_grpc.HealthStub(channel)
         try:
             response = stub.Check(health_pb2.HealthCheckRequest(service=service), timeout=timeout)

@@ -8,12 +8,12 @@ import signal
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
+
+from authgate_common.healthcheck import Unhealthy, check_grpc, check_http
 
 
 class StackError(RuntimeError):
@@ -92,6 +92,7 @@ class Stack:
             str(s.gateway_workers),
             "--threads",
             str(s.gateway_threads),
+            "--no-control-socket",  # gunicorn 27: one shared path would clash between stacks
             "--worker-class",
             "gthread",
             "--graceful-timeout",
@@ -110,12 +111,20 @@ class Stack:
         return None if self._log_dir is None else self._log_dir / f"{name}.log"
 
     def start(self, timeout: float = 30.0) -> None:
+        """Start the services in dependency order, each once the one it needs is serving."""
         self.settings.state_dir.mkdir(parents=True, exist_ok=True)
         env = {**self._base_env, **self.settings.environment()}
+        deadline = time.monotonic() + timeout
+        s = self.settings
+        readiness = {
+            "auth": lambda: check_grpc(f"{s.host}:{s.auth_port}", timeout=1),
+            "profile": lambda: check_grpc(f"{s.host}:{s.profile_port}", timeout=1),
+            "gateway": lambda: check_http(f"{s.gateway_url}/readyz", timeout=2),
+        }
         try:
             for name, command in self.commands():
                 self._spawn(name, command, env)
-            self.wait_ready(timeout)
+                self._wait_until(readiness[name], name, deadline)
         except BaseException:
             self.stop()
             raise
@@ -146,20 +155,17 @@ class Stack:
                 hint = f"; see {where}" if where else ""
                 raise StackError(f"{process.name} exited with status {code}{hint}")
 
-    def wait_ready(self, timeout: float) -> None:
-        deadline = time.monotonic() + timeout
-        url = f"{self.settings.gateway_url}/readyz"
+    def _wait_until(self, ready: Callable[[], None], name: str, deadline: float) -> None:
         while True:
             self.check_alive()
             try:
-                with urllib.request.urlopen(url, timeout=2) as response:  # noqa: S310 (our own URL)
-                    if response.status == 200:
-                        return
-            except (urllib.error.URLError, ConnectionError, TimeoutError):
+                ready()
+                return
+            except Unhealthy:
                 pass
             if time.monotonic() > deadline:
-                raise StackError(f"the stack was not ready within {timeout:.0f}s ({url})")
-            time.sleep(0.2)
+                raise StackError(f"{name} was not ready in time")
+            time.sleep(0.1)
 
     def process(self, name: str) -> subprocess.Popen[bytes]:
         for process in self._processes:

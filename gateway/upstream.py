@@ -15,16 +15,12 @@ import grpc
 from google.protobuf.message import Message
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from authgate_common.channels import open_channel
 from authgate_common.jwks import JwkDict, JwksSource, grpc_jwks_source
 from gateway.routes import Route
 
 Metadata = Sequence[tuple[str, str]]
 
-_CHANNEL_OPTIONS: Sequence[tuple[str, Any]] = (
-    ("grpc.keepalive_time_ms", 30_000),
-    ("grpc.keepalive_timeout_ms", 10_000),
-    ("grpc.max_receive_message_length", 4 * 1024 * 1024),
-)
 UNREACHABLE = "UNREACHABLE"
 
 
@@ -48,7 +44,7 @@ class Upstreams:
             self._forget_if_forked()
             channel = self._channels.get(name)
             if channel is None:
-                channel = grpc.insecure_channel(self._targets[name], options=_CHANNEL_OPTIONS)
+                channel = open_channel(self._targets[name])
                 self._channels[name] = channel
             return channel
 

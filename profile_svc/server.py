@@ -9,6 +9,7 @@ import grpc
 from authgate.profile.v1 import profile_pb2_grpc
 from sqlalchemy import Engine
 
+from authgate_common.channels import open_channel
 from authgate_common.db import make_engine, make_sessions, redact_url
 from authgate_common.grpc_server import RunningServer, run_until_signalled, start_server
 from authgate_common.jwks import JwksCache, JwksSource, grpc_jwks_source
@@ -32,7 +33,7 @@ def build_server(config: ProfileConfig, *, jwks_source: JwksSource | None = None
     try:
         create_schema(engine)
         if jwks_source is None:
-            auth_channel = grpc.insecure_channel(config.auth_target)
+            auth_channel = open_channel(config.auth_target)
             jwks_source = grpc_jwks_source(auth_channel)
         keys = JwksCache(
             jwks_source,

@@ -1,0 +1,26 @@
+"""Client channels between authgate processes, configured the same way everywhere."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import grpc
+
+CHANNEL_OPTIONS: Sequence[tuple[str, Any]] = (
+    # An upstream that was down (or not yet up) is redialled within a second,
+    # not after gRPC's default backoff of up to two minutes.
+    ("grpc.initial_reconnect_backoff_ms", 100),
+    ("grpc.min_reconnect_backoff_ms", 100),
+    ("grpc.max_reconnect_backoff_ms", 1000),
+    ("grpc.keepalive_time_ms", 30_000),
+    ("grpc.keepalive_timeout_ms", 10_000),
+    ("grpc.max_receive_message_length", 4 * 1024 * 1024),
+    # Internal targets are dialled directly, whatever http_proxy says.
+    ("grpc.enable_http_proxy", 0),
+)
+
+
+def open_channel(target: str) -> grpc.Channel:
+    """A long-lived channel to target; make one per upstream per process and reuse it."""
+    return grpc.insecure_channel(target, options=CHANNEL_OPTIONS)
