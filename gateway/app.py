@@ -14,6 +14,7 @@ from authgate_common.jwks import JwksCache
 from authgate_common.tokens import TokenVerifier
 from gateway.auth import Authenticator
 from gateway.config import GatewayConfig
+from gateway.docs import register_docs
 from gateway.errors import Problem, generic_detail, problem_response, title_of
 from gateway.health import register_health
 from gateway.routes import AUTH_UPSTREAM, PROFILE_UPSTREAM, build_routes, fronted_services
@@ -49,6 +50,7 @@ def create_app(config: GatewayConfig) -> Flask:
     _register_request_tracing(app)
     _register_error_handlers(app, config)
     register_health(app, upstreams, timeout_seconds=config.readiness_timeout_seconds)
+    register_docs(app, routes)
     for route in routes:
         app.add_url_rule(
             route.flask_rule,

@@ -10,6 +10,7 @@ import base64
 import binascii
 import json
 import math
+import re
 from collections.abc import Iterable, Mapping
 from typing import Any, cast
 
@@ -46,6 +47,7 @@ _INT64_TYPES = frozenset(
         FieldDescriptor.TYPE_FIXED64,
     }
 )
+_DECIMAL = re.compile(r"-?[0-9]+")
 _FLOAT32_MAX = 3.4028234663852886e38
 _WELL_KNOWN_FORMATS: Mapping[str, str] = {
     "google.protobuf.Timestamp": "an RFC 3339 timestamp such as 2024-01-31T12:00:00Z",
@@ -403,8 +405,8 @@ def _integer(kind: int, value: Any, label: str) -> int:
     number: int | None = None
     if isinstance(value, int) and not isinstance(value, bool):
         number = value
-    elif isinstance(value, str) and kind in _INT64_TYPES and value.lstrip("-").isdigit():
-        number = int(value, 10) if value.isascii() else None
+    elif isinstance(value, str) and kind in _INT64_TYPES and _DECIMAL.fullmatch(value):
+        number = int(value, 10)
     if number is None:
         raise InvalidInput(f"field {_quote(label)} must be a whole number")
     if not low <= number <= high:

@@ -12,6 +12,8 @@ from grpc_tools import protoc
 
 ROOT = Path(__file__).resolve().parent.parent
 PROTOS = ROOT / "protos"
+# Our files (not their imports) with comments, read by gateway.proto_comments.
+DESCRIPTOR_SET = Path("authgate") / "descriptors.binpb"
 
 
 def _include_dirs() -> list[Path]:
@@ -35,10 +37,12 @@ def generate(out_dir: Path) -> None:
     """Replace out_dir with freshly generated code for every .proto under protos/."""
     if out_dir.exists():
         shutil.rmtree(out_dir)
-    out_dir.mkdir(parents=True)
+    (out_dir / DESCRIPTOR_SET).parent.mkdir(parents=True)
     sources = sorted(str(p.relative_to(PROTOS)) for p in PROTOS.rglob("*.proto"))
     args = ["grpc_tools.protoc", *(f"-I{d}" for d in _include_dirs())]
     args += [f"--python_out={out_dir}", f"--pyi_out={out_dir}", f"--grpc_python_out={out_dir}"]
+    # The Python modules drop the comments; this set keeps them for the API docs.
+    args += [f"--descriptor_set_out={out_dir / DESCRIPTOR_SET}", "--include_source_info"]
     # grpcio-tools types the messages only; mypy-protobuf's plugin types the stubs.
     args += [
         f"--plugin=protoc-gen-mypy_grpc={_plugin('protoc-gen-mypy_grpc')}",

@@ -154,6 +154,8 @@ def test_long_or_odd_field_names_are_shortened_and_escaped() -> None:
         ({"i32": 2**31}, "field 'i32' must be between -2147483648 and 2147483647"),
         ({"u32": -1}, "field 'u32' must be between 0 and 4294967295"),
         ({"i64": "12x"}, "field 'i64' must be a whole number"),
+        ({"i64": "--5"}, "field 'i64' must be a whole number"),
+        ({"i64": "\u0665"}, "field 'i64' must be a whole number"),
         (
             {"i64": 2**63},
             "field 'i64' must be between -9223372036854775808 and 9223372036854775807",

@@ -7,3 +7,5 @@ PUBLIC_FIELD_NUMBER: _ClassVar[int]
 public: _descriptor.FieldDescriptor
 HTTP_SUCCESS_STATUS_FIELD_NUMBER: _ClassVar[int]
 http_success_status: _descriptor.FieldDescriptor
+HTTP_ERROR_STATUSES_FIELD_NUMBER: _ClassVar[int]
+http_error_statuses: _descriptor.FieldDescriptor
