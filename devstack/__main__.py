@@ -42,7 +42,7 @@ def main() -> int:
     url = settings.gateway_url
     print(
         f"\nauthgate is running (state in {settings.state_dir.resolve()}):\n"
-        f"  gateway      {url}   (readiness {url}/readyz)\n"
+        f"  gateway      {url}   (API docs {url}/docs, readiness {url}/readyz)\n"
         f"  auth gRPC    {settings.host}:{settings.auth_port}\n"
         f"  profile gRPC {settings.host}:{settings.profile_port}\n\n"
         f"Try it:\n{curl_example(url)}\n\nCtrl-C stops all three.\n",
