@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -14,6 +15,8 @@ from pathlib import Path
 from typing import IO
 
 from authgate_common.healthcheck import Unhealthy, check_grpc, check_http
+
+MULTIPROC_VARIABLE = "PROMETHEUS_MULTIPROC_DIR"
 
 
 class StackError(RuntimeError):
@@ -31,6 +34,9 @@ class StackSettings:
     profile_port: int = 50052
     gateway_workers: int = 2
     gateway_threads: int = 8
+    # The services' Prometheus endpoints; None: not served.
+    auth_metrics_port: int | None = None
+    profile_metrics_port: int | None = None
     auth_database_url: str | None = None
     profile_database_url: str | None = None
     extra_env: Mapping[str, str] = field(default_factory=dict)
@@ -38,6 +44,22 @@ class StackSettings:
     @property
     def gateway_url(self) -> str:
         return f"http://{self.host}:{self.gateway_port}"
+
+    @property
+    def gateway_metrics_dir(self) -> Path:
+        """Where the gateway's gunicorn workers keep their metrics (emptied at each start)."""
+        return self.state_dir.resolve() / "gateway-metrics"
+
+    def metrics_urls(self) -> dict[str, str]:
+        """The /metrics URL of each process that serves one."""
+        urls = {"gateway": f"{self.gateway_url}/metrics"}
+        for name, port in (
+            ("auth", self.auth_metrics_port),
+            ("profile", self.profile_metrics_port),
+        ):
+            if port is not None:
+                urls[name] = f"http://{self.host}:{port}/metrics"
+        return urls
 
     def environment(self) -> dict[str, str]:
         state = self.state_dir.resolve()
@@ -54,8 +76,26 @@ class StackSettings:
             "GATEWAY_PORT": str(self.gateway_port),
             "AUTH_GRPC_TARGET": f"{self.host}:{self.auth_port}",
             "PROFILE_GRPC_TARGET": f"{self.host}:{self.profile_port}",
+            "AUTH_METRICS_PORT": _port_or_off(self.auth_metrics_port),
+            "PROFILE_METRICS_PORT": _port_or_off(self.profile_metrics_port),
         }
         return {**env, **self.extra_env}
+
+    def environment_of(self, name: str, base: Mapping[str, str]) -> dict[str, str]:
+        """The environment of one process: base, then the stack's settings.
+
+        Only the gateway gets PROMETHEUS_MULTIPROC_DIR: its gunicorn workers share
+        metrics through it, while each service serves its own registry.
+        """
+        env = {**base, **self.environment()}
+        env.pop(MULTIPROC_VARIABLE, None)
+        if name == "gateway":
+            env[MULTIPROC_VARIABLE] = str(self.gateway_metrics_dir)
+        return env
+
+
+def _port_or_off(port: int | None) -> str:
+    return "off" if port is None else str(port)
 
 
 @dataclass
@@ -99,6 +139,9 @@ class Stack:
             "10",
             "--limit-request-field_size",
             "16384",
+            # Hooks that prepare Prometheus multiprocess mode for the workers.
+            "--config",
+            "python:gateway.gunicorn_conf",
             "gateway.wsgi:create_app_from_env()",
         ]
         return [
@@ -113,7 +156,6 @@ class Stack:
     def start(self, timeout: float = 30.0) -> None:
         """Start the services in dependency order, each once the one it needs is serving."""
         self.settings.state_dir.mkdir(parents=True, exist_ok=True)
-        env = {**self._base_env, **self.settings.environment()}
         deadline = time.monotonic() + timeout
         s = self.settings
         readiness = {
@@ -123,7 +165,7 @@ class Stack:
         }
         try:
             for name, command in self.commands():
-                self._spawn(name, command, env)
+                self._spawn(name, command, self.settings.environment_of(name, self._base_env))
                 self._wait_until(readiness[name], name, deadline)
         except BaseException:
             self.stop()
@@ -190,6 +232,7 @@ class Stack:
             log.close()
         self._processes.clear()
         self._logs.clear()
+        shutil.rmtree(self.settings.gateway_metrics_dir, ignore_errors=True)
         return codes
 
 
