@@ -22,9 +22,15 @@ PROFILE_SERVICE = "authgate.profile.v1.ProfileService"
 
 @pytest.fixture
 def sqlite_services(services_factory: ServicesFactory, tmp_path: Path) -> Services:
-    """Both services on SQLite (metrics do not depend on the backend), /metrics on free ports."""
+    """Both services on SQLite (metrics do not depend on the backend)."""
+    return services_factory(f"sqlite:///{tmp_path / 'auth.db'}", f"sqlite:///{tmp_path / 'p.db'}")
+
+
+@pytest.fixture
+def metered_services(services_factory: ServicesFactory, tmp_path: Path) -> Services:
+    """Both services on SQLite, each serving /metrics on a free port."""
     return services_factory(
-        f"sqlite:///{tmp_path / 'auth.db'}", f"sqlite:///{tmp_path / 'profile.db'}", metrics_port=0
+        f"sqlite:///{tmp_path / 'auth.db'}", f"sqlite:///{tmp_path / 'p.db'}", metrics_port=0
     )
 
 
@@ -134,12 +140,14 @@ def test_rejected_access_tokens_are_counted_by_reason(
 
 
 def test_the_auth_service_counts_its_rpcs_logins_and_registrations(
-    sqlite_services: Services,
+    metered_services: Services,
 ) -> None:
-    login(sqlite_services.gateway)  # one registration, one good login
-    sqlite_services.gateway.post("/v1/auth/login", json={"username": "alice", "password": "x" * 12})
+    login(metered_services.gateway)  # one registration, one good login
+    metered_services.gateway.post(
+        "/v1/auth/login", json={"username": "alice", "password": "x" * 12}
+    )
 
-    text = service_metrics(sqlite_services.auth.metrics_port)
+    text = service_metrics(metered_services.auth.metrics_port)
 
     login_ok = {"grpc_service": AUTH_SERVICE, "grpc_method": "Login", "grpc_code": "OK"}
     assert sample(text, "grpc_server_handled_total", login_ok) == 1
@@ -152,14 +160,14 @@ def test_the_auth_service_counts_its_rpcs_logins_and_registrations(
 
 
 def test_the_profile_service_counts_its_rpcs_by_method_and_code(
-    sqlite_services: Services,
+    metered_services: Services,
 ) -> None:
-    tokens = login(sqlite_services.gateway)
+    tokens = login(metered_services.gateway)
     bearer = {"Authorization": f"Bearer {tokens['access_token']}"}
-    sqlite_services.gateway.get("/v1/profile", headers=bearer)
-    sqlite_services.gateway.patch("/v1/profile", json={"bio": "hi"}, headers=bearer)
+    metered_services.gateway.get("/v1/profile", headers=bearer)
+    metered_services.gateway.patch("/v1/profile", json={"bio": "hi"}, headers=bearer)
 
-    text = service_metrics(sqlite_services.profile.metrics_port)
+    text = service_metrics(metered_services.profile.metrics_port)
 
     for method in ("GetProfile", "UpdateProfile"):
         labels = {"grpc_service": PROFILE_SERVICE, "grpc_method": method, "grpc_code": "OK"}
@@ -167,10 +175,10 @@ def test_the_profile_service_counts_its_rpcs_by_method_and_code(
     assert tokens["access_token"] not in text
 
 
-def test_the_metrics_endpoint_stops_with_the_service(sqlite_services: Services) -> None:
-    port = sqlite_services.auth.metrics_port
+def test_the_metrics_endpoint_stops_with_the_service(metered_services: Services) -> None:
+    port = metered_services.auth.metrics_port
     service_metrics(port)
-    sqlite_services.auth.stop(0)
+    metered_services.auth.stop(0)
     with pytest.raises(requests.ConnectionError):
         requests.get(f"http://127.0.0.1:{port}/metrics", timeout=2)
 
