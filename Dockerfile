@@ -45,7 +45,8 @@ COPY --from=build /opt/venv /opt/venv
 WORKDIR /var/lib/authgate
 USER 10001:10001
 
-EXPOSE 8080 50051 50052
+EXPOSE 8080 50051 50052 9101 9102
 
+# gateway.gunicorn_conf prepares Prometheus multiprocess mode (a metrics folder under /tmp).
 CMD ["gunicorn", "--bind", "0.0.0.0:8080", "--worker-tmp-dir", "/dev/shm", "--no-control-socket", \
-     "gateway.wsgi:create_app_from_env()"]
+     "--config", "python:gateway.gunicorn_conf", "gateway.wsgi:create_app_from_env()"]

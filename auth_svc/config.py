@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from auth_svc.rules import MAX_PASSWORD_LENGTH
 from authgate_common.config import ConfigError, Env, port
+from authgate_common.db_watch import DatabaseCheckSettings
 from authgate_common.grpc_server import ServerSettings
+from authgate_common.metrics import metrics_port
 from authgate_common.tokens import TokenSettings
 
 # Lifetimes travel as int32 seconds; ten years is far below that limit.
@@ -56,6 +58,9 @@ class AuthConfig:
     password_min_length: int = 12
     registration_enabled: bool = True
     log_level: str = "INFO"
+    db_check: DatabaseCheckSettings = field(default_factory=DatabaseCheckSettings)
+    # Prometheus /metrics on the gRPC host; None: not served (from_env: 9101 unless "off").
+    metrics_port: int | None = None
 
     def __post_init__(self) -> None:
         if self.access_token_ttl_seconds > self.tokens.max_lifetime_seconds:
@@ -98,4 +103,6 @@ class AuthConfig:
             ),
             registration_enabled=env.bool("AUTH_REGISTRATION_ENABLED", True),
             log_level=env.str("LOG_LEVEL", "INFO").upper(),
+            db_check=DatabaseCheckSettings.from_env(env),
+            metrics_port=metrics_port(env, "AUTH_METRICS_PORT", 9101),
         )

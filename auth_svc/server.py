@@ -9,10 +9,12 @@ from typing import cast
 
 import grpc
 from authgate.auth.v1 import auth_pb2, auth_pb2_grpc
+from prometheus_client import CollectorRegistry
 from sqlalchemy import Engine
 
 from auth_svc.config import AuthConfig
 from auth_svc.keys import KeyRing
+from auth_svc.metrics import AuthMetrics
 from auth_svc.models import metadata
 from auth_svc.passwords import PasswordHasher
 from auth_svc.repository import RefreshTokenRepository, UserRepository
@@ -21,6 +23,8 @@ from auth_svc.servicer import AuthServicer
 from auth_svc.tokens import AccessTokenIssuer
 from authgate_common.db import make_engine, make_sessions, redact_url
 from authgate_common.grpc_server import RunningServer, run_until_signalled, start_server
+from authgate_common.metrics import RpcMetrics
+from authgate_common.operations import start_operations
 
 log = logging.getLogger(__name__)
 
@@ -77,7 +81,22 @@ def build_server(config: AuthConfig) -> AuthServer:
         def register(server: grpc.Server) -> None:
             _add_auth_servicer(AuthServicer(service), server)
 
-        running = start_server(config.server, register=register, service_names=[SERVICE_NAME])
+        registry = CollectorRegistry()
+        running = start_server(
+            config.server,
+            register=register,
+            service_names=[SERVICE_NAME],
+            observers=[RpcMetrics(registry).observe, AuthMetrics(registry).observe],
+        )
+        start_operations(
+            running,
+            engine,
+            registry=registry,
+            host=config.server.host,
+            metrics_port=config.metrics_port,
+            db_check=config.db_check,
+            name="auth",
+        )
     except BaseException:
         engine.dispose()
         raise
@@ -87,6 +106,7 @@ def build_server(config: AuthConfig) -> AuthServer:
             "address": f"{config.server.host}:{running.port}",
             "database": redact_url(config.database_url),
             "signing_kid": keys.signer.kid,
+            "metrics_port": running.metrics_port,
         },
     )
     return AuthServer(
@@ -94,6 +114,8 @@ def build_server(config: AuthConfig) -> AuthServer:
         port=running.port,
         health=running.health,
         service_names=running.service_names,
+        on_stop=running.on_stop,
+        metrics_port=running.metrics_port,
         host=config.server.host,
         engine=engine,
     )

@@ -67,6 +67,8 @@ class TokenPair:
     refresh_token: str
     refresh_expires_in: int
     token_type: str = TOKEN_TYPE
+    # Whom the pair was issued to: for logs and metrics, never sent to the client.
+    user_id: str = ""
 
 
 class AuthService:
@@ -243,4 +245,5 @@ class AuthService:
             expires_in=self._access_tokens.ttl_seconds,
             refresh_token=refresh_token,
             refresh_expires_in=int((record.expires_at - now).total_seconds()),
+            user_id=user.id,
         )

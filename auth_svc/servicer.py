@@ -10,6 +10,7 @@ from authgate.auth.v1 import auth_pb2, auth_pb2_grpc
 from google.protobuf import empty_pb2
 
 from auth_svc.service import AuthService, TokenPair
+from authgate_common.call_context import note_user
 
 
 class AuthServicer(auth_pb2_grpc.AuthServiceServicer):
@@ -25,6 +26,7 @@ class AuthServicer(auth_pb2_grpc.AuthServiceServicer):
             email=request.email,
             display_name=request.display_name,
         )
+        note_user(user.user_id)
         return auth_pb2.RegisterResponse(user_id=user.user_id, username=user.username)
 
     def Login(  # noqa: N802
@@ -50,6 +52,7 @@ class AuthServicer(auth_pb2_grpc.AuthServiceServicer):
 
 
 def _token_response(pair: TokenPair) -> auth_pb2.TokenResponse:
+    note_user(pair.user_id)  # the rpc log line says whom the tokens are for
     return auth_pb2.TokenResponse(
         access_token=pair.access_token,
         token_type=pair.token_type,

@@ -18,8 +18,12 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from authgate_common import errors, metadata
+from authgate_common.call_context import call_scope
 
 log = logging.getLogger(__name__)
+
+# Called once per RPC when it ends: (full method name, status code, seconds taken).
+RpcObserver = Callable[[str, grpc.StatusCode, float], None]
 
 _STATUS_OF_ERROR: dict[type[errors.DomainError], grpc.StatusCode] = {
     errors.InvalidArgument: grpc.StatusCode.INVALID_ARGUMENT,
@@ -60,7 +64,12 @@ class ErrorInterceptor(grpc.ServerInterceptor):
 
     Servicers stay thin: they raise domain errors and never build statuses;
     unexpected errors are logged with the request id, never sent to the caller.
+    Every RPC ends with one "rpc" log line (method, code, latency, request and
+    user id) and a call of each observer (metrics).
     """
+
+    def __init__(self, observers: Iterable[RpcObserver] = ()) -> None:
+        self._observers = tuple(observers)
 
     def intercept_service(
         self,
@@ -74,6 +83,10 @@ class ErrorInterceptor(grpc.ServerInterceptor):
         method = handler_call_details.method
 
         def guarded(request: Any, context: grpc.ServicerContext) -> Any:
+            with call_scope() as fields:
+                return handle(request, context, fields)
+
+        def handle(request: Any, context: grpc.ServicerContext, fields: dict[str, str]) -> Any:
             started = time.perf_counter()
             code = grpc.StatusCode.OK
             try:
@@ -101,15 +114,7 @@ class ErrorInterceptor(grpc.ServerInterceptor):
                 )
                 context.abort(code, "internal error")
             finally:
-                log.info(
-                    "rpc",
-                    extra={
-                        "method": method,
-                        "code": (_code_of(context) or code).name,
-                        "latency_ms": round((time.perf_counter() - started) * 1000, 2),
-                        "request_id": request_id(context),
-                    },
-                )
+                self._finish(method, _code_of(context) or code, started, context, fields)
             raise AssertionError("unreachable: context.abort raises")
 
         return grpc.unary_unary_rpc_method_handler(
@@ -117,6 +122,32 @@ class ErrorInterceptor(grpc.ServerInterceptor):
             request_deserializer=handler.request_deserializer,
             response_serializer=handler.response_serializer,
         )
+
+    def _finish(
+        self,
+        method: str,
+        code: grpc.StatusCode,
+        started: float,
+        context: grpc.ServicerContext,
+        fields: dict[str, str],
+    ) -> None:
+        seconds = time.perf_counter() - started
+        log.info(
+            "rpc",
+            extra={
+                "method": method,
+                "code": code.name,
+                "latency_ms": round(seconds * 1000, 2),
+                "request_id": request_id(context),
+                "user_id": fields.get("user_id"),
+            },
+        )
+        for observe in self._observers:
+            try:
+                observe(method, code, seconds)
+            except Exception:
+                # Metrics must never turn an answered call into a failed one.
+                log.exception("rpc observer failed", extra={"method": method})
 
 
 def _code_of(context: grpc.ServicerContext) -> grpc.StatusCode | None:
@@ -139,6 +170,8 @@ class RunningServer:
     service_names: Sequence[str]
     # Closers of the resources the service made at start (engine, channels), run after stop.
     on_stop: list[Callable[[], None]] = field(default_factory=list)
+    # The port of the Prometheus /metrics endpoint, when the service serves one.
+    metrics_port: int | None = None
 
     def set_serving(self, serving: bool) -> None:
         status = (
@@ -163,6 +196,7 @@ def start_server(
     register: Callable[[grpc.Server], None],
     service_names: Sequence[str],
     interceptors: Iterable[grpc.ServerInterceptor] = (),
+    observers: Iterable[RpcObserver] = (),
 ) -> RunningServer:
     """A started server with the services, grpc.health.v1 and reflection, on settings.port.
 
@@ -170,7 +204,7 @@ def start_server(
     """
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=settings.max_workers),
-        interceptors=[ErrorInterceptor(), *interceptors],
+        interceptors=[ErrorInterceptor(observers), *interceptors],
         options=[
             ("grpc.max_receive_message_length", settings.max_message_bytes),
             ("grpc.max_send_message_length", settings.max_message_bytes),

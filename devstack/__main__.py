@@ -8,6 +8,7 @@ import threading
 from pathlib import Path
 
 from authgate_common.config import ConfigError, Env, port
+from authgate_common.metrics import metrics_port
 from devstack.launcher import Stack, StackError, StackSettings, curl_example
 
 
@@ -19,6 +20,8 @@ def settings_from_env(env: Env) -> StackSettings:
         profile_port=port(env, "PROFILE_GRPC_PORT", 50052),
         gateway_workers=env.int("GATEWAY_WORKERS", 2, minimum=1),
         gateway_threads=env.int("GATEWAY_THREADS", 8, minimum=1),
+        auth_metrics_port=metrics_port(env, "AUTH_METRICS_PORT", 9101),
+        profile_metrics_port=metrics_port(env, "PROFILE_METRICS_PORT", 9102),
         auth_database_url=env.values.get("AUTH_DATABASE_URL"),
         profile_database_url=env.values.get("PROFILE_DATABASE_URL"),
     )
@@ -40,11 +43,17 @@ def main() -> int:
         print(f"authgate did not start: {exc}", file=sys.stderr)
         return 1
     url = settings.gateway_url
+    metrics = settings.metrics_urls()
+
+    def metrics_of(name: str) -> str:
+        return f"   (metrics {metrics[name]})" if name in metrics else ""
+
     print(
         f"\nauthgate is running (state in {settings.state_dir.resolve()}):\n"
-        f"  gateway      {url}   (API docs {url}/docs, readiness {url}/readyz)\n"
-        f"  auth gRPC    {settings.host}:{settings.auth_port}\n"
-        f"  profile gRPC {settings.host}:{settings.profile_port}\n\n"
+        f"  gateway      {url}   (API docs {url}/docs, readiness {url}/readyz,"
+        f" metrics {metrics['gateway']})\n"
+        f"  auth gRPC    {settings.host}:{settings.auth_port}{metrics_of('auth')}\n"
+        f"  profile gRPC {settings.host}:{settings.profile_port}{metrics_of('profile')}\n\n"
         f"Try it:\n{curl_example(url)}\n\nCtrl-C stops all three.\n",
         flush=True,
     )

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import ctypes
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -15,6 +15,8 @@ from pathlib import Path
 from typing import IO
 
 from authgate_common.healthcheck import Unhealthy, check_grpc, check_http
+
+MULTIPROC_VARIABLE = "PROMETHEUS_MULTIPROC_DIR"
 
 
 class StackError(RuntimeError):
@@ -32,6 +34,9 @@ class StackSettings:
     profile_port: int = 50052
     gateway_workers: int = 2
     gateway_threads: int = 8
+    # The services' Prometheus endpoints; None: not served.
+    auth_metrics_port: int | None = None
+    profile_metrics_port: int | None = None
     auth_database_url: str | None = None
     profile_database_url: str | None = None
     extra_env: Mapping[str, str] = field(default_factory=dict)
@@ -39,6 +44,22 @@ class StackSettings:
     @property
     def gateway_url(self) -> str:
         return f"http://{self.host}:{self.gateway_port}"
+
+    @property
+    def gateway_metrics_dir(self) -> Path:
+        """Where the gateway's gunicorn workers keep their metrics (emptied at each start)."""
+        return self.state_dir.resolve() / "gateway-metrics"
+
+    def metrics_urls(self) -> dict[str, str]:
+        """The /metrics URL of each process that serves one."""
+        urls = {"gateway": f"{self.gateway_url}/metrics"}
+        for name, port in (
+            ("auth", self.auth_metrics_port),
+            ("profile", self.profile_metrics_port),
+        ):
+            if port is not None:
+                urls[name] = f"http://{self.host}:{port}/metrics"
+        return urls
 
     def environment(self) -> dict[str, str]:
         state = self.state_dir.resolve()
@@ -55,8 +76,26 @@ class StackSettings:
             "GATEWAY_PORT": str(self.gateway_port),
             "AUTH_GRPC_TARGET": f"{self.host}:{self.auth_port}",
             "PROFILE_GRPC_TARGET": f"{self.host}:{self.profile_port}",
+            "AUTH_METRICS_PORT": _port_or_off(self.auth_metrics_port),
+            "PROFILE_METRICS_PORT": _port_or_off(self.profile_metrics_port),
         }
         return {**env, **self.extra_env}
+
+    def environment_of(self, name: str, base: Mapping[str, str]) -> dict[str, str]:
+        """The environment of one process: base, then the stack's settings.
+
+        Only the gateway gets PROMETHEUS_MULTIPROC_DIR: its gunicorn workers share
+        metrics through it, while each service serves its own registry.
+        """
+        env = {**base, **self.environment()}
+        env.pop(MULTIPROC_VARIABLE, None)
+        if name == "gateway":
+            env[MULTIPROC_VARIABLE] = str(self.gateway_metrics_dir)
+        return env
+
+
+def _port_or_off(port: int | None) -> str:
+    return "off" if port is None else str(port)
 
 
 @dataclass
@@ -100,6 +139,9 @@ class Stack:
             "10",
             "--limit-request-field_size",
             "16384",
+            # Hooks that prepare Prometheus multiprocess mode for the workers.
+            "--config",
+            "python:gateway.gunicorn_conf",
             "gateway.wsgi:create_app_from_env()",
         ]
         return [
@@ -114,7 +156,6 @@ class Stack:
     def start(self, timeout: float = 30.0) -> None:
         """Start the services in dependency order, each once the one it needs is serving."""
         self.settings.state_dir.mkdir(parents=True, exist_ok=True)
-        env = {**self._base_env, **self.settings.environment()}
         deadline = time.monotonic() + timeout
         s = self.settings
         readiness = {
@@ -124,7 +165,7 @@ class Stack:
         }
         try:
             for name, command in self.commands():
-                self._spawn(name, command, env)
+                self._spawn(name, command, self.settings.environment_of(name, self._base_env))
                 self._wait_until(readiness[name], name, deadline)
         except BaseException:
             self.stop()
@@ -140,12 +181,11 @@ class Stack:
         # A session of its own: Ctrl-C reaches the launcher only, which stops
         # the children in order instead of all of them at once.
         popen = subprocess.Popen(
-            command,
+            with_parent_death_signal(command),
             env=env,
             stdout=output,
             stderr=subprocess.STDOUT if output else None,
             start_new_session=True,
-            preexec_fn=_die_with_parent,
         )
         self._processes.append(_Process(name, popen))
 
@@ -192,17 +232,20 @@ class Stack:
             log.close()
         self._processes.clear()
         self._logs.clear()
+        shutil.rmtree(self.settings.gateway_metrics_dir, ignore_errors=True)
         return codes
 
 
-def _die_with_parent() -> None:
-    """In the child before exec: get SIGTERM when the launcher dies, even by SIGKILL (Linux)."""
-    if sys.platform.startswith("linux"):
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+def with_parent_death_signal(command: list[str]) -> list[str]:
+    """command, made to get SIGTERM when the launcher dies, even by SIGKILL (Linux setpriv).
 
-
-_PR_SET_PDEATHSIG = 1
+    An exec wrapper rather than preexec_fn: running Python between fork and exec
+    in a threaded parent can deadlock.
+    """
+    setpriv = shutil.which("setpriv")
+    if setpriv is None or not sys.platform.startswith("linux"):
+        return command
+    return [setpriv, "--pdeathsig", "TERM", "--", *command]
 
 
 def curl_example(gateway_url: str) -> str:

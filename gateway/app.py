@@ -8,6 +8,7 @@ import time
 import uuid
 
 from flask import Flask, Response, g, request
+from prometheus_client import CollectorRegistry
 from werkzeug.exceptions import HTTPException
 
 from authgate_common.jwks import JwksCache
@@ -17,6 +18,7 @@ from gateway.config import GatewayConfig
 from gateway.docs import register_docs
 from gateway.errors import Problem, generic_detail, problem_response, title_of
 from gateway.health import register_health
+from gateway.metrics import GatewayMetrics, UpstreamMetricsInterceptor, register_metrics_route
 from gateway.routes import AUTH_UPSTREAM, PROFILE_UPSTREAM, build_routes, fronted_services
 from gateway.upstream import Upstreams
 from gateway.views import make_view
@@ -32,9 +34,11 @@ def create_app(config: GatewayConfig) -> Flask:
     """A gateway app; its gRPC channels are made on first use in each process."""
     app = Flask("gateway")
     app.config["MAX_CONTENT_LENGTH"] = config.max_body_bytes
+    metrics = GatewayMetrics(CollectorRegistry())
     upstreams = Upstreams(
         {AUTH_UPSTREAM: config.auth_target, PROFILE_UPSTREAM: config.profile_target},
         timeout_seconds=config.grpc_timeout_seconds,
+        interceptors=[UpstreamMetricsInterceptor(metrics.observe_upstream)],
     )
     keys = JwksCache(
         upstreams.jwks_source(AUTH_UPSTREAM),
@@ -42,15 +46,23 @@ def create_app(config: GatewayConfig) -> Flask:
         cooldown=config.jwks_refetch_cooldown_seconds,
     )
     authenticator = Authenticator(
-        TokenVerifier(config.tokens, keys), max_token_bytes=config.tokens.max_token_bytes
+        TokenVerifier(config.tokens, keys),
+        max_token_bytes=config.tokens.max_token_bytes,
+        on_rejected=metrics.token_rejected,
     )
     routes = build_routes(fronted_services())
-    app.extensions[EXTENSION] = {"upstreams": upstreams, "routes": routes, "keys": keys}
+    app.extensions[EXTENSION] = {
+        "upstreams": upstreams,
+        "routes": routes,
+        "keys": keys,
+        "metrics": metrics,
+    }
 
-    _register_request_tracing(app)
+    _register_request_tracing(app, metrics)
     _register_error_handlers(app, config)
     register_health(app, upstreams, timeout_seconds=config.readiness_timeout_seconds)
     register_docs(app, routes)
+    register_metrics_route(app, metrics, multiprocess_dir=config.metrics_multiprocess_dir)
     for route in routes:
         app.add_url_rule(
             route.flask_rule,
@@ -69,7 +81,7 @@ def close_app(app: Flask) -> None:
     upstreams.close()
 
 
-def _register_request_tracing(app: Flask) -> None:
+def _register_request_tracing(app: Flask, metrics: GatewayMetrics) -> None:
     @app.before_request
     def assign_request_id() -> None:
         g.started = time.perf_counter()
@@ -83,19 +95,20 @@ def _register_request_tracing(app: Flask) -> None:
         response.headers[REQUEST_ID_HEADER] = request_id
         response.headers.setdefault("Cache-Control", "no-store")
         started = g.get("started")
+        seconds = None if started is None else time.perf_counter() - started
+        route = request.url_rule.rule if request.url_rule else None
         log.info(
             "request",
             extra={
                 "request_id": request_id,
                 "method": request.method,
-                "route": request.url_rule.rule if request.url_rule else None,
+                "route": route,
                 "status": response.status_code,
-                "latency_ms": None
-                if started is None
-                else round((time.perf_counter() - started) * 1000, 2),
+                "latency_ms": None if seconds is None else round(seconds * 1000, 2),
                 "user_id": g.get("user_id"),
             },
         )
+        metrics.observe_request(route, request.method, response.status_code, seconds or 0.0)
         return response
 
 

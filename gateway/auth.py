@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from authgate_common.jwks import KeysUnavailable
@@ -46,15 +47,25 @@ def unauthorized(detail: str, *, error: str | None = "invalid_token") -> Problem
 class Authenticator:
     """Turns an Authorization header into a verified Caller or a 401/503 Problem."""
 
-    def __init__(self, verifier: TokenVerifier, *, max_token_bytes: int) -> None:
+    def __init__(
+        self,
+        verifier: TokenVerifier,
+        *,
+        max_token_bytes: int,
+        on_rejected: Callable[[str], None] = lambda reason: None,
+    ) -> None:
         self._verifier = verifier
         self._max_header = max_token_bytes + _HEADER_OVERHEAD
+        # Told the reason of every refusal (a short fixed label): the metrics count them.
+        self._on_rejected = on_rejected
 
     def authenticate(self, authorization: str | None) -> Caller:
         if authorization is not None and len(authorization) > self._max_header:
+            self._on_rejected("too_large")
             raise unauthorized("the access token is too large")
         token = bearer_token(authorization)
         if token is None:
+            self._on_rejected("missing")
             raise unauthorized(
                 "this request needs an access token in an 'Authorization: Bearer' header",
                 error=None,
@@ -63,9 +74,11 @@ class Authenticator:
             identity = self._verifier.verify(token)
         except InvalidToken as exc:
             log.info("token rejected", extra={"reason": exc.reason})
+            self._on_rejected(exc.reason)
             raise unauthorized(exc.message) from None
         except KeysUnavailable:
             log.warning("token not verifiable: the key set is unavailable")
+            self._on_rejected("keys_unavailable")
             raise Problem(
                 503, "access tokens cannot be checked right now, try again later"
             ) from None

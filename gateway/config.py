@@ -20,6 +20,8 @@ class GatewayConfig:
     jwks_refetch_cooldown_seconds: float = 5.0
     # /readyz must answer quickly even when an upstream hangs.
     readiness_timeout_seconds: float = 1.0
+    # prometheus-client's own variable: set, /metrics adds up every gunicorn worker's files.
+    metrics_multiprocess_dir: str | None = None
 
     @classmethod
     def from_env(cls, env: Env) -> GatewayConfig:
@@ -38,4 +40,5 @@ class GatewayConfig:
                 "JWKS_REFETCH_COOLDOWN_SECONDS", cls.jwks_refetch_cooldown_seconds
             ),
             readiness_timeout_seconds=min(cls.readiness_timeout_seconds, timeout),
+            metrics_multiprocess_dir=env.values.get("PROMETHEUS_MULTIPROC_DIR") or None,
         )

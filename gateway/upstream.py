@@ -27,9 +27,16 @@ UNREACHABLE = "UNREACHABLE"
 class Upstreams:
     """Channels to the upstreams by name (e.g. "auth" -> "127.0.0.1:50051")."""
 
-    def __init__(self, targets: Mapping[str, str], *, timeout_seconds: float) -> None:
+    def __init__(
+        self,
+        targets: Mapping[str, str],
+        *,
+        timeout_seconds: float,
+        interceptors: Sequence[grpc.UnaryUnaryClientInterceptor] = (),
+    ) -> None:
         self._targets = dict(targets)
         self._timeout = timeout_seconds
+        self._interceptors = tuple(interceptors)
         self._lock = threading.Lock()
         self._pid = os.getpid()
         self._channels: dict[str, grpc.Channel] = {}
@@ -45,6 +52,8 @@ class Upstreams:
             channel = self._channels.get(name)
             if channel is None:
                 channel = open_channel(self._targets[name])
+                if self._interceptors:
+                    channel = grpc.intercept_channel(channel, *self._interceptors)
                 self._channels[name] = channel
             return channel
 

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
 from authgate_common.config import ConfigError, Env, port
+from authgate_common.db_watch import DatabaseCheckSettings
 from authgate_common.grpc_server import ServerSettings
+from authgate_common.metrics import metrics_port
 from authgate_common.tokens import TokenSettings
 
 DEFAULT_DATABASE_URL = "sqlite:///var/profile.db"
@@ -24,6 +26,9 @@ class ProfileConfig:
     tokens: TokenSettings
     jwks_refetch_cooldown_seconds: float = 5.0
     log_level: str = "INFO"
+    db_check: DatabaseCheckSettings = field(default_factory=DatabaseCheckSettings)
+    # Prometheus /metrics on the gRPC host; None: not served (from_env: 9102 unless "off").
+    metrics_port: int | None = None
 
     @classmethod
     def from_env(cls, env: Env) -> ProfileConfig:
@@ -38,6 +43,8 @@ class ProfileConfig:
             tokens=TokenSettings.from_env(env),
             jwks_refetch_cooldown_seconds=env.float("JWKS_REFETCH_COOLDOWN_SECONDS", 5.0),
             log_level=_log_level(env),
+            db_check=DatabaseCheckSettings.from_env(env),
+            metrics_port=metrics_port(env, "PROFILE_METRICS_PORT", 9102),
         )
 
 

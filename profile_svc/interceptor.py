@@ -21,6 +21,7 @@ from typing import Any
 import grpc
 
 from authgate_common import metadata
+from authgate_common.call_context import note_user
 from authgate_common.errors import Unauthenticated, Unavailable
 from authgate_common.grpc_server import request_id
 from authgate_common.jwks import KeysUnavailable
@@ -82,6 +83,7 @@ class AuthInterceptor(grpc.ServerInterceptor):
 
         def authenticated(request: Any, context: grpc.ServicerContext) -> Any:
             identity = self._authenticate(context)
+            note_user(identity.user_id)
             with self._caller.bound(identity):
                 return behaviour(request, context)
 

@@ -7,12 +7,15 @@ from collections.abc import Callable
 
 import grpc
 from authgate.profile.v1 import profile_pb2_grpc
+from prometheus_client import CollectorRegistry
 from sqlalchemy import Engine
 
 from authgate_common.channels import open_channel
 from authgate_common.db import make_engine, make_sessions, redact_url
 from authgate_common.grpc_server import RunningServer, run_until_signalled, start_server
 from authgate_common.jwks import JwksCache, JwksSource, grpc_jwks_source
+from authgate_common.metrics import RpcMetrics
+from authgate_common.operations import start_operations
 from authgate_common.tokens import TokenVerifier
 from profile_svc.config import ProfileConfig
 from profile_svc.interceptor import AuthInterceptor, CallerIdentity
@@ -45,22 +48,34 @@ def build_server(config: ProfileConfig, *, jwks_source: JwksSource | None = None
         interceptor = AuthInterceptor(
             TokenVerifier(config.tokens, keys), caller, protected_services=[SERVICE_NAME]
         )
+        registry = CollectorRegistry()
         running = start_server(
             config.server,
             register=_registering(servicer),
             service_names=[SERVICE_NAME],
             interceptors=[interceptor],
+            observers=[RpcMetrics(registry).observe],
         )
     except BaseException:
         _close(engine, auth_channel)
         raise
     running.on_stop.append(lambda: _close(engine, auth_channel))
+    start_operations(
+        running,
+        engine,
+        registry=registry,
+        host=config.server.host,
+        metrics_port=config.metrics_port,
+        db_check=config.db_check,
+        name="profile",
+    )
     log.info(
         "profile service started",
         extra={
             "address": f"{config.server.host}:{running.port}",
             "database": redact_url(config.database_url),
             "auth_target": config.auth_target,
+            "metrics_port": running.metrics_port,
         },
     )
     return running

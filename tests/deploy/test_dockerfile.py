@@ -77,7 +77,7 @@ def test_the_image_runs_as_a_non_root_user() -> None:
 
 def test_the_image_exposes_the_default_ports() -> None:
     exposed = {port for arguments in arguments_of("EXPOSE") for port in arguments.split()}
-    assert exposed == {"8080", "50051", "50052"}
+    assert exposed == {"8080", "50051", "50052", "9101", "9102"}  # gateway, gRPC, metrics
 
 
 @pytest.mark.parametrize("keyword", ["ENV", "ARG"])

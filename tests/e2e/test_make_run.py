@@ -19,12 +19,15 @@ def test_devstack_serves_with_sqlite_and_dev_keys_then_stops_all_three_on_ctrl_c
     tmp_path: Path,
 ) -> None:
     gateway_port = free_port()
+    auth_metrics_port = free_port()
     env = {
         **os.environ,
         **CHEAP_ARGON2,
         "GATEWAY_PORT": str(gateway_port),
         "AUTH_GRPC_PORT": str(free_port()),
         "PROFILE_GRPC_PORT": str(free_port()),
+        "AUTH_METRICS_PORT": str(auth_metrics_port),
+        "PROFILE_METRICS_PORT": str(free_port()),
     }
     for name in ("AUTH_DATABASE_URL", "PROFILE_DATABASE_URL", "AUTH_KEYS_DIR"):
         env.pop(name, None)
@@ -45,6 +48,10 @@ def test_devstack_serves_with_sqlite_and_dev_keys_then_stops_all_three_on_ctrl_c
         assert f"http://127.0.0.1:{gateway_port}" in banner, banner
         assert "curl" in banner
         assert requests.get(f"http://127.0.0.1:{gateway_port}/readyz", timeout=5).status_code == 200
+        auth_metrics = f"http://127.0.0.1:{auth_metrics_port}/metrics"
+        assert auth_metrics in banner
+        assert f"http://127.0.0.1:{gateway_port}/metrics" in banner
+        assert requests.get(auth_metrics, timeout=5).status_code == 200
 
         keys = list((tmp_path / "var" / "keys").glob("*.pem"))
         assert len(keys) == 1

@@ -1,0 +1,46 @@
+"""The auth service's own counters, read off the outcome of its RPCs."""
+
+from __future__ import annotations
+
+import grpc
+from authgate.auth.v1 import auth_pb2
+from prometheus_client import CollectorRegistry, Counter
+
+_SERVICE = auth_pb2.DESCRIPTOR.services_by_name["AuthService"]
+LOGIN_METHOD = f"/{_SERVICE.full_name}/{_SERVICE.methods_by_name['Login'].name}"
+REGISTER_METHOD = f"/{_SERVICE.full_name}/{_SERVICE.methods_by_name['Register'].name}"
+
+LOGIN_OK = "ok"
+# Wrong password, unknown user and disabled user alike: the service cannot say which.
+LOGIN_FAILED = "failed"
+# Anything else: a malformed request or an unavailable database.
+LOGIN_ERROR = "error"
+
+
+class AuthMetrics:
+    """Logins by result and registrations, as an RpcObserver of the auth server."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.logins = Counter(
+            "authgate_auth_logins",
+            "Login calls answered, by result (ok, failed: bad credentials, error).",
+            ("result",),
+            registry=registry,
+        )
+        self.registrations = Counter(
+            "authgate_auth_registrations", "Users registered.", registry=registry
+        )
+        for result in (LOGIN_OK, LOGIN_FAILED, LOGIN_ERROR):
+            self.logins.labels(result)  # present at 0 from the start
+
+    def observe(self, full_method: str, code: grpc.StatusCode, seconds: float) -> None:
+        if full_method == LOGIN_METHOD:
+            if code == grpc.StatusCode.OK:
+                result = LOGIN_OK
+            elif code == grpc.StatusCode.UNAUTHENTICATED:
+                result = LOGIN_FAILED
+            else:
+                result = LOGIN_ERROR
+            self.logins.labels(result).inc()
+        elif full_method == REGISTER_METHOD and code == grpc.StatusCode.OK:
+            self.registrations.inc()

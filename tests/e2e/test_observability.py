@@ -1,0 +1,185 @@
+"""Tracing and metrics across the three real processes, started the way `make run` starts them.
+
+The gateway runs under gunicorn with two workers: /metrics must add up both.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+from prometheus_client.multiprocess import MultiProcessCollector
+
+from devstack.launcher import Stack, StackSettings
+from tests.e2e.conftest import CHEAP_ARGON2, free_port
+from tests.observability.metrics_text import sample
+
+pytestmark = pytest.mark.e2e
+
+PASSWORD = "correct horse battery staple"
+REQUESTS = "authgate_gateway_requests_total"
+
+
+@dataclass
+class ObservedStack:
+    stack: Stack
+    settings: StackSettings
+    log_dir: Path
+
+    @property
+    def url(self) -> str:
+        return self.settings.gateway_url
+
+    def json_lines(self, name: str) -> list[dict[str, Any]]:
+        """The JSON log lines of one process (gunicorn's own plain lines are skipped)."""
+        lines = []
+        for text in (self.log_dir / f"{name}.log").read_text(errors="replace").splitlines():
+            if text.startswith("{"):
+                lines.append(json.loads(text))
+        return lines
+
+    def lines_of(self, name: str, request_id: str, message: str) -> list[dict[str, Any]]:
+        return [
+            line
+            for line in self.json_lines(name)
+            if line.get("request_id") == request_id and line.get("message") == message
+        ]
+
+
+@pytest.fixture(scope="module")
+def observed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ObservedStack]:
+    state = tmp_path_factory.mktemp("observed")
+    settings = StackSettings(
+        state_dir=state,
+        gateway_port=free_port(),
+        auth_port=free_port(),
+        profile_port=free_port(),
+        auth_metrics_port=free_port(),
+        profile_metrics_port=free_port(),
+        gateway_workers=2,
+        extra_env={**CHEAP_ARGON2, "JWT_ISSUER": "authgate-obs", "JWT_AUDIENCE": "obs-api"},
+    )
+    stack = Stack(settings, log_dir=state / "logs")
+    stack.start(timeout=60)
+    try:
+        yield ObservedStack(stack, settings, state / "logs")
+    finally:
+        stack.stop()
+
+
+def post(observed: ObservedStack, path: str, body: object, request_id: str) -> requests.Response:
+    return requests.post(
+        f"{observed.url}{path}", json=body, headers={"X-Request-ID": request_id}, timeout=10
+    )
+
+
+def lines_appear(observed: ObservedStack, name: str, request_id: str, message: str) -> bool:
+    import time
+
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        if observed.lines_of(name, request_id, message):
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def test_one_request_id_ties_the_gateway_line_to_the_service_line_of_each_request(
+    observed: ObservedStack,
+) -> None:
+    registered = post(
+        observed, "/v1/auth/register", {"username": "tracy", "password": PASSWORD}, "e2e-reg"
+    )
+    assert registered.status_code == 201
+    user_id = registered.json()["user_id"]
+    login = post(
+        observed, "/v1/auth/login", {"username": "tracy", "password": PASSWORD}, "e2e-login"
+    )
+    assert login.status_code == 200
+    profile = requests.get(
+        f"{observed.url}/v1/profile",
+        headers={
+            "Authorization": f"Bearer {login.json()['access_token']}",
+            "X-Request-ID": "e2e-profile",
+        },
+        timeout=10,
+    )
+    assert profile.status_code == 200
+
+    for request_id, service, method in (
+        ("e2e-reg", "auth", "/authgate.auth.v1.AuthService/Register"),
+        ("e2e-login", "auth", "/authgate.auth.v1.AuthService/Login"),
+        ("e2e-profile", "profile", "/authgate.profile.v1.ProfileService/GetProfile"),
+    ):
+        assert lines_appear(observed, service, request_id, "rpc")
+        [http] = observed.lines_of("gateway", request_id, "request")
+        [rpc] = observed.lines_of(service, request_id, "rpc")
+        assert http["status"] in {200, 201}
+        assert isinstance(http["latency_ms"], float)
+        assert rpc["method"] == method
+        assert rpc["code"] == "OK"
+        assert rpc["user_id"] == user_id
+        assert isinstance(rpc["latency_ms"], float)
+    assert observed.lines_of("gateway", "e2e-profile", "request")[0]["user_id"] == user_id
+
+    logs = "\n".join(
+        (observed.log_dir / f"{n}.log").read_text() for n in ("gateway", "auth", "profile")
+    )
+    assert PASSWORD not in logs
+    assert login.json()["access_token"] not in logs
+    assert login.json()["refresh_token"] not in logs
+
+
+def healthz_served_per_worker(metrics_dir: Path) -> dict[str, float]:
+    """Requests to /healthz counted in each worker's own file (counter_<pid>.db)."""
+    served: dict[str, float] = {}
+    for path in sorted(metrics_dir.glob("counter_*.db")):
+        total = 0.0
+        for metric in MultiProcessCollector.merge([str(path)]):  # type: ignore[no-untyped-call]
+            for found in metric.samples:
+                if found.name == REQUESTS and found.labels.get("route") == "/healthz":
+                    total += found.value
+        served[path.stem] = total
+    return served
+
+
+def test_gateway_metrics_add_up_every_gunicorn_worker(observed: ObservedStack) -> None:
+    def healthz(_: int) -> int:
+        # A new connection each time, so that both workers get to accept some.
+        return requests.get(f"{observed.url}/healthz", timeout=10).status_code
+
+    sent = 0
+    with ThreadPoolExecutor(max_workers=16) as pool:
+        for _ in range(20):
+            assert set(pool.map(healthz, range(40))) == {200}
+            sent += 40
+            served = healthz_served_per_worker(observed.settings.gateway_metrics_dir)
+            if sum(1 for count in served.values() if count > 0) >= 2:
+                break
+    served = healthz_served_per_worker(observed.settings.gateway_metrics_dir)
+    assert sum(1 for count in served.values() if count > 0) >= 2, served
+
+    text = requests.get(f"{observed.url}/metrics", timeout=10).text
+
+    assert sample(text, REQUESTS, {"route": "/healthz", "method": "GET", "status": "200"}) == sent
+    assert sum(served.values()) == sent
+
+
+def test_each_service_serves_its_metrics_on_its_configured_port(observed: ObservedStack) -> None:
+    post(observed, "/v1/auth/register", {"username": "metra", "password": PASSWORD}, "e2e-m1")
+    post(observed, "/v1/auth/login", {"username": "metra", "password": PASSWORD}, "e2e-m2")
+
+    urls = observed.settings.metrics_urls()
+    auth = requests.get(urls["auth"], timeout=5).text
+    profile = requests.get(urls["profile"], timeout=5)
+
+    assert sample(auth, "authgate_auth_logins_total", {"result": "ok"}) >= 1
+    assert sample(auth, "grpc_server_handled_total", {"grpc_method": "Register"}) >= 1
+    assert profile.status_code == 200
+    assert "grpc_server_handled_total" in profile.text
