@@ -34,6 +34,7 @@ def create_app(config: GatewayConfig) -> Flask:
     upstreams = Upstreams(
         {AUTH_UPSTREAM: config.auth_target, PROFILE_UPSTREAM: config.profile_target},
         timeout_seconds=config.grpc_timeout_seconds,
+        tls=config.upstream_tls,
     )
     keys = JwksCache(
         upstreams.jwks_source(AUTH_UPSTREAM),

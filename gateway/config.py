@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from authgate_common.config import ConfigError, Env, port
+from authgate_common.tls import ClientTls
 from authgate_common.tokens import TokenSettings
 
 
@@ -20,6 +21,8 @@ class GatewayConfig:
     jwks_refetch_cooldown_seconds: float = 5.0
     # /readyz must answer quickly even when an upstream hangs.
     readiness_timeout_seconds: float = 1.0
+    # TLS of the channels to both services (None: plaintext).
+    upstream_tls: ClientTls | None = None
 
     @classmethod
     def from_env(cls, env: Env) -> GatewayConfig:
@@ -38,4 +41,5 @@ class GatewayConfig:
                 "JWKS_REFETCH_COOLDOWN_SECONDS", cls.jwks_refetch_cooldown_seconds
             ),
             readiness_timeout_seconds=min(cls.readiness_timeout_seconds, timeout),
+            upstream_tls=ClientTls.from_env(env),
         )
