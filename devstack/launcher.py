@@ -13,7 +13,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
+from authgate_common.config import Env
 from authgate_common.healthcheck import Unhealthy, check_grpc, check_http
+from authgate_common.tls import ClientTls
 
 
 class StackError(RuntimeError):
@@ -52,6 +54,8 @@ class StackSettings:
             "AUTH_GRPC_PORT": str(self.auth_port),
             "PROFILE_GRPC_PORT": str(self.profile_port),
             "GATEWAY_PORT": str(self.gateway_port),
+            "GATEWAY_WORKERS": str(self.gateway_workers),
+            "GATEWAY_THREADS": str(self.gateway_threads),
             "AUTH_GRPC_TARGET": f"{self.host}:{self.auth_port}",
             "PROFILE_GRPC_TARGET": f"{self.host}:{self.profile_port}",
         }
@@ -81,24 +85,14 @@ class Stack:
         self._logs: list[IO[bytes]] = []
 
     def commands(self) -> list[tuple[str, list[str]]]:
-        s = self.settings
+        # Bind address, workers, threads and timeouts come from the environment
+        # (GATEWAY_HOST, GATEWAY_PORT, GATEWAY_WORKERS, ...), as in production.
         gunicorn = [
             sys.executable,
             "-m",
             "gunicorn",
-            "--bind",
-            f"{s.host}:{s.gateway_port}",
-            "--workers",
-            str(s.gateway_workers),
-            "--threads",
-            str(s.gateway_threads),
-            "--no-control-socket",  # gunicorn 27: one shared path would clash between stacks
-            "--worker-class",
-            "gthread",
-            "--graceful-timeout",
-            "10",
-            "--limit-request-field_size",
-            "16384",
+            "--config",
+            "python:gateway.gunicorn_conf",
             "gateway.wsgi:create_app_from_env()",
         ]
         return [
@@ -116,9 +110,11 @@ class Stack:
         env = {**self._base_env, **self.settings.environment()}
         deadline = time.monotonic() + timeout
         s = self.settings
+        # The services speak TLS when the stack's environment says so (GRPC_TLS_CA, ...).
+        tls = ClientTls.from_env(Env(env))
         readiness = {
-            "auth": lambda: check_grpc(f"{s.host}:{s.auth_port}", timeout=1),
-            "profile": lambda: check_grpc(f"{s.host}:{s.profile_port}", timeout=1),
+            "auth": lambda: check_grpc(f"{s.host}:{s.auth_port}", timeout=1, tls=tls),
+            "profile": lambda: check_grpc(f"{s.host}:{s.profile_port}", timeout=1, tls=tls),
             "gateway": lambda: check_http(f"{s.gateway_url}/readyz", timeout=2),
         }
         try:

@@ -1,0 +1,33 @@
+"""gunicorn configuration of the gateway, read from the environment (see gateway.serving).
+
+    gunicorn --config python:gateway.gunicorn_conf 'gateway.wsgi:create_app_from_env()'
+
+Command-line flags still override what is set here.
+"""
+
+from __future__ import annotations
+
+import sys
+
+from authgate_common.config import ConfigError, Env
+from gateway import serving
+
+try:
+    _settings = serving.GunicornSettings.from_env(Env.from_os())
+except ConfigError as exc:
+    # One clear line and status 2, as the gRPC services do, instead of gunicorn's traceback.
+    print(f"gateway: configuration error: {exc}", file=sys.stderr)
+    sys.exit(2)
+
+bind = [_settings.bind]
+workers = _settings.workers
+threads = _settings.threads
+worker_class = "gthread"
+timeout = _settings.timeout_seconds
+graceful_timeout = _settings.graceful_timeout_seconds
+keepalive = _settings.keepalive_seconds
+limit_request_field_size = _settings.max_header_field_bytes
+worker_tmp_dir = serving.worker_tmp_dir()
+# No control socket: nothing uses it, and its default path would clash between stacks
+# on one machine and is read-only in the container.
+control_socket_disable = True
