@@ -1,6 +1,7 @@
 # syntax=docker/dockerfile:1
 # One image for the three authgate processes; docker-compose.yml picks the command:
-#   python -m auth_svc | python -m profile_svc | gunicorn 'gateway.wsgi:create_app_from_env()'
+#   python -m auth_svc | python -m profile_svc |
+#   gunicorn --config python:gateway.gunicorn_conf 'gateway.wsgi:create_app_from_env()'
 # No secrets in here: database URLs, passwords and keys come at run time.
 
 FROM python:3.11-slim AS build
@@ -28,7 +29,8 @@ FROM python:3.11-slim
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
     PATH=/opt/venv/bin:$PATH \
-    AUTH_KEYS_DIR=/var/lib/authgate/keys
+    AUTH_KEYS_DIR=/var/lib/authgate/keys \
+    GATEWAY_HOST=0.0.0.0
 
 # A fixed non-root uid/gid, so volume ownership and runAsNonRoot checks are predictable.
 # The keys directory exists in the image so that a named volume mounted there
@@ -47,6 +49,5 @@ USER 10001:10001
 
 EXPOSE 8080 50051 50052 9101 9102
 
-# gateway.gunicorn_conf prepares Prometheus multiprocess mode (a metrics folder under /tmp).
-CMD ["gunicorn", "--bind", "0.0.0.0:8080", "--worker-tmp-dir", "/dev/shm", "--no-control-socket", \
-     "--config", "python:gateway.gunicorn_conf", "gateway.wsgi:create_app_from_env()"]
+# gateway/gunicorn_conf.py reads GATEWAY_HOST, GATEWAY_PORT, GATEWAY_WORKERS, GATEWAY_THREADS, ...
+CMD ["gunicorn", "--config", "python:gateway.gunicorn_conf", "gateway.wsgi:create_app_from_env()"]

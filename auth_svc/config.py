@@ -6,10 +6,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from auth_svc.rules import MAX_PASSWORD_LENGTH
-from authgate_common.config import ConfigError, Env, port
+from authgate_common.config import ConfigError, Env
 from authgate_common.db_watch import DatabaseCheckSettings
 from authgate_common.grpc_server import ServerSettings
 from authgate_common.metrics import metrics_port
+from authgate_common.tls import ServerTls
 from authgate_common.tokens import TokenSettings
 
 # Lifetimes travel as int32 seconds; ten years is far below that limit.
@@ -84,10 +85,14 @@ class AuthConfig:
         return cls(
             database_url=env.str("AUTH_DATABASE_URL", "sqlite:///var/auth.db"),
             keys_dir=env.path("AUTH_KEYS_DIR", "var/keys"),
-            server=ServerSettings(
-                host=env.str("AUTH_GRPC_HOST", "127.0.0.1"),
-                port=port(env, "AUTH_GRPC_PORT", 50051),
-                max_workers=env.int("GRPC_MAX_WORKERS", 16, minimum=1, maximum=1024),
+            server=ServerSettings.from_env(
+                env,
+                host_variable="AUTH_GRPC_HOST",
+                port_variable="AUTH_GRPC_PORT",
+                default_port=50051,
+                tls=ServerTls.from_env(
+                    env, cert_variable="AUTH_GRPC_TLS_CERT", key_variable="AUTH_GRPC_TLS_KEY"
+                ),
             ),
             tokens=TokenSettings.from_env(env),
             argon2=Argon2Params.from_env(env),

@@ -21,6 +21,21 @@ CHANNEL_OPTIONS: Sequence[tuple[str, Any]] = (
 )
 
 
-def open_channel(target: str) -> grpc.Channel:
-    """A long-lived channel to target; make one per upstream per process and reuse it."""
-    return grpc.insecure_channel(target, options=CHANNEL_OPTIONS)
+def open_channel(
+    target: str,
+    *,
+    credentials: grpc.ChannelCredentials | None = None,
+    server_name: str | None = None,
+) -> grpc.Channel:
+    """A long-lived channel to target; make one per upstream per process and reuse it.
+
+    With credentials (see authgate_common.tls.ClientTls) the channel speaks TLS,
+    else plaintext. server_name is the name the server's certificate must carry,
+    when it is not the target's host (e.g. a probe dialling 127.0.0.1).
+    """
+    if credentials is None:
+        return grpc.insecure_channel(target, options=CHANNEL_OPTIONS)
+    options = list(CHANNEL_OPTIONS)
+    if server_name:
+        options.append(("grpc.ssl_target_name_override", server_name))
+    return grpc.secure_channel(target, credentials, options=options)

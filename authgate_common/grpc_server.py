@@ -19,6 +19,9 @@ from grpc_reflection.v1alpha import reflection
 
 from authgate_common import errors, metadata
 from authgate_common.call_context import call_scope
+from authgate_common.config import ConfigError, Env
+from authgate_common.config import port as read_port
+from authgate_common.tls import ServerTls
 
 log = logging.getLogger(__name__)
 
@@ -44,12 +47,106 @@ def status_of(error: errors.DomainError) -> grpc.StatusCode:
 
 
 @dataclass(frozen=True)
+class Keepalive:
+    """HTTP/2 keepalive and connection lifetime policy of a server."""
+
+    # The server pings a connection quiet this long, and drops it when no answer comes in time.
+    time_seconds: float = 60.0
+    timeout_seconds: float = 20.0
+    # Clients may ping (at most this often) even with no call running: channels stay warm.
+    permit_without_calls: bool = True
+    min_ping_interval_seconds: float = 10.0
+    # Idle connections are closed; every connection is closed after max age (its in-flight
+    # calls get the grace period), so clients re-resolve and spread over new replicas.
+    max_connection_idle_seconds: float = 600.0
+    max_connection_age_seconds: float = 1800.0
+
+    @classmethod
+    def from_env(cls, env: Env) -> Keepalive:
+        return cls(
+            time_seconds=_positive(env, "GRPC_KEEPALIVE_TIME_SECONDS", cls.time_seconds),
+            timeout_seconds=_positive(env, "GRPC_KEEPALIVE_TIMEOUT_SECONDS", cls.timeout_seconds),
+            permit_without_calls=env.bool(
+                "GRPC_KEEPALIVE_PERMIT_WITHOUT_CALLS", cls.permit_without_calls
+            ),
+            min_ping_interval_seconds=_positive(
+                env, "GRPC_KEEPALIVE_MIN_PING_INTERVAL_SECONDS", cls.min_ping_interval_seconds
+            ),
+            max_connection_idle_seconds=_positive(
+                env, "GRPC_MAX_CONNECTION_IDLE_SECONDS", cls.max_connection_idle_seconds
+            ),
+            max_connection_age_seconds=_positive(
+                env, "GRPC_MAX_CONNECTION_AGE_SECONDS", cls.max_connection_age_seconds
+            ),
+        )
+
+
+@dataclass(frozen=True)
 class ServerSettings:
     host: str
     port: int
     max_workers: int = 16
     max_message_bytes: int = 1024 * 1024
     grace_seconds: float = 10.0
+    # Calls beyond this many at once are refused with RESOURCE_EXHAUSTED instead of queueing.
+    max_concurrent_rpcs: int | None = 256
+    keepalive: Keepalive = Keepalive()
+    tls: ServerTls | None = None
+
+    @classmethod
+    def from_env(
+        cls,
+        env: Env,
+        *,
+        host_variable: str,
+        port_variable: str,
+        default_port: int,
+        tls: ServerTls | None = None,
+    ) -> ServerSettings:
+        """The service's own address and TLS files, and the GRPC_* settings both services share."""
+        concurrent = env.int("GRPC_MAX_CONCURRENT_RPCS", 256, minimum=0, maximum=100_000)
+        return cls(
+            host=env.str(host_variable, "127.0.0.1"),
+            port=read_port(env, port_variable, default_port),
+            max_workers=env.int("GRPC_MAX_WORKERS", 16, minimum=1, maximum=1024),
+            max_message_bytes=env.int(
+                "GRPC_MAX_MESSAGE_BYTES", 1024 * 1024, minimum=1024, maximum=64 * 1024 * 1024
+            ),
+            grace_seconds=env.float("GRPC_GRACE_SECONDS", 10.0),
+            max_concurrent_rpcs=concurrent or None,  # 0: no limit
+            keepalive=Keepalive.from_env(env),
+            tls=tls,
+        )
+
+
+def _positive(env: Env, name: str, default: float) -> float:
+    value = env.float(name, default)
+    if value <= 0:
+        raise ConfigError(f"{name} must be above 0, got {value}")
+    return value
+
+
+def server_options(settings: ServerSettings) -> list[tuple[str, int]]:
+    """The grpc core channel arguments for settings."""
+
+    def ms(seconds: float) -> int:
+        return max(1, round(seconds * 1000))
+
+    keepalive = settings.keepalive
+    return [
+        ("grpc.max_receive_message_length", settings.max_message_bytes),
+        ("grpc.max_send_message_length", settings.max_message_bytes),
+        ("grpc.so_reuseport", 0),
+        ("grpc.keepalive_time_ms", ms(keepalive.time_seconds)),
+        ("grpc.keepalive_timeout_ms", ms(keepalive.timeout_seconds)),
+        ("grpc.keepalive_permit_without_calls", int(keepalive.permit_without_calls)),
+        ("grpc.http2.min_ping_interval_without_data_ms", ms(keepalive.min_ping_interval_seconds)),
+        # Pings more often than allowed count as strikes; after this many, GOAWAY.
+        ("grpc.http2.max_ping_strikes", 2),
+        ("grpc.max_connection_idle_ms", ms(keepalive.max_connection_idle_seconds)),
+        ("grpc.max_connection_age_ms", ms(keepalive.max_connection_age_seconds)),
+        ("grpc.max_connection_age_grace_ms", ms(settings.grace_seconds)),
+    ]
 
 
 def request_id(context: grpc.ServicerContext) -> str:
@@ -205,11 +302,8 @@ def start_server(
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=settings.max_workers),
         interceptors=[ErrorInterceptor(observers), *interceptors],
-        options=[
-            ("grpc.max_receive_message_length", settings.max_message_bytes),
-            ("grpc.max_send_message_length", settings.max_message_bytes),
-            ("grpc.so_reuseport", 0),
-        ],
+        options=server_options(settings),
+        maximum_concurrent_rpcs=settings.max_concurrent_rpcs,
     )
     register(server)
     health_servicer = health.HealthServicer(experimental_non_blocking=True)
@@ -217,7 +311,11 @@ def start_server(
     reflection.enable_server_reflection(
         (*service_names, health.SERVICE_NAME, reflection.SERVICE_NAME), server
     )
-    port = server.add_insecure_port(f"{settings.host}:{settings.port}")
+    address = f"{settings.host}:{settings.port}"
+    if settings.tls is None:
+        port = server.add_insecure_port(address)
+    else:
+        port = server.add_secure_port(address, settings.tls.credentials())
     if port == 0:
         raise OSError(f"cannot bind {settings.host}:{settings.port}")
     server.start()

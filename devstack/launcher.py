@@ -14,7 +14,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
+from authgate_common.config import Env
 from authgate_common.healthcheck import Unhealthy, check_grpc, check_http
+from authgate_common.tls import ClientTls
 
 MULTIPROC_VARIABLE = "PROMETHEUS_MULTIPROC_DIR"
 
@@ -74,6 +76,8 @@ class StackSettings:
             "AUTH_GRPC_PORT": str(self.auth_port),
             "PROFILE_GRPC_PORT": str(self.profile_port),
             "GATEWAY_PORT": str(self.gateway_port),
+            "GATEWAY_WORKERS": str(self.gateway_workers),
+            "GATEWAY_THREADS": str(self.gateway_threads),
             "AUTH_GRPC_TARGET": f"{self.host}:{self.auth_port}",
             "PROFILE_GRPC_TARGET": f"{self.host}:{self.profile_port}",
             "AUTH_METRICS_PORT": _port_or_off(self.auth_metrics_port),
@@ -121,25 +125,12 @@ class Stack:
         self._logs: list[IO[bytes]] = []
 
     def commands(self) -> list[tuple[str, list[str]]]:
-        s = self.settings
+        # Bind address, workers, threads and timeouts come from the environment
+        # (GATEWAY_HOST, GATEWAY_PORT, GATEWAY_WORKERS, ...), as in production.
         gunicorn = [
             sys.executable,
             "-m",
             "gunicorn",
-            "--bind",
-            f"{s.host}:{s.gateway_port}",
-            "--workers",
-            str(s.gateway_workers),
-            "--threads",
-            str(s.gateway_threads),
-            "--no-control-socket",  # gunicorn 27: one shared path would clash between stacks
-            "--worker-class",
-            "gthread",
-            "--graceful-timeout",
-            "10",
-            "--limit-request-field_size",
-            "16384",
-            # Hooks that prepare Prometheus multiprocess mode for the workers.
             "--config",
             "python:gateway.gunicorn_conf",
             "gateway.wsgi:create_app_from_env()",
@@ -158,9 +149,11 @@ class Stack:
         self.settings.state_dir.mkdir(parents=True, exist_ok=True)
         deadline = time.monotonic() + timeout
         s = self.settings
+        # The services speak TLS when the stack's environment says so (GRPC_TLS_CA, ...).
+        tls = ClientTls.from_env(Env(self.settings.environment_of("gateway", self._base_env)))
         readiness = {
-            "auth": lambda: check_grpc(f"{s.host}:{s.auth_port}", timeout=1),
-            "profile": lambda: check_grpc(f"{s.host}:{s.profile_port}", timeout=1),
+            "auth": lambda: check_grpc(f"{s.host}:{s.auth_port}", timeout=1, tls=tls),
+            "profile": lambda: check_grpc(f"{s.host}:{s.profile_port}", timeout=1, tls=tls),
             "gateway": lambda: check_http(f"{s.gateway_url}/readyz", timeout=2),
         }
         try:

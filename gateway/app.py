@@ -39,6 +39,7 @@ def create_app(config: GatewayConfig) -> Flask:
         {AUTH_UPSTREAM: config.auth_target, PROFILE_UPSTREAM: config.profile_target},
         timeout_seconds=config.grpc_timeout_seconds,
         interceptors=[UpstreamMetricsInterceptor(metrics.observe_upstream)],
+        tls=config.upstream_tls,
     )
     keys = JwksCache(
         upstreams.jwks_source(AUTH_UPSTREAM),

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from authgate_common.config import ConfigError, Env, port
+from authgate_common.tls import ClientTls
 from authgate_common.tokens import TokenSettings
 
 
@@ -22,6 +23,8 @@ class GatewayConfig:
     readiness_timeout_seconds: float = 1.0
     # prometheus-client's own variable: set, /metrics adds up every gunicorn worker's files.
     metrics_multiprocess_dir: str | None = None
+    # TLS of the channels to both services (None: plaintext).
+    upstream_tls: ClientTls | None = None
 
     @classmethod
     def from_env(cls, env: Env) -> GatewayConfig:
@@ -41,4 +44,5 @@ class GatewayConfig:
             ),
             readiness_timeout_seconds=min(cls.readiness_timeout_seconds, timeout),
             metrics_multiprocess_dir=env.values.get("PROMETHEUS_MULTIPROC_DIR") or None,
+            upstream_tls=ClientTls.from_env(env),
         )

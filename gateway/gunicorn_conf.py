@@ -1,53 +1,36 @@
-"""gunicorn hooks for the gateway: `gunicorn --config python:gateway.gunicorn_conf ...`.
+"""gunicorn configuration of the gateway, read from the environment (see gateway.serving).
 
-They prepare prometheus-client's multiprocess mode, so that /metrics adds up
-every worker: each worker writes its metrics to files in
-PROMETHEUS_MULTIPROC_DIR, which must exist before the workers import the
-library and must start empty on each run (stale files would add old counts).
-With the variable set, that directory is made or emptied at start; without it,
-a fresh temporary one is made and removed when gunicorn exits (not with
---preload, which imports the app before these hooks run: set the variable then).
-Command-line options (bind, workers, threads, ...) are not set here.
+    gunicorn --config python:gateway.gunicorn_conf 'gateway.wsgi:create_app_from_env()'
+
+Command-line flags still override what is set here.
 """
 
 from __future__ import annotations
 
-import os
-import shutil
-import tempfile
-from pathlib import Path
-from typing import Any
+import sys
 
-MULTIPROC_VARIABLE = "PROMETHEUS_MULTIPROC_DIR"
-_OWNED_ATTRIBUTE = "authgate_owned_metrics_dir"
+from authgate_common.config import ConfigError, Env
+from gateway import serving
 
+# gunicorn finds its hooks by name in this module.
+from gateway.metrics_dir import child_exit, on_exit, on_starting  # noqa: F401
 
-def prepare_metrics_dir(directory: Path) -> None:
-    """Make directory, or empty it of an earlier run's metric files."""
-    directory.mkdir(parents=True, exist_ok=True)
-    for stale in directory.glob("*.db"):
-        stale.unlink(missing_ok=True)
+try:
+    _settings = serving.GunicornSettings.from_env(Env.from_os())
+except ConfigError as exc:
+    # One clear line and status 2, as the gRPC services do, instead of gunicorn's traceback.
+    print(f"gateway: configuration error: {exc}", file=sys.stderr)
+    sys.exit(2)
 
-
-def on_starting(server: Any) -> None:
-    # Runs in the master before any worker forks: workers inherit the variable.
-    configured = os.environ.get(MULTIPROC_VARIABLE)
-    if configured:
-        prepare_metrics_dir(Path(configured))
-        return
-    made = tempfile.mkdtemp(prefix="authgate-gateway-metrics-")
-    os.environ[MULTIPROC_VARIABLE] = made
-    setattr(server, _OWNED_ATTRIBUTE, made)
-
-
-def child_exit(server: Any, worker: Any) -> None:
-    # Imported here: the library picks its mode from the variable when first imported.
-    from prometheus_client import multiprocess
-
-    multiprocess.mark_process_dead(worker.pid)  # type: ignore[no-untyped-call]
-
-
-def on_exit(server: Any) -> None:
-    made = getattr(server, _OWNED_ATTRIBUTE, None)
-    if made:
-        shutil.rmtree(made, ignore_errors=True)
+bind = [_settings.bind]
+workers = _settings.workers
+threads = _settings.threads
+worker_class = "gthread"
+timeout = _settings.timeout_seconds
+graceful_timeout = _settings.graceful_timeout_seconds
+keepalive = _settings.keepalive_seconds
+limit_request_field_size = _settings.max_header_field_bytes
+worker_tmp_dir = serving.worker_tmp_dir()
+# No control socket: nothing uses it, and its default path would clash between stacks
+# on one machine and is read-only in the container.
+control_socket_disable = True

@@ -17,6 +17,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from authgate_common.channels import open_channel
 from authgate_common.jwks import JwkDict, JwksSource, grpc_jwks_source
+from authgate_common.tls import ClientTls, channel_credentials
 from gateway.routes import Route
 
 Metadata = Sequence[tuple[str, str]]
@@ -33,10 +34,12 @@ class Upstreams:
         *,
         timeout_seconds: float,
         interceptors: Sequence[grpc.UnaryUnaryClientInterceptor] = (),
+        tls: ClientTls | None = None,
     ) -> None:
         self._targets = dict(targets)
         self._timeout = timeout_seconds
         self._interceptors = tuple(interceptors)
+        self._tls = tls
         self._lock = threading.Lock()
         self._pid = os.getpid()
         self._channels: dict[str, grpc.Channel] = {}
@@ -51,7 +54,9 @@ class Upstreams:
             self._forget_if_forked()
             channel = self._channels.get(name)
             if channel is None:
-                channel = open_channel(self._targets[name])
+                channel = open_channel(
+                    self._targets[name], credentials=channel_credentials(self._tls)
+                )
                 if self._interceptors:
                     channel = grpc.intercept_channel(channel, *self._interceptors)
                 self._channels[name] = channel

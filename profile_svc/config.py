@@ -8,10 +8,11 @@ from dataclasses import dataclass, field
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
-from authgate_common.config import ConfigError, Env, port
+from authgate_common.config import ConfigError, Env
 from authgate_common.db_watch import DatabaseCheckSettings
 from authgate_common.grpc_server import ServerSettings
 from authgate_common.metrics import metrics_port
+from authgate_common.tls import ClientTls, ServerTls
 from authgate_common.tokens import TokenSettings
 
 DEFAULT_DATABASE_URL = "sqlite:///var/profile.db"
@@ -29,15 +30,21 @@ class ProfileConfig:
     db_check: DatabaseCheckSettings = field(default_factory=DatabaseCheckSettings)
     # Prometheus /metrics on the gRPC host; None: not served (from_env: 9102 unless "off").
     metrics_port: int | None = None
+    # TLS of the channel to the auth service (None: plaintext).
+    auth_tls: ClientTls | None = None
 
     @classmethod
     def from_env(cls, env: Env) -> ProfileConfig:
         return cls(
             database_url=_database_url(env, "PROFILE_DATABASE_URL"),
-            server=ServerSettings(
-                host=env.str("PROFILE_GRPC_HOST", "127.0.0.1"),
-                port=port(env, "PROFILE_GRPC_PORT", 50052),
-                max_workers=env.int("GRPC_MAX_WORKERS", 16, minimum=1, maximum=1024),
+            server=ServerSettings.from_env(
+                env,
+                host_variable="PROFILE_GRPC_HOST",
+                port_variable="PROFILE_GRPC_PORT",
+                default_port=50052,
+                tls=ServerTls.from_env(
+                    env, cert_variable="PROFILE_GRPC_TLS_CERT", key_variable="PROFILE_GRPC_TLS_KEY"
+                ),
             ),
             auth_target=env.str("AUTH_GRPC_TARGET", DEFAULT_AUTH_TARGET),
             tokens=TokenSettings.from_env(env),
@@ -45,6 +52,7 @@ class ProfileConfig:
             log_level=_log_level(env),
             db_check=DatabaseCheckSettings.from_env(env),
             metrics_port=metrics_port(env, "PROFILE_METRICS_PORT", 9102),
+            auth_tls=ClientTls.from_env(env),
         )
 
 

@@ -16,6 +16,7 @@ from authgate_common.grpc_server import RunningServer, run_until_signalled, star
 from authgate_common.jwks import JwksCache, JwksSource, grpc_jwks_source
 from authgate_common.metrics import RpcMetrics
 from authgate_common.operations import start_operations
+from authgate_common.tls import channel_credentials
 from authgate_common.tokens import TokenVerifier
 from profile_svc.config import ProfileConfig
 from profile_svc.interceptor import AuthInterceptor, CallerIdentity
@@ -36,7 +37,9 @@ def build_server(config: ProfileConfig, *, jwks_source: JwksSource | None = None
     try:
         create_schema(engine)
         if jwks_source is None:
-            auth_channel = open_channel(config.auth_target)
+            auth_channel = open_channel(
+                config.auth_target, credentials=channel_credentials(config.auth_tls)
+            )
             jwks_source = grpc_jwks_source(auth_channel)
         keys = JwksCache(
             jwks_source,

@@ -11,6 +11,9 @@ import pytest
 import yaml
 from sqlalchemy.engine import make_url
 
+from authgate_common.config import Env
+from gateway.serving import GunicornSettings
+
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE_FILE = ROOT / "docker-compose.yml"
 MYSQL_INIT_DIR = ROOT / "deploy" / "mysql-init"
@@ -19,10 +22,29 @@ APP_SERVICES = ("auth", "profile", "gateway")
 DEFAULT_PORTS = {"gateway": 8080, "auth": 50051, "profile": 50052}
 # The modules whose string literals name the environment variables each process reads:
 # its configuration, its entry point, and the token settings all three share.
+# The shared gRPC serving settings (GRPC_*) and TLS files (GRPC_TLS_*) are read in
+# authgate_common; the gateway's gunicorn settings in gateway/serving.py.
+_GRPC_SERVER_SOURCES = ("authgate_common/grpc_server.py", "authgate_common/tls.py")
 ENV_SOURCES = {
-    "auth": ("auth_svc/config.py", "auth_svc/__main__.py", "authgate_common/tokens.py"),
-    "profile": ("profile_svc/config.py", "profile_svc/__main__.py", "authgate_common/tokens.py"),
-    "gateway": ("gateway/config.py", "gateway/wsgi.py", "authgate_common/tokens.py"),
+    "auth": (
+        "auth_svc/config.py",
+        "auth_svc/__main__.py",
+        "authgate_common/tokens.py",
+        *_GRPC_SERVER_SOURCES,
+    ),
+    "profile": (
+        "profile_svc/config.py",
+        "profile_svc/__main__.py",
+        "authgate_common/tokens.py",
+        *_GRPC_SERVER_SOURCES,
+    ),
+    "gateway": (
+        "gateway/config.py",
+        "gateway/wsgi.py",
+        "gateway/serving.py",
+        "authgate_common/tokens.py",
+        "authgate_common/tls.py",
+    ),
 }
 EXPECTED_DEPENDENCIES = {
     "auth": {"mysql"},
@@ -139,13 +161,22 @@ def test_grpc_services_listen_on_their_default_port_on_all_interfaces(
     assert environment.get(port_variable, str(DEFAULT_PORTS[name])) == str(DEFAULT_PORTS[name])
 
 
-def test_gateway_runs_under_gunicorn_on_its_default_port(services: dict[str, Any]) -> None:
+def test_gateway_runs_under_gunicorn_with_the_config_module(services: dict[str, Any]) -> None:
     command = services["gateway"]["command"]
-    assert command[0] == "gunicorn"
-    assert f"--bind=0.0.0.0:{DEFAULT_PORTS['gateway']}" in command
-    # gunicorn >= 25.1 otherwise opens a control socket under $HOME, read-only in the container.
-    assert "--no-control-socket" in command
-    assert command[-1] == "gateway.wsgi:create_app_from_env()"
+    assert command == [
+        "gunicorn",
+        "--config=python:gateway.gunicorn_conf",
+        "gateway.wsgi:create_app_from_env()",
+    ]
+
+
+def test_gateway_binds_its_default_port_on_all_interfaces(services: dict[str, Any]) -> None:
+    environment = {
+        name: resolve_defaults(value) for name, value in environment_of(services["gateway"]).items()
+    }
+    settings = GunicornSettings.from_env(Env(environment))
+    assert settings.bind == f"0.0.0.0:{DEFAULT_PORTS['gateway']}"
+    assert (settings.workers, settings.threads) == (2, 8)
 
 
 @pytest.mark.parametrize(

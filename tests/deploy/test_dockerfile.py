@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import shlex
 from pathlib import Path
@@ -113,3 +114,19 @@ def test_image_keys_folder_is_where_compose_mounts_the_keys_volume() -> None:
     assert f"auth_keys:{match[1]}" in compose["services"]["auth"]["volumes"]
     created = " ".join(arguments_of("RUN"))
     assert re.search(rf"install -d -o authgate -g authgate -m 0700 {re.escape(match[1])}", created)
+
+
+def test_default_command_is_the_gateway_under_gunicorn_with_the_config_module() -> None:
+    commands = [arguments for keyword, arguments in final_stage() if keyword == "CMD"]
+    assert len(commands) == 1
+    assert json.loads(commands[0]) == [
+        "gunicorn",
+        "--config",
+        "python:gateway.gunicorn_conf",
+        "gateway.wsgi:create_app_from_env()",
+    ]
+
+
+def test_the_gateway_binds_all_interfaces_in_the_container() -> None:
+    env = " ".join(arguments for keyword, arguments in final_stage() if keyword == "ENV")
+    assert re.search(r"\bGATEWAY_HOST=0\.0\.0\.0\b", env)

@@ -6,11 +6,13 @@ import socket
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 
 import pytest
 
 from authgate_common.grpc_server import RunningServer, ServerSettings, start_server
 from authgate_common.healthcheck import main
+from tests.fixtures.tls_fixtures import TlsFiles
 
 TIMEOUT = ["--timeout", "2"]
 
@@ -93,3 +95,50 @@ def test_url_answering_503_is_unhealthy(
 
 def test_unreachable_url_is_unhealthy(closed_port: int) -> None:
     assert main([f"http://127.0.0.1:{closed_port}/readyz", "--timeout", "1"]) == 1
+
+
+@pytest.fixture
+def mtls_grpc_server(tls_files: TlsFiles) -> Iterator[RunningServer]:
+    running = start_server(
+        ServerSettings("127.0.0.1", 0, max_workers=2, tls=tls_files.server_tls(mutual=True)),
+        register=lambda server: None,
+        service_names=[],
+    )
+    yield running
+    running.stop(0)
+
+
+def test_tls_server_is_checked_over_tls_with_the_configured_ca(
+    mtls_grpc_server: RunningServer, tls_files: TlsFiles, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name, value in tls_files.client_env(with_certificate=True).items():
+        monkeypatch.setenv(name, value)
+    assert main([f"127.0.0.1:{mtls_grpc_server.port}", *TIMEOUT]) == 0
+
+
+def test_tls_server_name_can_differ_from_the_dialled_host(
+    mtls_grpc_server: RunningServer, tls_files: TlsFiles, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name, value in tls_files.client_env(with_certificate=True).items():
+        monkeypatch.setenv(name, value)
+    target = f"127.0.0.1:{mtls_grpc_server.port}"
+    assert main([target, "--tls-server-name", "localhost", *TIMEOUT]) == 0
+    assert main([target, "--tls-server-name", "auth.example", *TIMEOUT]) == 1
+
+
+def test_tls_server_is_unhealthy_to_a_plaintext_probe(
+    mtls_grpc_server: RunningServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("GRPC_TLS_CA", raising=False)
+    assert main([f"127.0.0.1:{mtls_grpc_server.port}", *TIMEOUT]) == 1
+
+
+def test_unusable_tls_settings_are_reported_as_unhealthy(
+    grpc_server: RunningServer,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    monkeypatch.setenv("GRPC_TLS_CA", str(tmp_path / "missing-ca.crt"))
+    assert main([f"127.0.0.1:{grpc_server.port}", *TIMEOUT]) == 1
+    assert "configuration error: GRPC_TLS_CA: no file at" in capsys.readouterr().err

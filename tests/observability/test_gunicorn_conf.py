@@ -1,4 +1,4 @@
-"""gateway/gunicorn_conf.py prepares a clean Prometheus multiprocess folder for each run."""
+"""gateway/metrics_dir.py prepares a clean Prometheus multiprocess folder for each run."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from gateway import gunicorn_conf
+from gateway import metrics_dir
 
 
 def test_a_configured_folder_is_emptied_of_an_earlier_runs_files(
@@ -20,7 +20,7 @@ def test_a_configured_folder_is_emptied_of_an_earlier_runs_files(
     (folder / "keep.txt").write_text("not a metrics file")
     monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(folder))
 
-    gunicorn_conf.on_starting(SimpleNamespace())
+    metrics_dir.on_starting(SimpleNamespace())
 
     assert sorted(p.name for p in folder.iterdir()) == ["keep.txt"]
 
@@ -30,7 +30,7 @@ def test_a_configured_folder_that_does_not_exist_is_made(
 ) -> None:
     folder = tmp_path / "new" / "metrics"
     monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(folder))
-    gunicorn_conf.on_starting(SimpleNamespace())
+    metrics_dir.on_starting(SimpleNamespace())
     assert folder.is_dir()
 
 
@@ -42,12 +42,12 @@ def test_without_a_folder_a_fresh_one_is_made_for_the_run_and_removed_at_exit(
     monkeypatch.delenv("PROMETHEUS_MULTIPROC_DIR")
     server = SimpleNamespace()
 
-    gunicorn_conf.on_starting(server)
+    metrics_dir.on_starting(server)
     made = Path(os.environ["PROMETHEUS_MULTIPROC_DIR"])
     assert made.is_dir()
     assert list(made.iterdir()) == []
 
-    gunicorn_conf.on_exit(server)
+    metrics_dir.on_exit(server)
     assert not made.exists()
 
 
@@ -56,6 +56,6 @@ def test_a_configured_folder_is_left_in_place_at_exit(
 ) -> None:
     monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(tmp_path))
     server = SimpleNamespace()
-    gunicorn_conf.on_starting(server)
-    gunicorn_conf.on_exit(server)
+    metrics_dir.on_starting(server)
+    metrics_dir.on_exit(server)
     assert tmp_path.is_dir()
