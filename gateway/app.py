@@ -16,6 +16,7 @@ from gateway.auth import Authenticator
 from gateway.config import GatewayConfig
 from gateway.errors import Problem, generic_detail, problem_response, title_of
 from gateway.health import register_health
+from gateway.rate_limiter import register_rate_limits
 from gateway.routes import AUTH_UPSTREAM, PROFILE_UPSTREAM, build_routes, fronted_services
 from gateway.upstream import Upstreams
 from gateway.views import make_view
@@ -49,6 +50,9 @@ def create_app(config: GatewayConfig) -> Flask:
     _register_request_tracing(app)
     _register_error_handlers(app, config)
     register_health(app, upstreams, timeout_seconds=config.readiness_timeout_seconds)
+    register_rate_limits(
+        app, routes, config.rate_limits, trusted_proxy_count=config.trusted_proxy_count
+    )
     for route in routes:
         app.add_url_rule(
             route.flask_rule,

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 
 from authgate_common.config import ConfigError, Env, port
 from authgate_common.tokens import TokenSettings
+from gateway.rate_limits import RateLimitSettings
 
 
 @dataclass(frozen=True)
@@ -20,6 +21,9 @@ class GatewayConfig:
     jwks_refetch_cooldown_seconds: float = 5.0
     # /readyz must answer quickly even when an upstream hangs.
     readiness_timeout_seconds: float = 1.0
+    rate_limits: RateLimitSettings = field(default_factory=RateLimitSettings)
+    # Proxies in front of the gateway that append to X-Forwarded-For; 0: use the peer address.
+    trusted_proxy_count: int = 0
 
     @classmethod
     def from_env(cls, env: Env) -> GatewayConfig:
@@ -38,4 +42,6 @@ class GatewayConfig:
                 "JWKS_REFETCH_COOLDOWN_SECONDS", cls.jwks_refetch_cooldown_seconds
             ),
             readiness_timeout_seconds=min(cls.readiness_timeout_seconds, timeout),
+            rate_limits=RateLimitSettings.from_env(env),
+            trusted_proxy_count=env.int("GATEWAY_TRUSTED_PROXY_COUNT", 0, maximum=16),
         )

@@ -7,3 +7,5 @@ PUBLIC_FIELD_NUMBER: _ClassVar[int]
 public: _descriptor.FieldDescriptor
 HTTP_SUCCESS_STATUS_FIELD_NUMBER: _ClassVar[int]
 http_success_status: _descriptor.FieldDescriptor
+RATE_LIMIT_FIELD_NUMBER: _ClassVar[int]
+rate_limit: _descriptor.FieldDescriptor
