@@ -135,7 +135,7 @@ def test_a_spoofed_forwarded_for_does_not_escape_the_limit_without_trusted_proxi
         login(client, CLIENT_A, **{"X-Forwarded-For": f"203.0.113.{n}"}).status_code
         for n in range(3)
     ]
-    assert statuses[:2] != [429, 429]
+    assert 429 not in statuses[:2]
     assert statuses[2] == 429
 
 
