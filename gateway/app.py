@@ -19,6 +19,7 @@ from gateway.docs import register_docs
 from gateway.errors import Problem, generic_detail, problem_response, title_of
 from gateway.health import register_health
 from gateway.metrics import GatewayMetrics, UpstreamMetricsInterceptor, register_metrics_route
+from gateway.rate_limiter import register_rate_limits
 from gateway.routes import AUTH_UPSTREAM, PROFILE_UPSTREAM, build_routes, fronted_services
 from gateway.upstream import Upstreams
 from gateway.views import make_view
@@ -64,6 +65,9 @@ def create_app(config: GatewayConfig) -> Flask:
     register_health(app, upstreams, timeout_seconds=config.readiness_timeout_seconds)
     register_docs(app, routes)
     register_metrics_route(app, metrics, multiprocess_dir=config.metrics_multiprocess_dir)
+    register_rate_limits(
+        app, routes, config.rate_limits, trusted_proxy_count=config.trusted_proxy_count
+    )
     for route in routes:
         app.add_url_rule(
             route.flask_rule,

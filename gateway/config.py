@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from authgate_common.config import ConfigError, Env, port
 from authgate_common.tls import ClientTls
 from authgate_common.tokens import TokenSettings
+from gateway.rate_limits import RateLimitSettings
 
 
 @dataclass(frozen=True)
@@ -25,6 +26,9 @@ class GatewayConfig:
     metrics_multiprocess_dir: str | None = None
     # TLS of the channels to both services (None: plaintext).
     upstream_tls: ClientTls | None = None
+    rate_limits: RateLimitSettings = field(default_factory=RateLimitSettings)
+    # Proxies in front of the gateway that append to X-Forwarded-For; 0: use the peer address.
+    trusted_proxy_count: int = 0
 
     @classmethod
     def from_env(cls, env: Env) -> GatewayConfig:
@@ -45,4 +49,6 @@ class GatewayConfig:
             readiness_timeout_seconds=min(cls.readiness_timeout_seconds, timeout),
             metrics_multiprocess_dir=env.values.get("PROMETHEUS_MULTIPROC_DIR") or None,
             upstream_tls=ClientTls.from_env(env),
+            rate_limits=RateLimitSettings.from_env(env),
+            trusted_proxy_count=env.int("GATEWAY_TRUSTED_PROXY_COUNT", 0, maximum=16),
         )

@@ -61,6 +61,8 @@ class Route:
     path_variables: tuple[PathVariable, ...]
     public: bool
     success_status: int
+    # The `authgate.options.v1.rate_limit` option as written ("" when unset).
+    rate_limit: str = ""
 
 
 def fronted_services(
@@ -112,6 +114,7 @@ def _route(method: MethodDescriptor, upstream: str, rule: http_pb2.HttpRule, ind
         path_variables=tuple(variables),
         public=bool(_method_option(method, options_pb2.public)),
         success_status=204 if _returns_empty(method) else status,
+        rate_limit=_method_option(method, options_pb2.rate_limit),
     )
 
 

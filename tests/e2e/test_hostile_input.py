@@ -1,4 +1,10 @@
-"""Every bad input of the contract gets its 4xx as problem+json and writes nothing."""
+"""Every bad input of the contract gets its 4xx as problem+json and writes nothing.
+
+Hostile tokens come in three kinds: forgeries of a token we issued (FORGERIES), tokens
+signed by the stack's real key that break exactly one rule (SIGNED_TOKENS: the signature
+is fine, so the rule itself must refuse them), and tokens whose headers point at other
+keys (KEY_HEADER_TOKENS: jku, x5u, jwk, hostile kids).
+"""
 
 from __future__ import annotations
 
@@ -15,6 +21,7 @@ from authgate.profile.v1 import profile_pb2, profile_pb2_grpc
 
 from tests.e2e import forgery
 from tests.e2e.conftest import RunningStack
+from tests.token_factory import TokenFactory, new_rsa_key
 
 PASSWORD = "correct horse battery staple"
 JSON = {"Content-Type": "application/json"}
@@ -401,3 +408,204 @@ def test_logs_of_a_full_flow_hold_no_password_or_token(running_stack: RunningSta
     assert logs, "expected the processes to log the flow"
     for leaked in (secret, tokens["access_token"], tokens["refresh_token"], "$argon2id$"):
         assert leaked not in logs
+
+
+# --- tokens signed by the stack's own key, each breaking one rule ------------------------------
+
+EVIL = "https://evil.example"
+# (ours: the stack's real key and kid, foreign: a key we never published) -> token
+TokenMaker = Callable[[TokenFactory, TokenFactory], str]
+
+
+@dataclass(frozen=True)
+class TokenCase:
+    name: str
+    make: TokenMaker
+    # What the 401's detail must say: the rule that refused the token, not another one.
+    refusal: str
+
+    def __str__(self) -> str:
+        return self.name
+
+
+def someone() -> str:
+    return str(uuid.uuid4())
+
+
+def now() -> int:
+    return int(time.time())
+
+
+def signed(**claims: object) -> TokenMaker:
+    """Real key and kid; the claims differ from a valid token's by `claims` (None drops one)."""
+    return lambda ours, _foreign: ours.mint(someone(), "mallory", **claims)
+
+
+def signed_header(**header: object) -> TokenMaker:
+    """Real key and valid claims; the header differs by `header` (None drops a field)."""
+    return lambda ours, _foreign: ours.mint_with_header(header, sub=someone())
+
+
+def foreign_signed(**header: object) -> TokenMaker:
+    """Signed by a key we never published; our kid unless `header` names another."""
+    return lambda ours, foreign: ours.mint_with_header(header, sub=someone(), key=foreign.key)
+
+
+def foreign_kid_signed(**header: object) -> TokenMaker:
+    """Signed by a foreign key and naming that key's own kid."""
+    return lambda ours, foreign: ours.mint_with_header(
+        {"kid": foreign.kid, **header}, sub=someone(), key=foreign.key
+    )
+
+
+NOT_ACCESS = "the token is not an access token"
+NO_KID = "the access token has no usable key id"
+MALFORMED = "the access token is malformed"
+UNKNOWN_KEY = "the access token is signed by an unknown key"
+BAD_SIGNATURE = "the access token's signature is invalid"
+NOT_YET = "the access token is not valid yet"
+OTHER_AUDIENCE = "the access token is for another audience"
+
+SIGNED_TOKENS = [
+    TokenCase("typ JWT instead of at+jwt", signed_header(typ="JWT"), NOT_ACCESS),
+    TokenCase("typ missing", signed_header(typ=None), NOT_ACCESS),
+    TokenCase("kid missing", signed_header(kid=None), NO_KID),
+    TokenCase(
+        "alg RS512 not accepted",
+        signed_header(alg="RS512"),
+        "the access token's algorithm is not accepted",
+    ),
+    TokenCase(
+        "lifetime over the maximum",
+        lambda ours, _: ours.mint(someone(), "m", exp=now() + 7200),
+        "the access token's lifetime is too long",
+    ),
+    *(
+        TokenCase(f"missing {claim}", signed(**{claim: None}), f"has no {claim} claim")
+        for claim in ("jti", "iat", "sub", "exp", "iss", "aud")
+    ),
+    TokenCase("empty sub", signed(sub=""), "the access token's subject is invalid"),
+    TokenCase("numeric sub", signed(sub=12345), MALFORMED),
+    TokenCase(
+        "expired beyond the leeway",
+        lambda ours, _: ours.mint(someone(), "m", iat=now() - 900, exp=now() - 60),
+        "the access token has expired",
+    ),
+    TokenCase("not valid before", signed(nbf=now() + 600), NOT_YET),
+    TokenCase(
+        "issued in the future",
+        lambda ours, _: ours.mint(someone(), "m", iat=now() + 600, exp=now() + 900),
+        NOT_YET,
+    ),
+    TokenCase("another audience", signed(aud="someone-else"), OTHER_AUDIENCE),
+    TokenCase("audience list without ours", signed(aud=["a", "b"]), OTHER_AUDIENCE),
+    TokenCase("another issuer", signed(iss=EVIL), "the access token has an unknown issuer"),
+    TokenCase("padded to 10 KB", signed(padding="x" * 10_240), "the access token is too large"),
+]
+
+KEY_HEADER_TOKENS = [
+    TokenCase("jku to a foreign JWKS", foreign_kid_signed(jku=f"{EVIL}/jwks.json"), UNKNOWN_KEY),
+    TokenCase(
+        "jku to a foreign JWKS with our kid", foreign_signed(jku=f"{EVIL}/jwks.json"), BAD_SIGNATURE
+    ),
+    TokenCase("x5u to a foreign certificate", foreign_kid_signed(x5u=f"{EVIL}/c.pem"), UNKNOWN_KEY),
+    TokenCase("x5u with our kid", foreign_signed(x5u=f"{EVIL}/c.pem"), BAD_SIGNATURE),
+    TokenCase(
+        "embedded jwk of the signing key",
+        lambda ours, foreign: ours.mint_with_header(
+            {"kid": foreign.kid, "jwk": foreign.jwk()}, sub=someone(), key=foreign.key
+        ),
+        UNKNOWN_KEY,
+    ),
+    TokenCase(
+        "embedded jwk with our kid",
+        lambda ours, foreign: ours.mint_with_header(
+            {"jwk": foreign.jwk()}, sub=someone(), key=foreign.key
+        ),
+        BAD_SIGNATURE,
+    ),
+    # Signed by our real key: only a kid used as a path, URL or query could make these pass.
+    TokenCase("kid path traversal", signed_header(kid="../../../../etc/passwd"), UNKNOWN_KEY),
+    TokenCase("kid naming the key file", signed_header(kid="../keys/e2e.pem"), UNKNOWN_KEY),
+    TokenCase("kid url", signed_header(kid=f"{EVIL}/key.pem"), UNKNOWN_KEY),
+    TokenCase("kid sql injection", signed_header(kid="' OR '1'='1"), UNKNOWN_KEY),
+    TokenCase("kid too long", signed_header(kid="k" * 500), NO_KID),
+    TokenCase("kid not a string", signed_header(kid=1234), MALFORMED),
+]
+
+
+@pytest.fixture(scope="module")
+def stack_key(running_stack: RunningStack) -> TokenFactory:
+    """Mints tokens signed by the stack's own signing key (a file the test put in its
+    AUTH_KEYS_DIR), with the kid the auth service gives that key."""
+    return TokenFactory(running_stack.token_settings, key=running_stack.signing_key)
+
+
+@pytest.fixture(scope="module")
+def foreign_key(running_stack: RunningStack) -> TokenFactory:
+    return TokenFactory(running_stack.token_settings, key=new_rsa_key())
+
+
+def test_a_token_minted_with_the_stack_key_is_accepted(
+    running_stack: RunningStack, stack_key: TokenFactory, issued: tuple[str, str]
+) -> None:
+    """The control of the tables below: the same key and claims, nothing broken, pass."""
+    token, username = issued
+    user_id = forgery.parts(token)[1]["sub"]
+    jwks = requests.get(f"{running_stack.url}/.well-known/jwks.json", timeout=10).json()
+    assert stack_key.kid in {key["kid"] for key in jwks["keys"]}
+    response = requests.get(
+        f"{running_stack.url}/v1/profile",
+        headers={"Authorization": f"Bearer {stack_key.mint(user_id, username)}"},
+        timeout=10,
+    )
+    assert response.status_code == 200, response.text
+    assert response.json()["username"] == username
+
+
+@pytest.mark.parametrize("case", [*SIGNED_TOKENS, *KEY_HEADER_TOKENS], ids=str)
+def test_a_hostile_token_is_401_for_its_own_reason_and_writes_nothing(
+    running_stack: RunningStack, stack_key: TokenFactory, foreign_key: TokenFactory, case: TokenCase
+) -> None:
+    token = case.make(stack_key, foreign_key)
+    before = running_stack.row_counts()
+    response = requests.get(
+        f"{running_stack.url}/v1/profile", headers={"Authorization": f"Bearer {token}"}, timeout=10
+    )
+    body = assert_problem(response, 401)
+    assert case.refusal in str(body["detail"])
+    assert 'error="invalid_token"' in response.headers["WWW-Authenticate"]
+    assert running_stack.row_counts() == before
+
+
+def test_an_access_token_presented_as_a_refresh_token_is_401(
+    running_stack: RunningStack, issued: tuple[str, str]
+) -> None:
+    token, _ = issued
+    before = running_stack.row_counts()
+    response = running_stack.post("/v1/auth/refresh", {"refresh_token": token})
+    assert_problem(response, 401)
+    assert running_stack.row_counts() == before
+
+
+# --- oversized Authorization headers: refused by the app or by gunicorn, never a 5xx ----------
+
+
+@pytest.mark.parametrize(
+    ("size", "status"),
+    [(10 * 1024, 401), (40 * 1024, 431)],
+    ids=["10 KB: 401 from the gateway", "40 KB: 431 from gunicorn"],
+)
+def test_an_oversized_authorization_header_is_refused(
+    running_stack: RunningStack, size: int, status: int
+) -> None:
+    before = running_stack.row_counts()
+    value = "Bearer " + "A" * (size - len("Bearer "))
+    response = requests.get(
+        f"{running_stack.url}/v1/profile", headers={"Authorization": value}, timeout=10
+    )
+    assert response.status_code == status, response.text[:200]
+    if status == 401:
+        assert_problem(response, 401)
+    assert "A" * 64 not in response.text
+    assert running_stack.row_counts() == before

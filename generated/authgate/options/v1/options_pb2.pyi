@@ -9,3 +9,5 @@ HTTP_SUCCESS_STATUS_FIELD_NUMBER: _ClassVar[int]
 http_success_status: _descriptor.FieldDescriptor
 HTTP_ERROR_STATUSES_FIELD_NUMBER: _ClassVar[int]
 http_error_statuses: _descriptor.FieldDescriptor
+RATE_LIMIT_FIELD_NUMBER: _ClassVar[int]
+rate_limit: _descriptor.FieldDescriptor

@@ -1,0 +1,68 @@
+"""Rate limits in the real processes: gunicorn workers behind a trusted proxy share Redis."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import requests
+
+from devstack.launcher import Stack, StackSettings
+from tests.e2e.conftest import CHEAP_ARGON2, free_port
+
+LOGIN_LIMIT = 3
+PASSWORD = "correct horse battery staple"
+
+
+@pytest.fixture(scope="module")
+def limited_gateway(tmp_path_factory: pytest.TempPathFactory, redis_url: str) -> Iterator[str]:
+    """The stack (SQLite) with Login limited per client in Redis, behind one trusted proxy."""
+    state: Path = tmp_path_factory.mktemp("limited")
+    # A prefix of this run's own on the shared Redis; its keys expire within the minute.
+    key_prefix = f"authgate-e2e-{uuid.uuid4().hex}"
+    settings = StackSettings(
+        state_dir=state,
+        gateway_port=free_port(),
+        auth_port=free_port(),
+        profile_port=free_port(),
+        gateway_workers=2,  # the count must be shared between them
+        extra_env={
+            **CHEAP_ARGON2,
+            "GATEWAY_RATE_LIMIT_STORAGE_URI": redis_url,
+            "GATEWAY_RATE_LIMIT_KEY_PREFIX": key_prefix,
+            "GATEWAY_RATE_LIMITS": f"Login={LOGIN_LIMIT}/minute",
+            "GATEWAY_TRUSTED_PROXY_COUNT": "1",
+        },
+    )
+    stack = Stack(settings, log_dir=state / "logs")
+    stack.start(timeout=60)
+    try:
+        yield settings.gateway_url
+    finally:
+        stack.stop()
+
+
+def login_from(gateway: str, client: str) -> requests.Response:
+    return requests.post(
+        f"{gateway}/v1/auth/login",
+        json={"username": "nobody", "password": PASSWORD},
+        headers={"X-Forwarded-For": f"6.6.6.6, {client}"},
+        timeout=10,
+    )
+
+
+def test_the_limit_holds_across_gunicorn_workers_and_per_forwarded_client(
+    limited_gateway: str,
+) -> None:
+    # A new connection per request: either worker may serve each one.
+    statuses = [login_from(limited_gateway, "203.0.113.5").status_code for _ in range(LOGIN_LIMIT)]
+    assert statuses == [401] * LOGIN_LIMIT
+
+    refused = login_from(limited_gateway, "203.0.113.5")
+    assert refused.status_code == 429
+    assert refused.headers["Content-Type"].startswith("application/problem+json")
+    assert 1 <= int(refused.headers["Retry-After"]) <= 60
+
+    assert login_from(limited_gateway, "203.0.113.6").status_code == 401
