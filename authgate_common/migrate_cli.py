@@ -1,6 +1,7 @@
 """The migration command every service exposes as `python -m <service>.migrate`.
 
     upgrade [REVISION]      apply migrations (default: head)
+    stamp REVISION          record REVISION as applied, running nothing (adopt existing tables)
     downgrade REVISION      undo migrations down to REVISION (`base` = no tables)
     current                 print the database's revision and whether it is current
     check                   exit 1 unless the database is at head and matches the models
@@ -39,6 +40,10 @@ def parser(service: str) -> argparse.ArgumentParser:
     upgrade.add_argument("revision", nargs="?", default="head")
     downgrade = commands.add_parser("downgrade", help="undo migrations down to a revision")
     downgrade.add_argument("revision", help="a revision id, -1, or base (drops every table)")
+    stamp = commands.add_parser(
+        "stamp", help="record a revision as applied without running it (tables made before)"
+    )
+    stamp.add_argument("revision")
     commands.add_parser("current", help="print the database's revision")
     commands.add_parser("check", help="fail unless the database is at head and matches the models")
     revision = commands.add_parser("revision", help="write a new revision script")
@@ -67,9 +72,10 @@ def main(
     except CommandError as exc:
         print(f"{name}: {exc}", file=sys.stderr)
         return 1
-    except sqlalchemy.exc.OperationalError as exc:
-        # The driver's message may quote the URL; its class name says enough.
-        print(f"{name}: cannot reach {where} ({type(exc.orig).__name__})", file=sys.stderr)
+    except sqlalchemy.exc.DBAPIError as exc:
+        # The driver's own message (no URL, no password), not SQLAlchemy's with the statement.
+        reason = str(exc.orig).splitlines()[0] if str(exc.orig) else type(exc.orig).__name__
+        print(f"{name}: database error on {where}: {reason}", file=sys.stderr)
         return 1
 
 
@@ -92,6 +98,10 @@ def _run(migrations: MigrationSet, url: str, where: str, args: argparse.Namespac
     if args.command == "downgrade":
         migrations.downgrade(url, args.revision)
         print(f"{name}: {where} downgraded to {args.revision}")
+        return 0
+    if args.command == "stamp":
+        migrations.stamp(url, args.revision)
+        print(f"{name}: {where} stamped at {args.revision}")
         return 0
     if args.command == "revision":
         path = migrations.revision(url, args.message, autogenerate=not args.empty)

@@ -23,6 +23,7 @@ from alembic.autogenerate.api import AutogenContext
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
+from alembic.util import CommandError
 from sqlalchemy import (
     Connection,
     Engine,
@@ -83,7 +84,13 @@ class MigrationSet:
 
     def upgrade(self, database_url: str, revision: str = "head") -> None:
         with _connection(database_url) as connection:
+            self._refuse_unrecorded_tables(connection)
             command.upgrade(self.config(connection), revision)
+
+    def stamp(self, database_url: str, revision: str) -> None:
+        """Record `revision` as applied without running anything (adopting existing tables)."""
+        with _connection(database_url) as connection:
+            command.stamp(self.config(connection), revision)
 
     def downgrade(self, database_url: str, revision: str) -> None:
         with _connection(database_url) as connection:
@@ -125,6 +132,21 @@ class MigrationSet:
         version_num = column("version_num", String)
         rows = connection.execute(select(version_num).select_from(table(self.version_table)))
         return tuple(sorted(rows.scalars()))
+
+    def _refuse_unrecorded_tables(self, connection: Connection) -> None:
+        # Tables made before migrations existed (by create_all): creating them again would
+        # fail halfway, and guessing their revision could skip a change.
+        if self.database_revisions(connection):
+            return
+        present = set(inspect(connection).get_table_names()) & set(self.metadata.tables)
+        if present:
+            base = self.scripts().get_base()
+            raise CommandError(
+                f"tables {', '.join(sorted(present))} exist but {self.version_table} records no "
+                f"revision: a database made before migrations. If it matches the initial "
+                f"revision, record it with `python -m {self.service}.migrate stamp {base}`, "
+                "then upgrade"
+            )
 
     def require_current(self, engine: Engine) -> None:
         """Raise SchemaNotCurrent unless the database is at this code's head revision."""

@@ -107,14 +107,6 @@ def test_require_current_refuses_an_empty_database_and_names_make_migrate(
     assert "\n" not in message
 
 
-def test_require_current_accepts_a_migrated_database(
-    migrations: MigrationSet, database_url: str, engine: Engine
-) -> None:
-    migrations.upgrade(database_url)
-
-    migrations.require_current(engine)
-
-
 def test_require_current_refuses_a_revision_the_code_does_not_know(
     migrations: MigrationSet, database_url: str, engine: Engine
 ) -> None:
