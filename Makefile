@@ -4,10 +4,14 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: run test lint format protos lock clean
+.PHONY: run migrate test lint format protos lock clean
 
-run: $(STAMP)  ## start gateway, auth and profile services with SQLite and dev keys
+run: $(STAMP)  ## start gateway, auth and profile services with SQLite and dev keys (migrated first)
 	$(BIN)/python -m devstack
+
+migrate: $(STAMP)  ## bring AUTH_DATABASE_URL and PROFILE_DATABASE_URL to the code's schema revision
+	$(BIN)/python -m auth_svc.migrate upgrade
+	$(BIN)/python -m profile_svc.migrate upgrade
 
 test: $(STAMP)  ## the whole test suite (MySQL tests need AUTHGATE_TEST_MYSQL_URL or a local MariaDB)
 	$(BIN)/pytest $(PYTEST_ARGS)

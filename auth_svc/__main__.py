@@ -11,6 +11,7 @@ from auth_svc.config import AuthConfig
 from auth_svc.server import serve
 from authgate_common.config import ConfigError, Env
 from authgate_common.logs import configure_logging
+from authgate_common.migrations import SchemaNotCurrent
 
 log = logging.getLogger("auth_svc")
 
@@ -26,6 +27,9 @@ def main() -> int:
         serve(config)
     except ConfigError as exc:  # e.g. an unusable keys folder
         print(f"auth_svc: configuration error: {exc}", file=sys.stderr)
+        return 2
+    except SchemaNotCurrent as exc:
+        print(f"auth_svc: {exc}", file=sys.stderr)
         return 2
     except sqlalchemy.exc.OperationalError as exc:
         log.error("cannot reach the database at start", extra={"error": type(exc.orig).__name__})

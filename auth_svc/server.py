@@ -15,7 +15,7 @@ from sqlalchemy import Engine
 from auth_svc.config import AuthConfig
 from auth_svc.keys import KeyRing
 from auth_svc.metrics import AuthMetrics
-from auth_svc.models import metadata
+from auth_svc.migrations import AUTH_MIGRATIONS
 from auth_svc.passwords import PasswordHasher
 from auth_svc.repository import RefreshTokenRepository, UserRepository
 from auth_svc.service import AuthService, Clock, utc_now
@@ -72,10 +72,11 @@ def build_service(
 
 def build_server(config: AuthConfig) -> AuthServer:
     """A started auth server on config.server (port 0 picks a free port: see `.port`)."""
-    keys = KeyRing.load(config.keys_dir)
     engine = make_engine(config.database_url, pool_size=config.server.max_workers)
     try:
-        metadata.create_all(engine)
+        # Before the keys: a service that will not start must not generate a key either.
+        AUTH_MIGRATIONS.require_current(engine)  # `make migrate` creates and updates tables
+        keys = KeyRing.load(config.keys_dir)
         service = build_service(config, engine, keys)
 
         def register(server: grpc.Server) -> None:

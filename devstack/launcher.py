@@ -14,9 +14,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
+from alembic.util import CommandError
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import SQLAlchemyError
+
+from auth_svc.migrations import AUTH_MIGRATIONS
 from authgate_common.config import Env
 from authgate_common.healthcheck import Unhealthy, check_grpc, check_http
+from authgate_common.migrations import MigrationSet
 from authgate_common.tls import ClientTls
+from profile_svc.migrations import PROFILE_MIGRATIONS
 
 MULTIPROC_VARIABLE = "PROMETHEUS_MULTIPROC_DIR"
 
@@ -145,8 +152,10 @@ class Stack:
         return None if self._log_dir is None else self._log_dir / f"{name}.log"
 
     def start(self, timeout: float = 30.0) -> None:
-        """Start the services in dependency order, each once the one it needs is serving."""
+        """Migrate SQLite files, then start the services in dependency order, each once the
+        one it needs is serving."""
         self.settings.state_dir.mkdir(parents=True, exist_ok=True)
+        migrate_sqlite_databases(self.settings.environment_of("auth", self._base_env))
         deadline = time.monotonic() + timeout
         s = self.settings
         # The services speak TLS when the stack's environment says so (GRPC_TLS_CA, ...).
@@ -239,6 +248,24 @@ def with_parent_death_signal(command: list[str]) -> list[str]:
     if setpriv is None or not sys.platform.startswith("linux"):
         return command
     return [setpriv, "--pdeathsig", "TERM", "--", *command]
+
+
+def migrate_sqlite_databases(env: Mapping[str, str]) -> None:
+    """Bring the services' SQLite files to their head revision: zero setup for `make run`.
+
+    Other databases are left alone: they are migrated on purpose, with `make migrate`.
+    """
+    histories: list[tuple[MigrationSet, str]] = [
+        (AUTH_MIGRATIONS, env["AUTH_DATABASE_URL"]),
+        (PROFILE_MIGRATIONS, env["PROFILE_DATABASE_URL"]),
+    ]
+    for migrations, url in histories:
+        if make_url(url).get_backend_name() != "sqlite":
+            continue
+        try:
+            migrations.upgrade(url)
+        except (SQLAlchemyError, CommandError) as exc:
+            raise StackError(f"migrating {url} failed: {exc}") from exc
 
 
 def curl_example(gateway_url: str) -> str:

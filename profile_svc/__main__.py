@@ -10,6 +10,7 @@ from sqlalchemy.exc import OperationalError
 from authgate_common.config import ConfigError, Env
 from authgate_common.db import redact_url
 from authgate_common.logs import configure_logging
+from authgate_common.migrations import SchemaNotCurrent
 from profile_svc.config import ProfileConfig
 from profile_svc.server import serve
 
@@ -25,8 +26,11 @@ def main() -> None:
     configure_logging("profile", config.log_level)
     try:
         serve(config)
+    except SchemaNotCurrent as exc:
+        print(f"profile_svc: {exc}", file=sys.stderr)
+        sys.exit(2)
     except OperationalError:
-        # The database is checked at start (schema creation); say so without a traceback.
+        # The database is checked at start (schema revision); say so without a traceback.
         log.error("cannot reach the database", extra={"database": redact_url(config.database_url)})
         sys.exit(1)
 

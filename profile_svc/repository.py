@@ -6,17 +6,13 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Engine, RowMapping, insert, select, update
+from sqlalchemy import RowMapping, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
-from profile_svc.models import Profile, metadata, profiles
+from profile_svc.models import Profile, profiles
 
 EDITABLE_COLUMNS = frozenset({"display_name", "email", "bio"})
-
-
-def create_schema(engine: Engine) -> None:
-    metadata.create_all(engine)
 
 
 class ProfileRepository:

@@ -20,8 +20,9 @@ from authgate_common.tls import channel_credentials
 from authgate_common.tokens import TokenVerifier
 from profile_svc.config import ProfileConfig
 from profile_svc.interceptor import AuthInterceptor, CallerIdentity
+from profile_svc.migrations import PROFILE_MIGRATIONS
 from profile_svc.profiles import Profiles
-from profile_svc.repository import ProfileRepository, create_schema
+from profile_svc.repository import ProfileRepository
 from profile_svc.servicer import SERVICE_NAME, ProfileServicer
 
 log = logging.getLogger(__name__)
@@ -35,7 +36,7 @@ def build_server(config: ProfileConfig, *, jwks_source: JwksSource | None = None
     engine = make_engine(config.database_url, pool_size=config.server.max_workers)
     auth_channel: grpc.Channel | None = None
     try:
-        create_schema(engine)
+        PROFILE_MIGRATIONS.require_current(engine)  # `make migrate` creates and updates tables
         if jwks_source is None:
             auth_channel = open_channel(
                 config.auth_target, credentials=channel_credentials(config.auth_tls)

@@ -13,7 +13,6 @@ from sqlalchemy import Engine
 
 from auth_svc.config import AuthConfig
 from auth_svc.keys import KeyRing
-from auth_svc.models import metadata
 from auth_svc.repository import UserRepository
 from auth_svc.server import build_service
 from auth_svc.service import AuthService, RegisteredUser
@@ -44,8 +43,7 @@ def clock() -> SettableClock:
 
 @pytest.fixture
 def auth_engine(auth_config: AuthConfig) -> Iterator[Engine]:
-    engine = make_engine(auth_config.database_url)
-    metadata.create_all(engine)
+    engine = make_engine(auth_config.database_url)  # migrated by auth_config's fixture
     yield engine
     engine.dispose()
 

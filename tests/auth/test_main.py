@@ -12,6 +12,8 @@ from pathlib import Path
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from auth_svc.migrations import AUTH_MIGRATIONS
+
 
 def _run_main(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
@@ -43,6 +45,7 @@ def test_bad_configuration_exits_2_with_one_clear_line() -> None:
 def test_unusable_keys_dir_exits_2(tmp_path: Path) -> None:
     keys_file = tmp_path / "keys"
     keys_file.write_text("")
+    AUTH_MIGRATIONS.upgrade(f"sqlite:///{tmp_path}/a.db")
 
     result = _run_main(
         {"AUTH_KEYS_DIR": str(keys_file), "AUTH_DATABASE_URL": f"sqlite:///{tmp_path}/a.db"}
@@ -52,8 +55,28 @@ def test_unusable_keys_dir_exits_2(tmp_path: Path) -> None:
     assert "is not a directory" in result.stderr.strip().splitlines()[-1]
 
 
+def test_an_unmigrated_database_exits_2_with_one_line_saying_to_run_make_migrate(
+    tmp_path: Path,
+) -> None:
+    result = _run_main(
+        {
+            "AUTH_GRPC_PORT": "0",
+            "AUTH_DATABASE_URL": f"sqlite:///{tmp_path}/auth.db",
+            "AUTH_KEYS_DIR": str(tmp_path / "keys"),
+        }
+    )
+
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("auth_svc: the database schema is not migrated")
+    assert "run `make migrate`" in lines[0]
+    assert not (tmp_path / "keys").exists()
+
+
 def test_service_starts_serves_health_and_stops_on_sigterm(tmp_path: Path) -> None:
     port = _free_port()
+    AUTH_MIGRATIONS.upgrade(f"sqlite:///{tmp_path}/auth.db")
     env = {
         **os.environ,
         "AUTH_GRPC_PORT": str(port),

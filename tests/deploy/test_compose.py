@@ -19,6 +19,8 @@ COMPOSE_FILE = ROOT / "docker-compose.yml"
 MYSQL_INIT_DIR = ROOT / "deploy" / "mysql-init"
 
 APP_SERVICES = ("auth", "profile", "gateway")
+# Run to completion and exit (restart "no"): no healthcheck; others wait for their success.
+ONE_SHOT_SERVICES = ("migrate",)
 DEFAULT_PORTS = {"gateway": 8080, "auth": 50051, "profile": 50052}
 # The modules whose string literals name the environment variables each process reads:
 # its configuration, its entry point, and the token settings all three share.
@@ -45,11 +47,20 @@ ENV_SOURCES = {
         "authgate_common/tokens.py",
         "authgate_common/tls.py",
     ),
+    "migrate": (
+        "auth_svc/config.py",
+        "profile_svc/config.py",
+        "authgate_common/tokens.py",
+        *_GRPC_SERVER_SOURCES,
+    ),
 }
+HEALTHY = {"condition": "service_healthy"}
+COMPLETED = {"condition": "service_completed_successfully"}
 EXPECTED_DEPENDENCIES = {
-    "auth": {"mysql"},
-    "profile": {"mysql", "auth"},
-    "gateway": {"auth", "profile"},
+    "migrate": {"mysql": HEALTHY},
+    "auth": {"mysql": HEALTHY, "migrate": COMPLETED},
+    "profile": {"mysql": HEALTHY, "migrate": COMPLETED, "auth": HEALTHY},
+    "gateway": {"auth": HEALTHY, "profile": HEALTHY},
 }
 SECRET_NAME = re.compile(r"PASSWORD|SECRET|TOKEN|PRIVATE", re.IGNORECASE)
 ENV_NAME_LITERAL = re.compile(r"""["']([A-Z][A-Z0-9]*(?:_[A-Z0-9]+)+)["']""")
@@ -100,12 +111,30 @@ def env_names_read_by(service_name: str) -> set[str]:
     return names
 
 
-def test_compose_declares_mysql_and_the_three_processes(services: dict[str, Any]) -> None:
-    assert set(services) == {"mysql", *APP_SERVICES}
+def test_compose_declares_mysql_the_three_processes_and_the_migration(
+    services: dict[str, Any],
+) -> None:
+    assert set(services) == {"mysql", *APP_SERVICES, *ONE_SHOT_SERVICES}
+
+
+def test_only_the_declared_one_shot_services_run_to_completion(services: dict[str, Any]) -> None:
+    # Anything else restarts and serves, so it cannot skip the healthcheck below.
+    one_shot = {name for name, service in services.items() if service.get("restart") == "no"}
+    assert one_shot == set(ONE_SHOT_SERVICES)
+
+
+@pytest.mark.parametrize("name", ONE_SHOT_SERVICES)
+def test_one_shot_services_have_no_healthcheck_to_wait_for(
+    services: dict[str, Any], name: str
+) -> None:
+    # A healthcheck on a process that exits would never report healthy; others wait for
+    # `service_completed_successfully` instead.
+    assert "healthcheck" not in services[name]
 
 
 @pytest.mark.parametrize("name", ["mysql", *APP_SERVICES])
-def test_every_service_has_a_healthcheck(services: dict[str, Any], name: str) -> None:
+def test_every_long_running_service_has_a_healthcheck(services: dict[str, Any], name: str) -> None:
+    assert services[name].get("restart") != "no"
     healthcheck = services[name].get("healthcheck") or {}
     assert not healthcheck.get("disable", False)
     test = healthcheck.get("test")
@@ -114,18 +143,38 @@ def test_every_service_has_a_healthcheck(services: dict[str, Any], name: str) ->
     assert len(test) > 1
 
 
-@pytest.mark.parametrize("name", APP_SERVICES)
-def test_services_start_only_after_their_dependencies_are_healthy(
+@pytest.mark.parametrize("name", [*APP_SERVICES, *ONE_SHOT_SERVICES])
+def test_services_start_only_after_their_dependencies_are_healthy_or_done(
     services: dict[str, Any], name: str
 ) -> None:
     depends_on = services[name].get("depends_on")
     assert isinstance(depends_on, dict), f"{name}: depends_on should be a mapping with conditions"
-    assert set(depends_on) == EXPECTED_DEPENDENCIES[name]
-    for dependency, condition in depends_on.items():
-        assert condition == {"condition": "service_healthy"}, f"{name} -> {dependency}"
+    assert depends_on == EXPECTED_DEPENDENCIES[name]
 
 
-@pytest.mark.parametrize("name", APP_SERVICES)
+def test_every_dependency_condition_fits_what_the_dependency_is(
+    services: dict[str, Any],
+) -> None:
+    for name, service in services.items():
+        for dependency, condition in (service.get("depends_on") or {}).items():
+            expected = COMPLETED if dependency in ONE_SHOT_SERVICES else HEALTHY
+            assert condition == expected, f"{name} -> {dependency}"
+
+
+def test_migrate_upgrades_both_services_databases(services: dict[str, Any]) -> None:
+    command = services["migrate"]["command"]
+    assert command[:2] == ["sh", "-c"]
+    steps = [step.strip() for step in command[2].split("&&")]
+    assert steps == ["python -m auth_svc.migrate upgrade", "python -m profile_svc.migrate upgrade"]
+    migrate = environment_of(services["migrate"])
+    assert migrate["AUTH_DATABASE_URL"] == environment_of(services["auth"])["AUTH_DATABASE_URL"]
+    assert (
+        migrate["PROFILE_DATABASE_URL"]
+        == environment_of(services["profile"])["PROFILE_DATABASE_URL"]
+    )
+
+
+@pytest.mark.parametrize("name", [*APP_SERVICES, *ONE_SHOT_SERVICES])
 def test_service_environment_names_are_read_by_the_code(
     services: dict[str, Any], name: str
 ) -> None:
@@ -294,14 +343,15 @@ def test_signing_keys_live_on_the_auth_keys_volume(
     assert "auth_keys" in (compose.get("volumes") or {})
     keys_dir = environment_of(services["auth"])["AUTH_KEYS_DIR"]
     assert f"auth_keys:{keys_dir}" in services["auth"]["volumes"]
-    for name in ("profile", "gateway"):
+    for name in ("profile", "gateway", *ONE_SHOT_SERVICES):
         assert not services[name].get("volumes"), f"{name} needs no volume (and no keys)"
 
 
 def test_app_services_share_one_image_and_run_unprivileged(services: dict[str, Any]) -> None:
-    images = {services[name]["image"] for name in APP_SERVICES}
+    names = (*APP_SERVICES, *ONE_SHOT_SERVICES)
+    images = {services[name]["image"] for name in names}
     assert len(images) == 1
-    for name in APP_SERVICES:
+    for name in names:
         assert services[name]["build"] == "."
         assert "user" not in services[name], "the image's non-root user is the one to run as"
         assert services[name].get("cap_drop") == ["ALL"]

@@ -20,8 +20,10 @@ import sqlalchemy
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
+from auth_svc.migrations import AUTH_MIGRATIONS
 from authgate_common.tokens import TokenSettings
 from devstack.launcher import Stack, StackSettings
+from profile_svc.migrations import PROFILE_MIGRATIONS
 from tests.conftest import temporary_mysql_database
 
 CHEAP_ARGON2 = {
@@ -107,6 +109,9 @@ def running_stack(
             server: str = request.getfixturevalue("mysql_server_url")
             auth_db = cleanup.enter_context(temporary_mysql_database(server, "e2e_auth"))
             profile_db = cleanup.enter_context(temporary_mysql_database(server, "e2e_profile"))
+            # As `make migrate` does; the stack migrates only SQLite files itself.
+            AUTH_MIGRATIONS.upgrade(auth_db)
+            PROFILE_MIGRATIONS.upgrade(profile_db)
         else:
             auth_db = f"sqlite:///{state / 'auth.db'}"
             profile_db = f"sqlite:///{state / 'profile.db'}"

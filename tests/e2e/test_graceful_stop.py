@@ -30,7 +30,7 @@ from authgate.profile.v1 import profile_pb2, profile_pb2_grpc
 
 from authgate_common.channels import open_channel
 from authgate_common.healthcheck import Unhealthy, check_grpc
-from devstack.launcher import Stack, StackSettings
+from devstack.launcher import Stack, StackSettings, migrate_sqlite_databases
 from tests.e2e.conftest import free_port
 
 pytestmark = pytest.mark.e2e
@@ -173,6 +173,7 @@ class Services:
     def start(self, name: str) -> subprocess.Popen[bytes]:
         """auth_svc or profile_svc alone, once it answers SERVING."""
         port = self.auth_port if name == "auth" else self.profile_port
+        migrate_sqlite_databases(self.env)
         with self.log(name).open("ab") as log:
             process = subprocess.Popen(
                 [sys.executable, "-m", f"{name}_svc"],

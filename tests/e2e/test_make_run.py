@@ -11,8 +11,21 @@ import time
 from pathlib import Path
 
 import requests
+import sqlalchemy
 
+from auth_svc.migrations import AUTH_MIGRATIONS
+from authgate_common.migrations import MigrationSet, SchemaState
+from profile_svc.migrations import PROFILE_MIGRATIONS
 from tests.e2e.conftest import CHEAP_ARGON2, free_port
+
+
+def schema_state(migrations: MigrationSet, database: Path) -> SchemaState:
+    engine = sqlalchemy.create_engine(f"sqlite:///{database}")
+    try:
+        with engine.connect() as connection:
+            return migrations.status(connection).state
+    finally:
+        engine.dispose()
 
 
 def test_devstack_serves_with_sqlite_and_dev_keys_then_stops_all_three_on_ctrl_c(
@@ -56,8 +69,11 @@ def test_devstack_serves_with_sqlite_and_dev_keys_then_stops_all_three_on_ctrl_c
         keys = list((tmp_path / "var" / "keys").glob("*.pem"))
         assert len(keys) == 1
         assert stat.S_IMODE(keys[0].stat().st_mode) == 0o600
-        assert (tmp_path / "var" / "auth.db").exists()
-        assert (tmp_path / "var" / "profile.db").exists()
+        # A fresh state folder: make run migrated its SQLite files itself.
+        assert schema_state(AUTH_MIGRATIONS, tmp_path / "var" / "auth.db") is SchemaState.CURRENT
+        assert (
+            schema_state(PROFILE_MIGRATIONS, tmp_path / "var" / "profile.db") is SchemaState.CURRENT
+        )
 
         launcher.send_signal(signal.SIGINT)
         assert launcher.wait(timeout=30) == 0

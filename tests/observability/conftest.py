@@ -14,11 +14,13 @@ from flask.testing import FlaskClient
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from auth_svc.config import AuthConfig
+from auth_svc.migrations import AUTH_MIGRATIONS
 from auth_svc.server import AuthServer
 from auth_svc.server import build_server as build_auth_server
 from authgate_common.db_watch import DatabaseCheckSettings
 from authgate_common.grpc_server import RunningServer, ServerSettings
 from authgate_common.tokens import TokenSettings
+from profile_svc.migrations import PROFILE_MIGRATIONS
 from profile_svc.server import build_server as build_profile_server
 from tests.fixtures.auth_fixtures import CHEAP_ARGON2
 from tests.fixtures.gateway_fixtures import GatewayClientFactory
@@ -58,6 +60,8 @@ def services_factory(
         db_check: DatabaseCheckSettings = FAST_DB_CHECK,
         metrics_port: int | None = None,
     ) -> Services:
+        AUTH_MIGRATIONS.upgrade(auth_database_url)
+        PROFILE_MIGRATIONS.upgrade(profile_database_url)
         auth = build_auth_server(
             AuthConfig(
                 database_url=auth_database_url,

@@ -8,15 +8,16 @@ import pytest
 from sqlalchemy import Engine
 
 from authgate_common.db import make_engine, make_sessions
+from profile_svc.migrations import PROFILE_MIGRATIONS
 from profile_svc.profiles import Profiles
-from profile_svc.repository import ProfileRepository, create_schema
+from profile_svc.repository import ProfileRepository
 from tests.profile.helpers import SteppingClock
 
 
 @pytest.fixture
 def profile_engine(database_url: str) -> Iterator[Engine]:
+    PROFILE_MIGRATIONS.upgrade(database_url)
     engine = make_engine(database_url)
-    create_schema(engine)
     yield engine
     engine.dispose()
 

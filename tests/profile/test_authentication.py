@@ -23,6 +23,7 @@ from authgate_common.errors import Unauthenticated
 from authgate_common.grpc_server import RunningServer
 from authgate_common.tokens import TokenSettings
 from profile_svc.interceptor import CallerIdentity
+from profile_svc.migrations import PROFILE_MIGRATIONS
 from profile_svc.server import build_server
 from tests.fixtures.profile_fixtures import ProfileServerFactory, profile_test_config
 from tests.profile.helpers import make_identity
@@ -41,6 +42,7 @@ def server(
 ) -> Iterator[RunningServer]:
     # One SQLite-backed server for the whole module: these tests are about tokens, not storage.
     database = tmp_path_factory.mktemp("profile-auth") / "profile.db"
+    PROFILE_MIGRATIONS.upgrade(f"sqlite:///{database}")
     running = build_server(
         profile_test_config(f"sqlite:///{database}", token_settings),
         jwks_source=token_factory.jwks_source(),

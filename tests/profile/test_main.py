@@ -13,6 +13,8 @@ from pathlib import Path
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from profile_svc.migrations import PROFILE_MIGRATIONS
+
 
 def _free_port() -> int:
     with socket.socket() as probe:
@@ -41,8 +43,29 @@ def test_a_configuration_error_exits_2_with_one_clear_line(tmp_path: Path) -> No
     assert "PROFILE_GRPC_PORT" in result.stderr
 
 
+def test_an_unmigrated_database_exits_2_with_one_line_saying_to_run_make_migrate(
+    tmp_path: Path,
+) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "profile_svc"],
+        env=_env(PROFILE_GRPC_PORT="0", PROFILE_DATABASE_URL=f"sqlite:///{tmp_path / 'p.db'}"),
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("profile_svc: the database schema is not migrated")
+    assert "run `make migrate`" in lines[0]
+
+
 def test_the_service_serves_health_and_stops_on_sigterm(tmp_path: Path) -> None:
     port = _free_port()
+    PROFILE_MIGRATIONS.upgrade(f"sqlite:///{tmp_path / 'profile.db'}")
     process = subprocess.Popen(
         [sys.executable, "-m", "profile_svc"],
         env=_env(
