@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
+from auth_svc.lockout import LockoutPolicy
 from auth_svc.rules import MAX_PASSWORD_LENGTH
 from authgate_common.config import ConfigError, Env, port
 from authgate_common.grpc_server import ServerSettings
@@ -55,6 +56,9 @@ class AuthConfig:
     refresh_family_max_seconds: int = 90 * 24 * 3600
     password_min_length: int = 12
     registration_enabled: bool = True
+    lockout: LockoutPolicy = field(default_factory=LockoutPolicy)
+    # How often the keys folder is checked for added or removed keys (0: only on SIGHUP).
+    keys_reload_seconds: float = 30.0
     log_level: str = "INFO"
 
     def __post_init__(self) -> None:
@@ -97,5 +101,7 @@ class AuthConfig:
                 "AUTH_PASSWORD_MIN_LENGTH", 12, minimum=8, maximum=MAX_PASSWORD_LENGTH
             ),
             registration_enabled=env.bool("AUTH_REGISTRATION_ENABLED", True),
+            lockout=LockoutPolicy.from_env(env),
+            keys_reload_seconds=env.float("AUTH_KEYS_RELOAD_SECONDS", 30.0),
             log_level=env.str("LOG_LEVEL", "INFO").upper(),
         )

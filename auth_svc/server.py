@@ -11,6 +11,7 @@ import grpc
 from authgate.auth.v1 import auth_pb2, auth_pb2_grpc
 from sqlalchemy import Engine
 
+from auth_svc.common_passwords import load_common_passwords
 from auth_svc.config import AuthConfig
 from auth_svc.keys import KeyRing
 from auth_svc.models import metadata
@@ -62,17 +63,18 @@ def build_service(
             config.tokens, keys, ttl_seconds=config.access_token_ttl_seconds
         ),
         keys=keys,
+        common_passwords=load_common_passwords(),
         clock=clock,
     )
 
 
-def build_server(config: AuthConfig) -> AuthServer:
+def build_server(config: AuthConfig, *, clock: Clock = utc_now) -> AuthServer:
     """A started auth server on config.server (port 0 picks a free port: see `.port`)."""
     keys = KeyRing.load(config.keys_dir)
     engine = make_engine(config.database_url, pool_size=config.server.max_workers)
     try:
         metadata.create_all(engine)
-        service = build_service(config, engine, keys)
+        service = build_service(config, engine, keys, clock=clock)
 
         def register(server: grpc.Server) -> None:
             _add_auth_servicer(AuthServicer(service), server)
