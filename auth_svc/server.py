@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import signal
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import cast
@@ -13,6 +14,7 @@ from sqlalchemy import Engine
 
 from auth_svc.common_passwords import load_common_passwords
 from auth_svc.config import AuthConfig
+from auth_svc.key_reload import KeyReloader
 from auth_svc.keys import KeyRing
 from auth_svc.models import metadata
 from auth_svc.passwords import PasswordHasher
@@ -34,10 +36,11 @@ _add_auth_servicer = cast(
 
 @dataclass
 class AuthServer(RunningServer):
-    """A started auth server that also owns its database engine."""
+    """A started auth server that also owns its database engine and its key reloader."""
 
     host: str = "127.0.0.1"
     engine: Engine | None = None
+    key_reloader: KeyReloader | None = None
 
     @property
     def target(self) -> str:
@@ -71,6 +74,7 @@ def build_service(
 def build_server(config: AuthConfig, *, clock: Clock = utc_now) -> AuthServer:
     """A started auth server on config.server (port 0 picks a free port: see `.port`)."""
     keys = KeyRing.load(config.keys_dir)
+    reloader = KeyReloader(keys, config.keys_dir, interval_seconds=config.keys_reload_seconds)
     engine = make_engine(config.database_url, pool_size=config.server.max_workers)
     try:
         metadata.create_all(engine)
@@ -83,6 +87,8 @@ def build_server(config: AuthConfig, *, clock: Clock = utc_now) -> AuthServer:
     except BaseException:
         engine.dispose()
         raise
+    reloader.start()
+    running.on_stop.append(reloader.stop)
     log.info(
         "auth service listening",
         extra={
@@ -96,12 +102,17 @@ def build_server(config: AuthConfig, *, clock: Clock = utc_now) -> AuthServer:
         port=running.port,
         health=running.health,
         service_names=running.service_names,
+        on_stop=running.on_stop,
         host=config.server.host,
         engine=engine,
+        key_reloader=reloader,
     )
 
 
 def serve(config: AuthConfig) -> None:
-    """Run until SIGTERM or SIGINT, then stop gracefully."""
+    """Run until SIGTERM or SIGINT, then stop gracefully; SIGHUP reloads the signing keys."""
     running = build_server(config)
+    reloader = running.key_reloader
+    if reloader is not None:
+        signal.signal(signal.SIGHUP, lambda _signum, _frame: reloader.trigger())
     run_until_signalled(running, config.server.grace_seconds)
