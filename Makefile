@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: run migrate test lint format protos lock clean
+.PHONY: run migrate test lint format protos lock clean rotate-keys prune-keys
 
 run: $(STAMP)  ## start gateway, auth and profile services with SQLite and dev keys (migrated first)
 	$(BIN)/python -m devstack
@@ -15,6 +15,12 @@ migrate: $(STAMP)  ## bring AUTH_DATABASE_URL and PROFILE_DATABASE_URL to the co
 
 test: $(STAMP)  ## the whole test suite (MySQL tests need AUTHGATE_TEST_MYSQL_URL or a local MariaDB)
 	$(BIN)/pytest $(PYTEST_ARGS)
+
+rotate-keys: $(STAMP)  ## add a new signing key to AUTH_KEYS_DIR (default var/keys); auth_svc picks it up
+	$(BIN)/python -m auth_svc.keys rotate
+
+prune-keys: $(STAMP)  ## delete signing keys whose tokens have all expired
+	$(BIN)/python -m auth_svc.keys prune
 
 lint: $(STAMP)  ## ruff and mypy
 	$(BIN)/ruff check .

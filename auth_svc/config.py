@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from auth_svc.lockout import LockoutPolicy
 from auth_svc.rules import MAX_PASSWORD_LENGTH
 from authgate_common.config import ConfigError, Env
 from authgate_common.db_watch import DatabaseCheckSettings
@@ -58,6 +59,9 @@ class AuthConfig:
     refresh_family_max_seconds: int = 90 * 24 * 3600
     password_min_length: int = 12
     registration_enabled: bool = True
+    lockout: LockoutPolicy = field(default_factory=LockoutPolicy)
+    # How often the keys folder is checked for added or removed keys (0: only on SIGHUP).
+    keys_reload_seconds: float = 30.0
     log_level: str = "INFO"
     db_check: DatabaseCheckSettings = field(default_factory=DatabaseCheckSettings)
     # Prometheus /metrics on the gRPC host; None: not served (from_env: 9101 unless "off").
@@ -107,6 +111,8 @@ class AuthConfig:
                 "AUTH_PASSWORD_MIN_LENGTH", 12, minimum=8, maximum=MAX_PASSWORD_LENGTH
             ),
             registration_enabled=env.bool("AUTH_REGISTRATION_ENABLED", True),
+            lockout=LockoutPolicy.from_env(env),
+            keys_reload_seconds=env.float("AUTH_KEYS_RELOAD_SECONDS", 30.0),
             log_level=env.str("LOG_LEVEL", "INFO").upper(),
             db_check=DatabaseCheckSettings.from_env(env),
             metrics_port=metrics_port(env, "AUTH_METRICS_PORT", 9101),

@@ -1,8 +1,11 @@
-"""The RSA signing keys: loaded once at start from AUTH_KEYS_DIR, generated there when it has none.
+"""The RSA signing keys: loaded at start from AUTH_KEYS_DIR, generated there when it has none.
 
 Every `*.pem` in the folder is published in the JWKS; the newest file (by mtime,
 then name) signs. `python -m auth_svc.keys rotate` adds a new key that becomes the
-signer while the old ones stay published, so tokens they signed keep verifying.
+signer while the old ones stay published, so tokens they signed keep verifying;
+the running service picks it up by itself (auth_svc.key_reload).
+`python -m auth_svc.keys prune` deletes keys that stopped signing so long ago
+that every token they signed has expired.
 """
 
 from __future__ import annotations
@@ -10,10 +13,12 @@ from __future__ import annotations
 import argparse
 import base64
 import hashlib
+import itertools
 import json
 import logging
 import os
 import sys
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -75,23 +80,32 @@ class SigningKey:
 
 
 class KeyRing:
-    """The service's keys, newest last; the newest signs and all are published."""
+    """The service's keys, newest last; the newest signs and all are published.
+
+    `replace` swaps the whole set at once (one reference assignment), so a reader
+    always sees one consistent set, without a lock; see auth_svc.key_reload.
+    """
 
     def __init__(self, keys: Sequence[SigningKey]) -> None:
-        if not keys:
-            raise KeyRingError("a key ring needs at least one key")
-        self._keys = tuple(keys)
+        self._keys = _checked(keys)
+
+    def replace(self, keys: Sequence[SigningKey]) -> None:
+        self._keys = _checked(keys)
+
+    @property
+    def keys(self) -> tuple[SigningKey, ...]:
+        return self._keys
 
     @classmethod
     def load(cls, keys_dir: Path, *, generate_if_empty: bool = True) -> KeyRing:
         """Parse every key in keys_dir; with none there, generate the first one."""
-        paths = _key_files(keys_dir)
+        paths = key_files(keys_dir)
         if not paths:
             if not generate_if_empty:
                 raise KeyRingError(f"no *.pem private key in {keys_dir}")
             paths = [generate_key_file(keys_dir)]
             log.info("generated a signing key", extra={"keys_dir": str(keys_dir)})
-        ring = cls([_load_key(path) for path in paths])
+        ring = cls([load_key(path) for path in paths])
         log.info("loaded signing keys", extra={"kids": ring.kids, "signing_kid": ring.signer.kid})
         return ring
 
@@ -114,7 +128,14 @@ class KeyRing:
         return published
 
 
-def _key_files(keys_dir: Path) -> list[Path]:
+def _checked(keys: Sequence[SigningKey]) -> tuple[SigningKey, ...]:
+    if not keys:
+        raise KeyRingError("a key ring needs at least one key")
+    return tuple(keys)
+
+
+def key_files(keys_dir: Path) -> list[Path]:
+    """The `*.pem` files of keys_dir, oldest first (by mtime, then name): the last one signs."""
     if not keys_dir.exists():
         return []
     if not keys_dir.is_dir():
@@ -126,7 +147,8 @@ def _key_files(keys_dir: Path) -> list[Path]:
     return sorted(paths, key=lambda path: (path.stat().st_mtime_ns, path.name))
 
 
-def _load_key(path: Path) -> SigningKey:
+def load_key(path: Path) -> SigningKey:
+    """Parse one key file; KeyRingError names the file and the reason, never its content."""
     try:
         data = path.read_bytes()
     except OSError as exc:
@@ -186,27 +208,75 @@ def _fsync_dir(directory: Path) -> None:
         os.close(fd)
 
 
+def retired_key_files(keys_dir: Path, *, older_than_seconds: float, now: float) -> list[Path]:
+    """Key files that stopped signing more than older_than_seconds before now.
+
+    A key stops signing when a newer key file appears, so it retired at the mtime
+    of the next file in signing order. The signing key itself is never retired.
+    """
+    paths = key_files(keys_dir)
+    return [
+        older
+        for older, newer in itertools.pairwise(paths)
+        if now - newer.stat().st_mtime > older_than_seconds
+    ]
+
+
+def _default_retirement_seconds(env: Env) -> int:
+    # A retired key may still sign until the service notices the new one, and its
+    # tokens live a TTL more, plus the verifiers' leeway.
+    return (
+        env.int("AUTH_ACCESS_TOKEN_TTL_SECONDS", 900)
+        + env.int("JWT_LEEWAY_SECONDS", 30)
+        + int(env.float("AUTH_KEYS_RELOAD_SECONDS", 30.0))
+        + 1
+    )
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m auth_svc.keys", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
     rotate = commands.add_parser("rotate", help="add a new signing key; older keys stay published")
-    rotate.add_argument(
-        "--keys-dir",
-        type=Path,
-        default=None,
-        help="folder of PEM keys (default: AUTH_KEYS_DIR or var/keys)",
+    prune = commands.add_parser(
+        "prune", help="delete keys that stopped signing long enough ago that their tokens expired"
     )
+    for command in (rotate, prune):
+        command.add_argument(
+            "--keys-dir",
+            type=Path,
+            default=None,
+            help="folder of PEM keys (default: AUTH_KEYS_DIR or var/keys)",
+        )
+    prune.add_argument(
+        "--older-than",
+        type=float,
+        default=None,
+        metavar="SECONDS",
+        help="retired longer ago than this (default: AUTH_ACCESS_TOKEN_TTL_SECONDS + "
+        "JWT_LEEWAY_SECONDS + AUTH_KEYS_RELOAD_SECONDS + 1)",
+    )
+    prune.add_argument("--dry-run", action="store_true", help="only print what would be deleted")
     args = parser.parse_args(argv)
     try:
-        keys_dir = args.keys_dir or Env.from_os().path("AUTH_KEYS_DIR", "var/keys")
-        if _key_files(keys_dir):
-            # Refuse to add to a folder the service could not start with.
-            KeyRing.load(keys_dir, generate_if_empty=False)
-        path = generate_key_file(keys_dir)
-        ring = KeyRing.load(keys_dir, generate_if_empty=False)
+        env = Env.from_os()
+        keys_dir = args.keys_dir or env.path("AUTH_KEYS_DIR", "var/keys")
+        if args.command == "prune":
+            older_than = args.older_than
+            if older_than is None:
+                older_than = _default_retirement_seconds(env)
+            return _prune(keys_dir, older_than, dry_run=args.dry_run)
+        return _rotate(keys_dir)
     except ConfigError as exc:
         print(f"auth_svc.keys: {exc}", file=sys.stderr)
         return 2
+
+
+def _rotate(keys_dir: Path) -> int:
+    if key_files(keys_dir):
+        # Refuse to add to a folder the service could not start with.
+        KeyRing.load(keys_dir, generate_if_empty=False)
+    path = generate_key_file(keys_dir)
+    ring = KeyRing.load(keys_dir, generate_if_empty=False)
     if ring.signer.path != path:
         print(
             f"auth_svc.keys: wrote {path}, but {ring.signer.path} is newer (mtime in the future?) "
@@ -214,7 +284,24 @@ def main(argv: Sequence[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 1
-    print(f"new signing key {ring.signer.kid} in {path}; restart the auth service to use it")
+    print(
+        f"new signing key {ring.signer.kid} in {path}; a running auth service signs with it "
+        "within AUTH_KEYS_RELOAD_SECONDS (at once on SIGHUP)"
+    )
+    return 0
+
+
+def _prune(keys_dir: Path, older_than: float, *, dry_run: bool) -> int:
+    if older_than < 0:
+        raise ConfigError("--older-than must not be negative")
+    KeyRing.load(keys_dir, generate_if_empty=False)  # refuse a folder the service cannot use
+    retired = retired_key_files(keys_dir, older_than_seconds=older_than, now=time.time())
+    for path in retired:
+        if not dry_run:
+            path.unlink()
+        print(f"{'would delete' if dry_run else 'deleted'} {path}")
+    if not retired:
+        print("no key to retire")
     return 0
 
 

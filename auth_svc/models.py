@@ -1,4 +1,4 @@
-"""The auth service's tables: `users` and `refresh_tokens` (SQLAlchemy Core).
+"""The auth service's tables: `users`, `refresh_tokens`, `login_refusals` (SQLAlchemy Core).
 
 Column sizes are bounded so that unique indexes fit MySQL's limits; times are
 stored as naive UTC with microseconds and read back as timezone-aware UTC.
@@ -9,12 +9,14 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from sqlalchemy import (
+    BigInteger,
     Boolean,
     Column,
     DateTime,
     Dialect,
     ForeignKey,
     Index,
+    Integer,
     MetaData,
     String,
     Table,
@@ -64,8 +66,24 @@ users = Table(
     Column("disabled", Boolean, nullable=False, default=False),
     Column("created_at", UtcDateTime, nullable=False),
     Column("updated_at", UtcDateTime, nullable=False),
+    # Brute-force protection: failed logins in a row, and the end of the current lock.
+    Column("failed_logins", Integer, nullable=False, default=0, server_default="0"),
+    Column("locked_until", UtcDateTime, nullable=True),
     Index("uq_users_username_normalized", "username_normalized", unique=True),
 )
+
+# Refused login claims (locked account or unknown username), counted in a few rows
+# picked at random (the migration that creates the table makes the slots). Counting
+# them makes every refused login commit one row write, as a counted failure does, so
+# that no refusal is faster than another.
+LOGIN_REFUSAL_SLOTS = 16
+login_refusals = Table(
+    "login_refusals",
+    metadata,
+    Column("slot", Integer, primary_key=True, autoincrement=False),
+    Column("refusals", BigInteger, nullable=False, default=0, server_default="0"),
+)
+
 
 refresh_tokens = Table(
     "refresh_tokens",

@@ -3,17 +3,25 @@
 from __future__ import annotations
 
 import random
+import secrets
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
-from sqlalchemy import CursorResult, insert, select, update
+from sqlalchemy import CursorResult, case, insert, literal, null, or_, select, update
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
-from auth_svc.models import refresh_tokens, users
+from auth_svc.lockout import LockoutPolicy
+from auth_svc.models import (
+    LOGIN_REFUSAL_SLOTS,
+    UtcDateTime,
+    login_refusals,
+    refresh_tokens,
+    users,
+)
 from authgate_common.errors import AlreadyExists
 
 T = TypeVar("T")
@@ -34,6 +42,20 @@ class UserRecord:
     disabled: bool
     created_at: datetime
     updated_at: datetime
+    failed_logins: int = 0
+    locked_until: datetime | None = None
+
+
+@dataclass(frozen=True)
+class LoginClaim:
+    """The outcome of claiming a login attempt for a username.
+
+    `user` is set when the attempt was counted and the password may be checked;
+    otherwise `locked` tells a locked account from an unknown username.
+    """
+
+    user: UserRecord | None
+    locked: bool = False
 
 
 @dataclass(frozen=True)
@@ -84,6 +106,61 @@ class UserRepository:
         with self._sessions() as session:
             row = session.execute(select(users).where(users.c.id == user_id)).first()
         return None if row is None else _user(row)
+
+    def claim_login_attempt(
+        self, username_normalized: str, now: datetime, policy: LockoutPolicy
+    ) -> LoginClaim:
+        """Count one failed login in advance, unless the account is locked, atomically.
+
+        The conditional UPDATE decides: concurrent attempts serialize on the row,
+        each sees the count the previous one left, and once the count reaches the
+        threshold the lock it sets refuses every later claim until it runs out.
+        So no more passwords are ever checked than the policy allows. A successful
+        login takes its failure back with `reset_failed_logins`.
+        """
+        failures = users.c.failed_logins
+        lock_until: Any = case(
+            (failures + 1 < policy.threshold, null()),
+            *(
+                (failures + 1 == count, _utc(now + timedelta(seconds=seconds)))
+                for count, seconds in policy.escalation()
+            ),
+            else_=_utc(now + timedelta(seconds=policy.max_seconds)),
+        )
+        claim = (
+            update(users)
+            .where(
+                users.c.username_normalized == username_normalized,
+                or_(users.c.locked_until.is_(None), users.c.locked_until <= now),
+            )
+            # locked_until first: MySQL evaluates SET left to right with updated values,
+            # SQLite with the old ones; in this order both read the old failed_logins.
+            .ordered_values((users.c.locked_until, lock_until), (failures, failures + 1))
+        )
+        by_name = users.c.username_normalized == username_normalized
+
+        def work(session: Session) -> LoginClaim:
+            if _rowcount(session.execute(claim)) == 1:
+                return LoginClaim(user=_user(session.execute(select(users).where(by_name)).one()))
+            # Locked or unknown: commit a row write all the same, as a counted failure does,
+            # so that the durable commit does not tell the cases apart by time.
+            session.execute(
+                update(login_refusals)
+                .where(login_refusals.c.slot == secrets.randbelow(LOGIN_REFUSAL_SLOTS))
+                .values(refusals=login_refusals.c.refusals + 1)
+            )
+            exists = session.execute(select(users.c.id).where(by_name)).first() is not None
+            return LoginClaim(user=None, locked=exists)
+
+        return _transaction(self._sessions, work)
+
+    def reset_failed_logins(self, user_id: str) -> None:
+        with self._sessions.begin() as session:
+            session.execute(
+                update(users)
+                .where(users.c.id == user_id)
+                .values(failed_logins=0, locked_until=None)
+            )
 
     def replace_password_hash(
         self, user_id: str, old_hash: str, new_hash: str, now: datetime
@@ -160,6 +237,10 @@ class RefreshTokenRepository:
             return _rowcount(result)
 
         return _transaction(self._sessions, work)
+
+
+def _utc(value: datetime) -> Any:
+    return literal(value, UtcDateTime())
 
 
 def _transaction(sessions: sessionmaker[Session], work: Callable[[Session], T]) -> T:

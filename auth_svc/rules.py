@@ -39,8 +39,18 @@ def check_username(username: str) -> str:
     return username
 
 
-def check_password(password: str, *, username: str, min_length: int) -> str:
-    """The password exactly as received: no trimming, no normalization, no truncation."""
+def check_password(
+    password: str,
+    *,
+    username: str,
+    min_length: int,
+    common_passwords: frozenset[str] = frozenset(),
+) -> str:
+    """The password exactly as received: no trimming, no normalization, no truncation.
+
+    NIST SP 800-63B style: a length range, not the username, not a known common
+    password (`common_passwords` holds lower-cased entries); no composition rules.
+    """
     if not min_length <= len(password) <= MAX_PASSWORD_LENGTH:
         raise InvalidArgument(
             f"password must be {min_length} to {MAX_PASSWORD_LENGTH} characters long"
@@ -49,6 +59,8 @@ def check_password(password: str, *, username: str, min_length: int) -> str:
         raise InvalidArgument("password must be valid Unicode text")
     if username and username.casefold() in password.casefold():
         raise InvalidArgument("password must not contain the username")
+    if password.lower() in common_passwords:
+        raise InvalidArgument("password is too common: it appears in lists of leaked passwords")
     return password
 
 

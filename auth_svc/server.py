@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import signal
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import cast
@@ -12,7 +13,9 @@ from authgate.auth.v1 import auth_pb2, auth_pb2_grpc
 from prometheus_client import CollectorRegistry
 from sqlalchemy import Engine
 
+from auth_svc.common_passwords import load_common_passwords
 from auth_svc.config import AuthConfig
+from auth_svc.key_reload import KeyReloader
 from auth_svc.keys import KeyRing
 from auth_svc.metrics import AuthMetrics
 from auth_svc.migrations import AUTH_MIGRATIONS
@@ -37,10 +40,11 @@ _add_auth_servicer = cast(
 
 @dataclass
 class AuthServer(RunningServer):
-    """A started auth server that also owns its database engine."""
+    """A started auth server that also owns its database engine and its key reloader."""
 
     host: str = "127.0.0.1"
     engine: Engine | None = None
+    key_reloader: KeyReloader | None = None
 
     @property
     def target(self) -> str:
@@ -66,18 +70,20 @@ def build_service(
             config.tokens, keys, ttl_seconds=config.access_token_ttl_seconds
         ),
         keys=keys,
+        common_passwords=load_common_passwords(),
         clock=clock,
     )
 
 
-def build_server(config: AuthConfig) -> AuthServer:
+def build_server(config: AuthConfig, *, clock: Clock = utc_now) -> AuthServer:
     """A started auth server on config.server (port 0 picks a free port: see `.port`)."""
     engine = make_engine(config.database_url, pool_size=config.server.max_workers)
     try:
         # Before the keys: a service that will not start must not generate a key either.
         AUTH_MIGRATIONS.require_current(engine)  # `make migrate` creates and updates tables
         keys = KeyRing.load(config.keys_dir)
-        service = build_service(config, engine, keys)
+        reloader = KeyReloader(keys, config.keys_dir, interval_seconds=config.keys_reload_seconds)
+        service = build_service(config, engine, keys, clock=clock)
 
         def register(server: grpc.Server) -> None:
             _add_auth_servicer(AuthServicer(service), server)
@@ -101,6 +107,8 @@ def build_server(config: AuthConfig) -> AuthServer:
     except BaseException:
         engine.dispose()
         raise
+    reloader.start()
+    running.on_stop.append(reloader.stop)
     log.info(
         "auth service listening",
         extra={
@@ -119,10 +127,14 @@ def build_server(config: AuthConfig) -> AuthServer:
         metrics_port=running.metrics_port,
         host=config.server.host,
         engine=engine,
+        key_reloader=reloader,
     )
 
 
 def serve(config: AuthConfig) -> None:
-    """Run until SIGTERM or SIGINT, then stop gracefully."""
+    """Run until SIGTERM or SIGINT, then stop gracefully; SIGHUP reloads the signing keys."""
     running = build_server(config)
+    reloader = running.key_reloader
+    if reloader is not None:
+        signal.signal(signal.SIGHUP, lambda _signum, _frame: reloader.trigger())
     run_until_signalled(running, config.server.grace_seconds)

@@ -3,8 +3,12 @@
 Knows nothing of gRPC or SQL; raises authgate_common.errors.* for the edges to map.
 
 Choices worth knowing:
-- Unknown user, wrong password and disabled user all answer the same
-  Unauthenticated(INVALID_CREDENTIALS), after one argon2 verification each.
+- Unknown user, wrong password, disabled user and locked account all answer the
+  same Unauthenticated(INVALID_CREDENTIALS), after one argon2 verification each
+  (against the dummy hash when there is no hash to check).
+- Brute force: each login attempt is counted as a failure before its password
+  is checked, atomically in the database, and refused without a check while the
+  account is locked (see LockoutPolicy); success takes the count back to zero.
 - A refresh token can be spent once. Presenting it again - including losing a
   race against a concurrent Refresh with the same token - revokes its whole
   family, since the server cannot tell the rightful client from a thief.
@@ -27,6 +31,7 @@ from auth_svc.config import AuthConfig
 from auth_svc.keys import KeyRing
 from auth_svc.passwords import PasswordHasher
 from auth_svc.repository import (
+    LoginClaim,
     RefreshTokenRecord,
     RefreshTokenRepository,
     UserRecord,
@@ -83,6 +88,7 @@ class AuthService:
         passwords: PasswordHasher,
         access_tokens: AccessTokenIssuer,
         keys: KeyRing,
+        common_passwords: frozenset[str] = frozenset(),
         clock: Clock = utc_now,
     ) -> None:
         self._config = config
@@ -91,16 +97,20 @@ class AuthService:
         self._passwords = passwords
         self._access_tokens = access_tokens
         self._keys = keys
+        self._common_passwords = common_passwords
         self._clock = clock
 
     def register(
         self, username: str, password: str, *, email: str = "", display_name: str = ""
     ) -> RegisteredUser:
         if not self._config.registration_enabled:
-            raise PermissionDenied("registration is disabled")
+            raise PermissionDenied("registration is disabled on this server")
         rules.check_username(username)
         rules.check_password(
-            password, username=username, min_length=self._config.password_min_length
+            password,
+            username=username,
+            min_length=self._config.password_min_length,
+            common_passwords=self._common_passwords,
         )
         checked_email = rules.check_email(email)
         checked_name = rules.check_display_name(display_name)
@@ -123,15 +133,34 @@ class AuthService:
     def login(self, username: str, password: str) -> TokenPair:
         if not username or not password:
             raise InvalidArgument("username and password are required")
-        user = None
-        if rules.is_valid_username(username):
-            user = self._users.by_username(rules.normalize_username(username))
-        if user is None:
-            self._passwords.verify_dummy(password)
-            raise Unauthenticated(INVALID_CREDENTIALS)
-        if not self._passwords.verify(user.password_hash, password) or user.disabled:
-            raise Unauthenticated(INVALID_CREDENTIALS)
         now = self._clock()
+        claim = LoginClaim(user=None)
+        if rules.is_valid_username(username):
+            claim = self._users.claim_login_attempt(
+                rules.normalize_username(username), now, self._config.lockout
+            )
+        user = claim.user
+        if user is None:
+            # Unknown or locked: pay for one verification all the same, so that
+            # neither the answer nor its timing tells these apart from a wrong password.
+            self._passwords.verify_dummy(password)
+            log.info("login refused", extra={"reason": "locked" if claim.locked else "unknown"})
+            raise Unauthenticated(INVALID_CREDENTIALS)
+        if not self._passwords.verify(user.password_hash, password):
+            log.info(
+                "login refused",
+                extra={
+                    "reason": "wrong_password",
+                    "user_id": user.id,
+                    "failed_logins": user.failed_logins,
+                    "locked": user.locked_until is not None,
+                },
+            )
+            raise Unauthenticated(INVALID_CREDENTIALS)
+        if user.disabled:
+            log.info("login refused", extra={"reason": "disabled", "user_id": user.id})
+            raise Unauthenticated(INVALID_CREDENTIALS)
+        self._users.reset_failed_logins(user.id)
         if self._passwords.needs_rehash(user.password_hash):
             self._users.replace_password_hash(
                 user.id, user.password_hash, self._passwords.hash(password), now

@@ -118,3 +118,32 @@ def test_display_name_is_trimmed_and_empty_means_none() -> None:
 def test_bad_display_name_is_refused(name: str) -> None:
     with pytest.raises(InvalidArgument, match="display_name must be"):
         rules.check_display_name(name)
+
+
+COMMON = frozenset({"qwerty123456", "iloveyou1234"})
+
+
+@pytest.mark.parametrize("password", ["qwerty123456", "QWERTY123456", "ILoveYou1234"])
+def test_common_password_is_refused_in_any_case(password: str) -> None:
+    with pytest.raises(InvalidArgument, match="password is too common") as raised:
+        rules.check_password(password, username="bob", min_length=12, common_passwords=COMMON)
+    assert password not in str(raised.value)
+
+
+def test_uncommon_password_passes_the_list_check() -> None:
+    password = "qwerty1234567"
+    assert rules.check_password(
+        password, username="bob", min_length=12, common_passwords=COMMON
+    ) == (password)
+
+
+@pytest.mark.parametrize("password", ["Alice.Smith!", "xxalice.smithxx", "ALICE.SMITH-2024"])
+def test_password_equal_to_or_containing_the_username_is_refused(password: str) -> None:
+    with pytest.raises(InvalidArgument, match="must not contain the username"):
+        rules.check_password(password, username="alice.smith", min_length=12)
+
+
+def test_no_composition_rules_apply() -> None:
+    # NIST 800-63B: no required digits, capitals or symbols.
+    password = "all lower case words"
+    assert rules.check_password(password, username="bob", min_length=12) == password

@@ -151,10 +151,14 @@ def test_tables_made_before_migrations_are_refused_until_stamped(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     database_url = f"sqlite:///{tmp_path / 'made-by-create-all.db'}"
-    engine = sqlalchemy.create_engine(database_url)
-    AUTH_MIGRATIONS.metadata.create_all(engine)  # what the services did before migrations
-    engine.dispose()
     initial = AUTH_MIGRATIONS.scripts().get_base()
+    assert initial is not None
+    # What the services' create_all made before migrations: the initial tables, no version.
+    AUTH_MIGRATIONS.upgrade(database_url, initial)
+    engine = sqlalchemy.create_engine(database_url)
+    with engine.begin() as connection:
+        connection.execute(sqlalchemy.text(f"DROP TABLE {AUTH_MIGRATIONS.version_table}"))
+    engine.dispose()
 
     assert run("auth", database_url, "upgrade") == 1
     err = capsys.readouterr().err.strip()

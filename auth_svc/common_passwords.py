@@ -1,0 +1,20 @@
+"""The bundled list of common passwords (auth_svc/data), loaded once at start.
+
+See auth_svc/data/COMMON_PASSWORDS_NOTICE.md for where the list comes from.
+"""
+
+from __future__ import annotations
+
+from importlib import resources
+from pathlib import Path
+
+PACKAGED_LIST = "data/common_passwords.txt"
+
+
+def load_common_passwords(path: Path | None = None) -> frozenset[str]:
+    """Every entry lower-cased, from `path` or the list shipped in the package."""
+    if path is None:
+        text = resources.files("auth_svc").joinpath(PACKAGED_LIST).read_text(encoding="utf-8")
+    else:
+        text = path.read_text(encoding="utf-8")
+    return frozenset(line.lower() for line in text.splitlines() if line)

@@ -1,0 +1,141 @@
+"""Picking up rotated signing keys while the service runs, off the request path.
+
+A background thread looks at the keys folder every AUTH_KEYS_RELOAD_SECONDS, and
+at once when woken (the service wakes it on SIGHUP). Looking costs one directory
+listing and a stat per file; a file is parsed only when it is new or its
+(mtime, size, inode) changed, and the ring is swapped only when the set of keys
+changed. Requests never parse: they read the ring's current set.
+
+A file that cannot be used (half written, not a key, too short...) is logged and
+ignored, and the keys already loaded keep working; a folder with no usable key
+left keeps the ring as it was. Removing a file retires its key.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+from auth_svc.keys import KeyRing, KeyRingError, SigningKey, key_files, load_key
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class _Stamp:
+    mtime_ns: int
+    size: int
+    inode: int
+
+
+@dataclass(frozen=True)
+class _Parsed:
+    stamp: _Stamp
+    key: SigningKey | None  # None: the file at this stamp cannot be used
+
+
+class KeyReloader:
+    """Keeps a KeyRing in step with its folder; `check()` once, or `start()` a thread."""
+
+    def __init__(self, ring: KeyRing, keys_dir: Path, *, interval_seconds: float) -> None:
+        self._ring = ring
+        self._keys_dir = keys_dir
+        self._interval = interval_seconds
+        self._parsed: dict[Path, _Parsed] = {}
+        for key in ring.keys:
+            stamp = _stamp(key.path)
+            if stamp is not None:
+                self._parsed[key.path] = _Parsed(stamp, key)
+        self._listing = {path: parsed.stamp for path, parsed in self._parsed.items()}
+        self._check_lock = threading.Lock()
+        self._wake = threading.Event()
+        self._stopping = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def check(self) -> bool:
+        """Reload when the folder changed; True when the ring's keys changed."""
+        with self._check_lock:
+            try:
+                listing = self._list()
+            except (KeyRingError, OSError) as exc:
+                log.warning("cannot list the keys folder; keeping the loaded keys: %s", exc)
+                return False
+            if listing == self._listing:
+                return False
+            self._listing = listing
+            return self._reload(listing)
+
+    def _list(self) -> dict[Path, _Stamp]:
+        listing = {}
+        for path in key_files(self._keys_dir):
+            stamp = _stamp(path)
+            if stamp is not None:  # gone since it was listed
+                listing[path] = stamp
+        return listing
+
+    def _reload(self, listing: dict[Path, _Stamp]) -> bool:
+        keys = []
+        for path, stamp in listing.items():  # oldest first, as key_files sorts them
+            parsed = self._parsed.get(path)
+            if parsed is None or parsed.stamp != stamp:
+                parsed = _Parsed(stamp, self._parse(path))
+                self._parsed[path] = parsed
+            if parsed.key is not None:
+                keys.append(parsed.key)
+        for path in set(self._parsed) - set(listing):
+            del self._parsed[path]
+        if not keys:
+            log.error("no usable key left in the keys folder; keeping the loaded keys")
+            return False
+        if [key.kid for key in keys] == list(self._ring.kids):
+            return False
+        self._ring.replace(keys)
+        log.info(
+            "reloaded signing keys",
+            extra={"kids": self._ring.kids, "signing_kid": self._ring.signer.kid},
+        )
+        return True
+
+    @staticmethod
+    def _parse(path: Path) -> SigningKey | None:
+        try:
+            return load_key(path)
+        except KeyRingError as exc:  # names the file, never its content
+            log.warning("ignoring a key file that cannot be used: %s", exc)
+            return None
+
+    def trigger(self) -> None:
+        """Check the folder now (safe to call from a signal handler: it only sets an event)."""
+        self._wake.set()
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="key-reloader", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stopping.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+
+    def _run(self) -> None:
+        timeout = self._interval if self._interval > 0 else None  # 0: only when woken
+        while not self._stopping.is_set():
+            self._wake.wait(timeout)
+            self._wake.clear()
+            if self._stopping.is_set():
+                return
+            try:
+                self.check()
+            except Exception:  # the thread must outlive any surprise; the old keys stay
+                log.exception("reloading the signing keys failed")
+
+
+def _stamp(path: Path) -> _Stamp | None:
+    try:
+        status = path.stat()
+    except OSError:
+        return None
+    return _Stamp(status.st_mtime_ns, status.st_size, status.st_ino)

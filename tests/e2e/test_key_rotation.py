@@ -1,0 +1,155 @@
+"""Signing-key rotation without downtime, on the three real processes.
+
+Log in (token A, old kid); rotate with the CLI; the running auth service picks the
+new key up by itself; token A keeps working at the gateway and at the profile
+service; a new login carries the new kid, which the gateway learns through its
+unknown-kid refetch; the JWKS lists both keys.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import grpc
+import jwt
+import pytest
+import requests
+from authgate.auth.v1 import auth_pb2, auth_pb2_grpc
+from authgate.profile.v1 import profile_pb2, profile_pb2_grpc
+
+from devstack.launcher import Stack, StackSettings
+from tests.e2e.conftest import CHEAP_ARGON2, RunningStack, free_port, install_signing_key
+
+pytestmark = pytest.mark.e2e
+
+PASSWORD = "correct horse battery staple"
+RELOAD_SECONDS = 0.2
+COOLDOWN_SECONDS = 0.2
+
+
+@pytest.fixture(scope="module")
+def rotating_stack(
+    tmp_path_factory: pytest.TempPathFactory, auth_key_pem: bytes
+) -> Iterator[RunningStack]:
+    state = tmp_path_factory.mktemp("rotation")
+    signing_key = install_signing_key(state / "keys", auth_key_pem)
+    settings = StackSettings(
+        state_dir=state,
+        gateway_port=free_port(),
+        auth_port=free_port(),
+        profile_port=free_port(),
+        extra_env={
+            **CHEAP_ARGON2,
+            "AUTH_KEYS_RELOAD_SECONDS": str(RELOAD_SECONDS),
+            "JWKS_REFETCH_COOLDOWN_SECONDS": str(COOLDOWN_SECONDS),
+        },
+    )
+    stack = Stack(settings, log_dir=state / "logs")
+    stack.start(timeout=60)
+    try:
+        yield RunningStack(
+            stack=stack,
+            url=settings.gateway_url,
+            auth_target=f"127.0.0.1:{settings.auth_port}",
+            profile_target=f"127.0.0.1:{settings.profile_port}",
+            auth_database_url=f"sqlite:///{state / 'auth.db'}",
+            profile_database_url=f"sqlite:///{state / 'profile.db'}",
+            log_dir=state / "logs",
+            signing_key=signing_key,
+        )
+    finally:
+        stack.stop()
+
+
+def _login(stack: RunningStack, username: str) -> str:
+    response = stack.post("/v1/auth/login", {"username": username, "password": PASSWORD})
+    assert response.status_code == 200, response.text
+    token: str = response.json()["access_token"]
+    return token
+
+
+def _kid(token: str) -> str:
+    kid: str = jwt.get_unverified_header(token)["kid"]
+    return kid
+
+
+def _profile_at_gateway(stack: RunningStack, token: str) -> requests.Response:
+    return requests.get(
+        f"{stack.url}/v1/profile", headers={"Authorization": f"Bearer {token}"}, timeout=10
+    )
+
+
+def _profile_at_service(stack: RunningStack, token: str) -> Any:
+    with grpc.insecure_channel(stack.profile_target) as channel:
+        stub: Any = profile_pb2_grpc.ProfileServiceStub(channel)
+        return stub.GetProfile(
+            profile_pb2.GetProfileRequest(),
+            metadata=(("authorization", f"Bearer {token}"),),
+            timeout=10,
+        )
+
+
+def _published_kids(stack: RunningStack) -> list[str]:
+    with grpc.insecure_channel(stack.auth_target) as channel:
+        stub: Any = auth_pb2_grpc.AuthServiceStub(channel)
+        return [key.kid for key in stub.GetJwks(auth_pb2.GetJwksRequest(), timeout=5).keys]
+
+
+def _wait_for(condition: Callable[[], bool], timeout: float = 15.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "condition not met in time"
+        time.sleep(0.05)
+
+
+def _rotate(stack: RunningStack) -> str:
+    """`python -m auth_svc.keys rotate` as an operator runs it; the new kid it prints."""
+    env = {**os.environ, **stack.stack.settings.environment()}
+    result = subprocess.run(
+        [sys.executable, "-m", "auth_svc.keys", "rotate"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    return result.stdout.split()[3]  # "new signing key <kid> in <path>; ..."
+
+
+def test_rotation_keeps_old_tokens_valid_and_new_tokens_carry_the_new_kid(
+    rotating_stack: RunningStack,
+) -> None:
+    stack = rotating_stack
+    username = f"user_{uuid.uuid4().hex[:10]}"
+    created = stack.post("/v1/auth/register", {"username": username, "password": PASSWORD})
+    assert created.status_code == 201, created.text
+    token_a = _login(stack, username)
+    old_kid = _kid(token_a)
+    assert _profile_at_gateway(stack, token_a).status_code == 200  # the gateway caches old_kid
+
+    new_kid = _rotate(stack)
+    assert new_kid != old_kid
+    _wait_for(lambda: _published_kids(stack) == [new_kid, old_kid])  # no restart
+
+    # Tokens of the old key keep working everywhere.
+    assert _profile_at_gateway(stack, token_a).status_code == 200
+    assert _profile_at_service(stack, token_a).username == username
+
+    # New tokens carry the new kid, unknown to the verifiers' caches until they refetch.
+    time.sleep(COOLDOWN_SECONDS)
+    token_b = _login(stack, username)
+    assert _kid(token_b) == new_kid
+    response = _profile_at_gateway(stack, token_b)
+    assert response.status_code == 200, response.text
+    assert _profile_at_service(stack, token_b).username == username
+
+    jwks = requests.get(f"{stack.url}/.well-known/jwks.json", timeout=10).json()
+    assert [key["kid"] for key in jwks["keys"]] == [new_kid, old_kid]
+    assert stack.stack.process("auth").poll() is None  # the same process all along
