@@ -19,8 +19,8 @@ from authgate.auth.v1 import auth_pb2, auth_pb2_grpc
 from auth_svc import key_reload, keys
 from auth_svc.config import AuthConfig
 from auth_svc.key_reload import KeyReloader
-from auth_svc.migrations import AUTH_MIGRATIONS
 from auth_svc.keys import KeyRing, generate_key_file, retired_key_files
+from auth_svc.migrations import AUTH_MIGRATIONS
 from auth_svc.server import build_server
 from authgate_common.config import ConfigError, Env
 from tests.auth.conftest import PASSWORD
