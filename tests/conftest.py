@@ -24,8 +24,8 @@ MYSQL_URL_VARIABLE = "AUTHGATE_TEST_MYSQL_URL"
 DEFAULT_MYSQL_SERVER = "mysql+pymysql://root@127.0.0.1:3306/"
 
 
-def _mysql_required() -> bool:
-    # In CI a missing MySQL is a failure, never a skip.
+def services_required() -> bool:
+    """Whether a missing MySQL or Redis fails the run: in CI it is never a skip."""
     return os.environ.get("CI", "").lower() in {"1", "true"} or bool(
         os.environ.get("AUTHGATE_REQUIRE_MYSQL")
     )
@@ -45,7 +45,7 @@ def mysql_server_url() -> str:
             f"({type(exc.orig).__name__}). Start one, or point {MYSQL_URL_VARIABLE} at a server "
             "(e.g. mysql+pymysql://root@127.0.0.1:3306/) to run the MySQL tests."
         )
-        if _mysql_required():
+        if services_required():
             pytest.fail(message, pytrace=False)
         pytest.skip(message)
     finally:
