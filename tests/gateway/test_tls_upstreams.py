@@ -12,6 +12,7 @@ from auth_svc.server import AuthServer, build_server
 from authgate_common.grpc_server import RunningServer
 from authgate_common.tls import ClientTls
 from authgate_common.tokens import TokenSettings
+from profile_svc.migrations import PROFILE_MIGRATIONS
 from profile_svc.server import build_server as build_profile_server
 from tests.fixtures.auth_fixtures import AuthConfigFactory
 from tests.fixtures.gateway_fixtures import GatewayClientFactory
@@ -45,6 +46,7 @@ def mtls_services(
     )
     profile: RunningServer | None = None
     try:
+        PROFILE_MIGRATIONS.upgrade(database_url)
         profile_config = profile_test_config(database_url, token_settings, auth_target=auth.target)
         profile = build_profile_server(
             dataclasses.replace(
