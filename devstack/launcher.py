@@ -113,21 +113,37 @@ class Stack:
     def start(self, timeout: float = 30.0) -> None:
         """Start the services in dependency order, each once the one it needs is serving."""
         self.settings.state_dir.mkdir(parents=True, exist_ok=True)
-        env = {**self._base_env, **self.settings.environment()}
         deadline = time.monotonic() + timeout
-        s = self.settings
-        readiness = {
-            "auth": lambda: check_grpc(f"{s.host}:{s.auth_port}", timeout=1),
-            "profile": lambda: check_grpc(f"{s.host}:{s.profile_port}", timeout=1),
-            "gateway": lambda: check_http(f"{s.gateway_url}/readyz", timeout=2),
-        }
         try:
             for name, command in self.commands():
-                self._spawn(name, command, env)
-                self._wait_until(readiness[name], name, deadline)
+                self._spawn(name, command, self._environment())
+                self._wait_until(self._readiness(name), name, deadline)
         except BaseException:
             self.stop()
             raise
+
+    def restart(self, name: str, timeout: float = 30.0) -> None:
+        """Start process `name` again on the same port (after it died or was killed)."""
+        old = self.process(name)
+        if old.poll() is None:
+            old.kill()
+        old.wait()
+        index = next(i for i, p in enumerate(self._processes) if p.name == name)
+        self._spawn(name, dict(self.commands())[name], self._environment())
+        # Keep the start order, which stop() walks backwards.
+        self._processes[index] = self._processes.pop()
+        self._wait_until(self._readiness(name), name, time.monotonic() + timeout)
+
+    def _environment(self) -> dict[str, str]:
+        return {**self._base_env, **self.settings.environment()}
+
+    def _readiness(self, name: str) -> Callable[[], None]:
+        s = self.settings
+        return {
+            "auth": lambda: check_grpc(f"{s.host}:{s.auth_port}", timeout=1),
+            "profile": lambda: check_grpc(f"{s.host}:{s.profile_port}", timeout=1),
+            "gateway": lambda: check_http(f"{s.gateway_url}/readyz", timeout=2),
+        }[name]
 
     def _spawn(self, name: str, command: list[str], env: dict[str, str]) -> None:
         output: IO[bytes] | None = None

@@ -17,6 +17,7 @@ pytest_plugins = [
     "tests.fixtures.auth_fixtures",
     "tests.fixtures.profile_fixtures",
     "tests.fixtures.gateway_fixtures",
+    "tests.fixtures.response_scan",
 ]
 
 MYSQL_URL_VARIABLE = "AUTHGATE_TEST_MYSQL_URL"
