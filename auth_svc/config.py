@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from auth_svc.hash_limiter import default_max_concurrent_hashes
 from auth_svc.rules import MAX_PASSWORD_LENGTH
 from authgate_common.config import ConfigError, Env, port
 from authgate_common.grpc_server import ServerSettings
@@ -56,6 +57,10 @@ class AuthConfig:
     password_min_length: int = 12
     registration_enabled: bool = True
     log_level: str = "INFO"
+    # Concurrent argon2 hashes (None: hash_limiter.default_max_concurrent_hashes) and how
+    # long a login waits for one before RESOURCE_EXHAUSTED.
+    max_concurrent_hashes: int | None = None
+    hash_queue_timeout_seconds: float = 2.0
 
     def __post_init__(self) -> None:
         if self.access_token_ttl_seconds > self.tokens.max_lifetime_seconds:
@@ -76,6 +81,7 @@ class AuthConfig:
 
     @classmethod
     def from_env(cls, env: Env) -> AuthConfig:
+        argon2 = Argon2Params.from_env(env)
         return cls(
             database_url=env.str("AUTH_DATABASE_URL", "sqlite:///var/auth.db"),
             keys_dir=env.path("AUTH_KEYS_DIR", "var/keys"),
@@ -85,7 +91,7 @@ class AuthConfig:
                 max_workers=env.int("GRPC_MAX_WORKERS", 16, minimum=1, maximum=1024),
             ),
             tokens=TokenSettings.from_env(env),
-            argon2=Argon2Params.from_env(env),
+            argon2=argon2,
             access_token_ttl_seconds=env.int("AUTH_ACCESS_TOKEN_TTL_SECONDS", 900, minimum=60),
             refresh_token_ttl_seconds=env.int(
                 "AUTH_REFRESH_TOKEN_TTL_SECONDS", 30 * 24 * 3600, minimum=60, maximum=_TEN_YEARS
@@ -98,4 +104,11 @@ class AuthConfig:
             ),
             registration_enabled=env.bool("AUTH_REGISTRATION_ENABLED", True),
             log_level=env.str("LOG_LEVEL", "INFO").upper(),
+            max_concurrent_hashes=env.int(
+                "AUTH_MAX_CONCURRENT_HASHES",
+                default_max_concurrent_hashes(argon2.memory_kib),
+                minimum=1,
+                maximum=1024,
+            ),
+            hash_queue_timeout_seconds=env.float("AUTH_HASH_QUEUE_TIMEOUT_SECONDS", 2.0),
         )

@@ -12,6 +12,7 @@ from authgate.auth.v1 import auth_pb2, auth_pb2_grpc
 from sqlalchemy import Engine
 
 from auth_svc.config import AuthConfig
+from auth_svc.hash_limiter import HashLimiter, default_max_concurrent_hashes
 from auth_svc.keys import KeyRing
 from auth_svc.models import metadata
 from auth_svc.passwords import PasswordHasher
@@ -57,12 +58,19 @@ def build_service(
         config,
         users=UserRepository(sessions),
         refresh_tokens=RefreshTokenRepository(sessions),
-        passwords=PasswordHasher(config.argon2),
+        passwords=PasswordHasher(config.argon2, limiter=hash_limiter(config)),
         access_tokens=AccessTokenIssuer(
             config.tokens, keys, ttl_seconds=config.access_token_ttl_seconds
         ),
         keys=keys,
         clock=clock,
+    )
+
+
+def hash_limiter(config: AuthConfig) -> HashLimiter:
+    return HashLimiter(
+        config.max_concurrent_hashes or default_max_concurrent_hashes(config.argon2.memory_kib),
+        queue_timeout_seconds=config.hash_queue_timeout_seconds,
     )
 
 
