@@ -4,13 +4,17 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: run test lint format protos lock clean
+.PHONY: run test lint format protos lock clean bench
 
 run: $(STAMP)  ## start gateway, auth and profile services with SQLite and dev keys
 	$(BIN)/python -m devstack
 
 test: $(STAMP)  ## the whole test suite (MySQL tests need AUTHGATE_TEST_MYSQL_URL or a local MariaDB)
 	$(BIN)/pytest $(PYTEST_ARGS)
+
+bench: $(STAMP)  ## benchmark into docs/BENCHMARKS.md (needs wrk: installed from Debian if missing)
+	command -v wrk >/dev/null || apt-get install -y wrk || sudo apt-get install -y wrk
+	$(BIN)/python -m bench $(BENCH_ARGS)
 
 lint: $(STAMP)  ## ruff and mypy
 	$(BIN)/ruff check .
