@@ -69,6 +69,7 @@ class Target:
     profile_database_url: str
     keys_dir: Path
     tokens: TokenSettings
+    stack: Stack | None = None  # None for a stack run by someone else
 
 
 @dataclass
@@ -143,6 +144,7 @@ def running_stack(state: Path, auth_db: str, profile_db: str) -> Iterator[Target
             profile_database_url=profile_db,
             keys_dir=state / "keys",
             tokens=TokenSettings.from_env(Env.from_os()),
+            stack=stack,
         )
     finally:
         stack.stop()

@@ -11,7 +11,7 @@ from flask import Flask, Response, g, request
 from werkzeug.exceptions import HTTPException
 
 from authgate_common.jwks import JwksCache
-from authgate_common.tokens import TokenVerifier
+from authgate_common.tokens import VERIFIED_TOKEN_CACHE_SIZE, TokenVerifier
 from gateway.auth import Authenticator
 from gateway.config import GatewayConfig
 from gateway.errors import Problem, generic_detail, problem_response, title_of
@@ -41,7 +41,8 @@ def create_app(config: GatewayConfig) -> Flask:
         cooldown=config.jwks_refetch_cooldown_seconds,
     )
     authenticator = Authenticator(
-        TokenVerifier(config.tokens, keys), max_token_bytes=config.tokens.max_token_bytes
+        TokenVerifier(config.tokens, keys, cache_size=VERIFIED_TOKEN_CACHE_SIZE),
+        max_token_bytes=config.tokens.max_token_bytes,
     )
     routes = build_routes(fronted_services())
     app.extensions[EXTENSION] = {"upstreams": upstreams, "routes": routes, "keys": keys}

@@ -13,7 +13,7 @@ from authgate_common.channels import open_channel
 from authgate_common.db import make_engine, make_sessions, redact_url
 from authgate_common.grpc_server import RunningServer, run_until_signalled, start_server
 from authgate_common.jwks import JwksCache, JwksSource, grpc_jwks_source
-from authgate_common.tokens import TokenVerifier
+from authgate_common.tokens import VERIFIED_TOKEN_CACHE_SIZE, TokenVerifier
 from profile_svc.config import ProfileConfig
 from profile_svc.interceptor import AuthInterceptor, CallerIdentity
 from profile_svc.profiles import Profiles
@@ -43,7 +43,9 @@ def build_server(config: ProfileConfig, *, jwks_source: JwksSource | None = None
         caller = CallerIdentity()
         servicer = ProfileServicer(Profiles(ProfileRepository(make_sessions(engine))), caller)
         interceptor = AuthInterceptor(
-            TokenVerifier(config.tokens, keys), caller, protected_services=[SERVICE_NAME]
+            TokenVerifier(config.tokens, keys, cache_size=VERIFIED_TOKEN_CACHE_SIZE),
+            caller,
+            protected_services=[SERVICE_NAME],
         )
         running = start_server(
             config.server,
