@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: run migrate test lint format protos lock clean rotate-keys prune-keys
+.PHONY: run migrate test lint format protos lock clean rotate-keys prune-keys bench
 
 run: $(STAMP)  ## start gateway, auth and profile services with SQLite and dev keys (migrated first)
 	$(BIN)/python -m devstack
@@ -21,6 +21,10 @@ rotate-keys: $(STAMP)  ## add a new signing key to AUTH_KEYS_DIR (default var/ke
 
 prune-keys: $(STAMP)  ## delete signing keys whose tokens have all expired
 	$(BIN)/python -m auth_svc.keys prune
+
+bench: $(STAMP)  ## benchmark into docs/BENCHMARKS.md (needs wrk: installed from Debian if missing)
+	command -v wrk >/dev/null || apt-get install -y wrk || sudo apt-get install -y wrk
+	$(BIN)/python -m bench $(BENCH_ARGS)
 
 lint: $(STAMP)  ## ruff and mypy
 	$(BIN)/ruff check .

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from auth_svc.hash_limiter import default_max_concurrent_hashes
 from auth_svc.lockout import LockoutPolicy
 from auth_svc.rules import MAX_PASSWORD_LENGTH
 from authgate_common.config import ConfigError, Env
@@ -66,6 +67,10 @@ class AuthConfig:
     db_check: DatabaseCheckSettings = field(default_factory=DatabaseCheckSettings)
     # Prometheus /metrics on the gRPC host; None: not served (from_env: 9101 unless "off").
     metrics_port: int | None = None
+    # Concurrent argon2 hashes (None: hash_limiter.default_max_concurrent_hashes) and how
+    # long a login waits for one before RESOURCE_EXHAUSTED.
+    max_concurrent_hashes: int | None = None
+    hash_queue_timeout_seconds: float = 2.0
 
     def __post_init__(self) -> None:
         if self.access_token_ttl_seconds > self.tokens.max_lifetime_seconds:
@@ -86,6 +91,7 @@ class AuthConfig:
 
     @classmethod
     def from_env(cls, env: Env) -> AuthConfig:
+        argon2 = Argon2Params.from_env(env)
         return cls(
             database_url=env.str("AUTH_DATABASE_URL", "sqlite:///var/auth.db"),
             keys_dir=env.path("AUTH_KEYS_DIR", "var/keys"),
@@ -99,7 +105,7 @@ class AuthConfig:
                 ),
             ),
             tokens=TokenSettings.from_env(env),
-            argon2=Argon2Params.from_env(env),
+            argon2=argon2,
             access_token_ttl_seconds=env.int("AUTH_ACCESS_TOKEN_TTL_SECONDS", 900, minimum=60),
             refresh_token_ttl_seconds=env.int(
                 "AUTH_REFRESH_TOKEN_TTL_SECONDS", 30 * 24 * 3600, minimum=60, maximum=_TEN_YEARS
@@ -116,4 +122,11 @@ class AuthConfig:
             log_level=env.str("LOG_LEVEL", "INFO").upper(),
             db_check=DatabaseCheckSettings.from_env(env),
             metrics_port=metrics_port(env, "AUTH_METRICS_PORT", 9101),
+            max_concurrent_hashes=env.int(
+                "AUTH_MAX_CONCURRENT_HASHES",
+                default_max_concurrent_hashes(argon2.memory_kib),
+                minimum=1,
+                maximum=1024,
+            ),
+            hash_queue_timeout_seconds=env.float("AUTH_HASH_QUEUE_TIMEOUT_SECONDS", 2.0),
         )

@@ -3,35 +3,51 @@
 from __future__ import annotations
 
 import secrets
+from contextlib import AbstractContextManager, nullcontext
 
 import argon2
 from argon2.exceptions import InvalidHashError, VerificationError
 
 from auth_svc.config import Argon2Params
+from auth_svc.hash_limiter import HashLimiter
 
 
 class PasswordHasher:
-    """Hashes and verifies passwords; made once at start (the dummy hash costs one hash)."""
+    """Hashes and verifies passwords; made once at start (the dummy hash costs one hash).
 
-    def __init__(self, params: Argon2Params) -> None:
+    With a limiter, every hash and verification first takes one of its slots (and may
+    raise ResourceExhausted when none frees in time).
+    """
+
+    def __init__(self, params: Argon2Params, *, limiter: HashLimiter | None = None) -> None:
         self._hasher = argon2.PasswordHasher(
             time_cost=params.time_cost,
             memory_cost=params.memory_kib,
             parallelism=params.parallelism,
             type=argon2.Type.ID,
         )
+        self._limiter = limiter
         # Verifying against this hash costs what verifying a real user's hash costs,
         # so an unknown username takes as long to refuse as a wrong password.
         self._dummy_hash = self._hasher.hash(secrets.token_urlsafe(24))
 
     def hash(self, password: str) -> str:
-        return self._hasher.hash(_secret_bytes(password))
+        with self._slot():
+            return self._hasher.hash(_secret_bytes(password))
 
     def verify(self, password_hash: str, password: str) -> bool:
-        try:
-            return self._hasher.verify(password_hash, _secret_bytes(password))
-        except (VerificationError, InvalidHashError):
-            return False
+        with self._slot():
+            try:
+                return self._hasher.verify(password_hash, _secret_bytes(password))
+            except (VerificationError, InvalidHashError):
+                return False
+
+    def reserved(self) -> AbstractContextManager[None]:
+        """A hashing slot held for a whole block (the hashes inside it use that slot)."""
+        return self._slot()
+
+    def _slot(self) -> AbstractContextManager[None]:
+        return nullcontext() if self._limiter is None else self._limiter.slot()
 
     def verify_dummy(self, password: str) -> None:
         """Spend the time of one verification, for a user that does not exist."""

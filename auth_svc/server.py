@@ -15,6 +15,7 @@ from sqlalchemy import Engine
 
 from auth_svc.common_passwords import load_common_passwords
 from auth_svc.config import AuthConfig
+from auth_svc.hash_limiter import HashLimiter, default_max_concurrent_hashes
 from auth_svc.key_reload import KeyReloader
 from auth_svc.keys import KeyRing
 from auth_svc.metrics import AuthMetrics
@@ -65,13 +66,20 @@ def build_service(
         config,
         users=UserRepository(sessions),
         refresh_tokens=RefreshTokenRepository(sessions),
-        passwords=PasswordHasher(config.argon2),
+        passwords=PasswordHasher(config.argon2, limiter=hash_limiter(config)),
         access_tokens=AccessTokenIssuer(
             config.tokens, keys, ttl_seconds=config.access_token_ttl_seconds
         ),
         keys=keys,
         common_passwords=load_common_passwords(),
         clock=clock,
+    )
+
+
+def hash_limiter(config: AuthConfig) -> HashLimiter:
+    return HashLimiter(
+        config.max_concurrent_hashes or default_max_concurrent_hashes(config.argon2.memory_kib),
+        queue_timeout_seconds=config.hash_queue_timeout_seconds,
     )
 
 

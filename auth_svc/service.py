@@ -134,6 +134,30 @@ class AuthService:
         if not username or not password:
             raise InvalidArgument("username and password are required")
         now = self._clock()
+        # The hashing slot is taken before the attempt is counted: a login refused
+        # because the server is busy (429) must not count towards a lockout.
+        with self._passwords.reserved():
+            user = self._checked_user(username, password, now)
+        self._users.reset_failed_logins(user.id)
+        if self._passwords.needs_rehash(user.password_hash):
+            self._users.replace_password_hash(
+                user.id, user.password_hash, self._passwords.hash(password), now
+            )
+            log.info("password rehashed with current parameters", extra={"user_id": user.id})
+        family_expires_at = now + timedelta(seconds=self._config.refresh_family_max_seconds)
+        token, record = self._new_refresh_token(
+            user.id,
+            now,
+            family_id=str(uuid.uuid4()),
+            parent_id=None,
+            family_expires_at=family_expires_at,
+        )
+        self._refresh_tokens.add(record)
+        log.info("login", extra={"user_id": user.id})
+        return self._token_pair(user, token, record, now)
+
+    def _checked_user(self, username: str, password: str, now: datetime) -> UserRecord:
+        """The user whose password this is; Unauthenticated, alike for every reason, if none."""
         claim = LoginClaim(user=None)
         if rules.is_valid_username(username):
             claim = self._users.claim_login_attempt(
@@ -160,23 +184,7 @@ class AuthService:
         if user.disabled:
             log.info("login refused", extra={"reason": "disabled", "user_id": user.id})
             raise Unauthenticated(INVALID_CREDENTIALS)
-        self._users.reset_failed_logins(user.id)
-        if self._passwords.needs_rehash(user.password_hash):
-            self._users.replace_password_hash(
-                user.id, user.password_hash, self._passwords.hash(password), now
-            )
-            log.info("password rehashed with current parameters", extra={"user_id": user.id})
-        family_expires_at = now + timedelta(seconds=self._config.refresh_family_max_seconds)
-        token, record = self._new_refresh_token(
-            user.id,
-            now,
-            family_id=str(uuid.uuid4()),
-            parent_id=None,
-            family_expires_at=family_expires_at,
-        )
-        self._refresh_tokens.add(record)
-        log.info("login", extra={"user_id": user.id})
-        return self._token_pair(user, token, record, now)
+        return user
 
     def refresh(self, refresh_token: str) -> TokenPair:
         if not refresh_token:

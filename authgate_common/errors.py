@@ -36,7 +36,11 @@ class AlreadyExists(DomainError):
 
 
 class ResourceExhausted(DomainError):
-    """Too many requests; try again later."""
+    """Too many requests; try again later (after retry_after_seconds, when known)."""
+
+    def __init__(self, message: str, *, retry_after_seconds: int | None = None) -> None:
+        super().__init__(message)
+        self.retry_after_seconds = retry_after_seconds
 
 
 class Unavailable(DomainError):

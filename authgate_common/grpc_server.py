@@ -190,6 +190,10 @@ class ErrorInterceptor(grpc.ServerInterceptor):
                 return behaviour(request, context)
             except errors.DomainError as exc:
                 code = status_of(exc)
+                retry_after = getattr(exc, "retry_after_seconds", None)
+                if retry_after is not None:
+                    # The gateway turns this trailer into an HTTP Retry-After header.
+                    context.set_trailing_metadata(((metadata.RETRY_AFTER, str(retry_after)),))
                 context.abort(code, exc.message)
             except (
                 sqlalchemy.exc.OperationalError,

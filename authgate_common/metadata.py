@@ -4,3 +4,4 @@ AUTHORIZATION = "authorization"
 USER_ID = "x-user-id"
 USERNAME = "x-username"
 REQUEST_ID = "x-request-id"
+RETRY_AFTER = "retry-after"  # trailer: seconds before a refused call is worth retrying

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -13,6 +14,10 @@ from authgate_common.config import ConfigError, Env
 from authgate_common.jwks import JwksCache, KeysUnavailable
 
 ACCESS_TOKEN_TYPES = frozenset({"at+jwt", "application/at+jwt"})
+# Verified tokens the gateway and the profile service remember (a few MB at most: tokens
+# are at most JWT_MAX_TOKEN_BYTES, typically under 1 KB), and for how long at most.
+VERIFIED_TOKEN_CACHE_SIZE = 4096
+VERIFIED_TOKEN_CACHE_SECONDS = 60.0
 REQUIRED_CLAIMS = ("iss", "aud", "sub", "exp", "iat", "jti")
 
 
@@ -67,14 +72,39 @@ class InvalidToken(Exception):
 
 
 class TokenVerifier:
-    """Verifies access tokens against keys from a JwksCache with pinned algorithms."""
+    """Verifies access tokens against keys from a JwksCache with pinned algorithms.
 
-    def __init__(self, settings: TokenSettings, keys: JwksCache) -> None:
+    With `cache_size`, tokens that verified are remembered (at most that many, oldest
+    dropped first) and accepted again without a signature check until the earlier of their
+    `exp` and `cache_seconds` after their check; the second bound makes a retired key's
+    tokens stop working soon after the key leaves the JWKS. Only successes are cached, so
+    no input can make a good token look bad or a bad one good.
+    """
+
+    def __init__(
+        self,
+        settings: TokenSettings,
+        keys: JwksCache,
+        *,
+        cache_size: int = 0,
+        cache_seconds: float = VERIFIED_TOKEN_CACHE_SECONDS,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         self._settings = settings
         self._keys = keys
+        self._cache = VerifiedTokens(cache_size, cache_seconds, clock) if cache_size else None
 
     def verify(self, token: str) -> Identity:
         """The identity in a valid token; raises InvalidToken or KeysUnavailable."""
+        if self._cache is None:
+            return self._verify(token)
+        identity = self._cache.get(token)
+        if identity is None:
+            identity = self._verify(token)
+            self._cache.put(token, identity)
+        return identity
+
+    def _verify(self, token: str) -> Identity:
         settings = self._settings
         if len(token) > settings.max_token_bytes:
             raise InvalidToken("too_large", "the access token is too large")
@@ -148,6 +178,39 @@ class TokenVerifier:
             token_id=jti,
             expires_at=exp,
         )
+
+
+class VerifiedTokens:
+    """A bounded map of verified tokens to their identities, each until its expiry."""
+
+    def __init__(self, size: int, seconds: float, clock: Callable[[], float]) -> None:
+        self._size = size
+        self._seconds = seconds
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._entries: dict[str, tuple[float, Identity]] = {}
+
+    def get(self, token: str) -> Identity | None:
+        entry = self._entries.get(token)
+        if entry is None:
+            return None
+        good_until, identity = entry
+        if self._clock() >= good_until:
+            with self._lock:
+                self._entries.pop(token, None)
+            return None
+        return identity
+
+    def put(self, token: str, identity: Identity) -> None:
+        good_until = min(float(identity.expires_at), self._clock() + self._seconds)
+        with self._lock:
+            while len(self._entries) >= self._size:
+                # Oldest first: dicts keep insertion order.
+                del self._entries[next(iter(self._entries))]
+            self._entries[token] = (good_until, identity)
+
+    def __len__(self) -> int:
+        return len(self._entries)
 
 
 def _str_claim(claims: dict[str, Any], name: str) -> str:

@@ -157,21 +157,37 @@ class Stack:
         self.settings.state_dir.mkdir(parents=True, exist_ok=True)
         migrate_sqlite_databases(self.settings.environment_of("auth", self._base_env))
         deadline = time.monotonic() + timeout
-        s = self.settings
-        # The services speak TLS when the stack's environment says so (GRPC_TLS_CA, ...).
-        tls = ClientTls.from_env(Env(self.settings.environment_of("gateway", self._base_env)))
-        readiness = {
-            "auth": lambda: check_grpc(f"{s.host}:{s.auth_port}", timeout=1, tls=tls),
-            "profile": lambda: check_grpc(f"{s.host}:{s.profile_port}", timeout=1, tls=tls),
-            "gateway": lambda: check_http(f"{s.gateway_url}/readyz", timeout=2),
-        }
         try:
             for name, command in self.commands():
                 self._spawn(name, command, self.settings.environment_of(name, self._base_env))
-                self._wait_until(readiness[name], name, deadline)
+                self._wait_until(self._readiness(name), name, deadline)
         except BaseException:
             self.stop()
             raise
+
+    def restart(self, name: str, timeout: float = 30.0) -> None:
+        """Start process `name` again on the same port (after it died or was killed)."""
+        old = self.process(name)
+        if old.poll() is None:
+            old.kill()
+        old.wait()
+        index = next(i for i, p in enumerate(self._processes) if p.name == name)
+        self._spawn(
+            name, dict(self.commands())[name], self.settings.environment_of(name, self._base_env)
+        )
+        # Keep the start order, which stop() walks backwards.
+        self._processes[index] = self._processes.pop()
+        self._wait_until(self._readiness(name), name, time.monotonic() + timeout)
+
+    def _readiness(self, name: str) -> Callable[[], None]:
+        s = self.settings
+        # The services speak TLS when the stack's environment says so (GRPC_TLS_CA, ...).
+        tls = ClientTls.from_env(Env(s.environment_of("gateway", self._base_env)))
+        return {
+            "auth": lambda: check_grpc(f"{s.host}:{s.auth_port}", timeout=1, tls=tls),
+            "profile": lambda: check_grpc(f"{s.host}:{s.profile_port}", timeout=1, tls=tls),
+            "gateway": lambda: check_http(f"{s.gateway_url}/readyz", timeout=2),
+        }[name]
 
     def _spawn(self, name: str, command: list[str], env: dict[str, str]) -> None:
         output: IO[bytes] | None = None

@@ -12,7 +12,7 @@ from prometheus_client import CollectorRegistry
 from werkzeug.exceptions import HTTPException
 
 from authgate_common.jwks import JwksCache
-from authgate_common.tokens import TokenVerifier
+from authgate_common.tokens import VERIFIED_TOKEN_CACHE_SIZE, TokenVerifier
 from gateway.auth import Authenticator
 from gateway.config import GatewayConfig
 from gateway.docs import register_docs
@@ -48,7 +48,7 @@ def create_app(config: GatewayConfig) -> Flask:
         cooldown=config.jwks_refetch_cooldown_seconds,
     )
     authenticator = Authenticator(
-        TokenVerifier(config.tokens, keys),
+        TokenVerifier(config.tokens, keys, cache_size=VERIFIED_TOKEN_CACHE_SIZE),
         max_token_bytes=config.tokens.max_token_bytes,
         on_rejected=metrics.token_rejected,
     )

@@ -83,6 +83,10 @@ class Problem(Exception):
 
 def upstream_problem(code: grpc.StatusCode, details: str | None) -> Problem:
     """The client's view of an upstream error: details only for client errors."""
+    if code == grpc.StatusCode.CANCELLED:
+        # The gateway never cancels its own calls: an upstream that is shutting down
+        # cancels the calls it will not serve. For the client that is "unavailable".
+        return Problem(503, generic_detail(503))
     status = http_status_of(code)
     if 400 <= status < 500 and details:
         return Problem(status, details)

@@ -6,13 +6,15 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import RowMapping, insert, select, update
+from sqlalchemy import RowMapping, bindparam, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from profile_svc.models import Profile, profiles
 
 EDITABLE_COLUMNS = frozenset({"display_name", "email", "bio"})
+# Built once and reused: no statement construction or cache-key work on the hot read path.
+_BY_USER_ID = select(profiles).where(profiles.c.user_id == bindparam("user_id"))
 
 
 class ProfileRepository:
@@ -21,7 +23,7 @@ class ProfileRepository:
 
     def find(self, user_id: str) -> Profile | None:
         with self._sessions() as session:
-            row = session.execute(select(profiles).where(profiles.c.user_id == user_id)).first()
+            row = session.execute(_BY_USER_ID, {"user_id": user_id}).first()
         return None if row is None else _profile(row._mapping)
 
     def get_or_create(self, new: Profile) -> Profile:
@@ -56,7 +58,7 @@ class ProfileRepository:
                 .where(profiles.c.user_id == user_id)
                 .values(**changes, updated_at=_to_db(updated_at))
             )
-            row = session.execute(select(profiles).where(profiles.c.user_id == user_id)).first()
+            row = session.execute(_BY_USER_ID, {"user_id": user_id}).first()
         return None if row is None else _profile(row._mapping)
 
 

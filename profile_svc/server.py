@@ -17,7 +17,7 @@ from authgate_common.jwks import JwksCache, JwksSource, grpc_jwks_source
 from authgate_common.metrics import RpcMetrics
 from authgate_common.operations import start_operations
 from authgate_common.tls import channel_credentials
-from authgate_common.tokens import TokenVerifier
+from authgate_common.tokens import VERIFIED_TOKEN_CACHE_SIZE, TokenVerifier
 from profile_svc.config import ProfileConfig
 from profile_svc.interceptor import AuthInterceptor, CallerIdentity
 from profile_svc.migrations import PROFILE_MIGRATIONS
@@ -50,7 +50,9 @@ def build_server(config: ProfileConfig, *, jwks_source: JwksSource | None = None
         caller = CallerIdentity()
         servicer = ProfileServicer(Profiles(ProfileRepository(make_sessions(engine))), caller)
         interceptor = AuthInterceptor(
-            TokenVerifier(config.tokens, keys), caller, protected_services=[SERVICE_NAME]
+            TokenVerifier(config.tokens, keys, cache_size=VERIFIED_TOKEN_CACHE_SIZE),
+            caller,
+            protected_services=[SERVICE_NAME],
         )
         registry = CollectorRegistry()
         running = start_server(

@@ -18,6 +18,7 @@ pytest_plugins = [
     "tests.fixtures.profile_fixtures",
     "tests.fixtures.gateway_fixtures",
     "tests.fixtures.tls_fixtures",
+    "tests.fixtures.response_scan",
 ]
 
 MYSQL_URL_VARIABLE = "AUTHGATE_TEST_MYSQL_URL"

@@ -31,7 +31,7 @@ class TcpProxy:
     """Forwards 127.0.0.1:<port> to target_host:target_port until told otherwise."""
 
     def __init__(self, target_host: str, target_port: int, *, host: str = "127.0.0.1") -> None:
-        self._target = (target_host, target_port)
+        self.target = (target_host, target_port)
         self._listener = socket.create_server((host, 0))
         self._listener.settimeout(0.1)
         self.host = host
@@ -108,7 +108,7 @@ class TcpProxy:
 
     def _connect(self, client: socket.socket) -> None:
         try:
-            server = socket.create_connection(self._target, timeout=5)
+            server = socket.create_connection(self.target, timeout=5)
         except OSError:
             _reset(client)
             return

@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
+import threading
 from datetime import timedelta
 
 import pytest
 
-from auth_svc.config import AuthConfig
+from auth_svc.config import Argon2Params, AuthConfig
 from auth_svc.lockout import LockoutPolicy
 from auth_svc.repository import UserRepository
 from auth_svc.service import INVALID_CREDENTIALS, AuthService, TokenPair
 from authgate_common.config import ConfigError, Env
-from authgate_common.errors import Unauthenticated
+from authgate_common.errors import ResourceExhausted, Unauthenticated
 from tests.auth.conftest import PASSWORD, ServiceFactory, SettableClock
 
 POLICY = LockoutPolicy(threshold=3, base_seconds=30, max_seconds=100)
@@ -164,3 +165,33 @@ def test_failures_are_per_account(service: AuthService, users: UserRepository) -
 
     assert isinstance(service.login("bob", PASSWORD), TokenPair)
     assert _state(users, "bob") == (0, None)
+
+
+def test_logins_refused_because_every_hashing_slot_is_busy_do_not_count_towards_a_lockout(
+    service_factory: ServiceFactory, users: UserRepository
+) -> None:
+    # One slot, no queueing, a hash slow enough that concurrent logins find it taken.
+    busy = service_factory(
+        lockout=POLICY,
+        argon2=Argon2Params(time_cost=2, memory_kib=16384, parallelism=1),
+        max_concurrent_hashes=1,
+        hash_queue_timeout_seconds=0.0,
+    )
+    busy.register("alice", PASSWORD)
+    refused_busy: list[ResourceExhausted] = []
+
+    def log_in() -> None:
+        try:
+            busy.login("alice", PASSWORD)
+        except ResourceExhausted as exc:
+            refused_busy.append(exc)
+
+    threads = [threading.Thread(target=log_in) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    assert len(refused_busy) >= POLICY.threshold
+    assert _state(users) == (0, None)
+    assert isinstance(busy.login("alice", PASSWORD), TokenPair)

@@ -62,6 +62,12 @@ def test_server_errors_hide_the_upstream_detail(code: str) -> None:
     assert "db.py" not in problem.detail
 
 
+def test_an_upstream_cancelling_a_call_is_503_not_499() -> None:
+    # Only an upstream that is shutting down cancels: the gateway never cancels its calls.
+    problem = upstream_problem(grpc.StatusCode.CANCELLED, "Cancelled")
+    assert problem.status == 503
+
+
 def test_problem_body_has_the_rfc_9457_members_and_request_id() -> None:
     with Flask("t").app_context():
         response = problem_response(

@@ -1,0 +1,133 @@
+"""A killed or frozen service, or a lost database: clean 503/504 answers, then recovery
+without restarting the gateway (issue 5, faults 1-3)."""
+
+from __future__ import annotations
+
+import signal
+import time
+from collections.abc import Callable
+
+import pytest
+
+from tests.faults.conftest import SHORT_GRPC_TIMEOUT_SECONDS as GRPC_TIMEOUT_SECONDS
+from tests.faults.harness import FaultStack, Outcome
+
+pytestmark = [pytest.mark.faults, pytest.mark.mysql]
+
+# Every request of each check goes to one gunicorn worker or the other: enough to reach both.
+ATTEMPTS = 6
+PROBLEM_JSON = "application/problem+json"
+
+
+@pytest.fixture(scope="module")
+def grpc_timeout_seconds() -> float:
+    return GRPC_TIMEOUT_SECONDS
+
+
+def assert_clean_problem(outcome: Outcome, status: int) -> None:
+    assert outcome.status == status, outcome
+    assert outcome.content_type.startswith(PROBLEM_JSON), outcome
+    body = outcome.json()
+    assert body["status"] == status
+    assert "access_token" not in body
+    assert "refresh_token" not in body
+
+
+def requests_needing(stack: FaultStack, service: str) -> Callable[[], Outcome]:
+    """A request that the gateway can only answer by calling `service`."""
+    username = stack.register()
+    if service == "auth":
+        return lambda: stack.login(username)
+    token = stack.token(username)
+    return lambda: stack.request("GET", "/v1/profile", token=token)
+
+
+def recovery_time(attempt: Callable[[], Outcome], *, within: float) -> float:
+    """Seconds until ATTEMPTS requests in a row succeed (every worker has recovered)."""
+    started = time.monotonic()
+    while True:
+        outcomes = [attempt() for _ in range(ATTEMPTS)]
+        waited = time.monotonic() - started
+        if all(o.status == 200 for o in outcomes):
+            return waited
+        assert {o.status for o in outcomes} <= {200, 503}, outcomes
+        assert waited < within, outcomes
+        time.sleep(0.05)
+
+
+@pytest.mark.parametrize("service", ["auth", "profile"])
+def test_killed_service_gives_503_within_2s_and_the_gateway_recovers_after_its_restart(
+    healthy_stack: FaultStack, service: str
+) -> None:
+    attempt = requests_needing(healthy_stack, service)
+    assert attempt().status == 200
+
+    healthy_stack.kill(service)
+    for _ in range(ATTEMPTS):
+        outcome = attempt()
+        assert_clean_problem(outcome, 503)
+        assert outcome.elapsed < 2.0, outcome
+
+    healthy_stack.restart(service)  # same port; the gateway is left alone
+    # Each worker's channel redials by itself within about a second (1 s maximum backoff).
+    waited = recovery_time(attempt, within=5)
+    assert waited < 2.5
+
+
+@pytest.mark.parametrize("service", ["auth", "profile"])
+def test_frozen_service_gives_504_within_the_deadline_and_recovers_on_sigcont(
+    healthy_stack: FaultStack, service: str
+) -> None:
+    attempt = requests_needing(healthy_stack, service)
+    assert all(attempt().status == 200 for _ in range(ATTEMPTS))  # both workers connected
+
+    healthy_stack.signal(service, signal.SIGSTOP)
+    try:
+        for _ in range(2):
+            outcome = attempt()
+            assert_clean_problem(outcome, 504)
+            assert GRPC_TIMEOUT_SECONDS * 0.9 <= outcome.elapsed < GRPC_TIMEOUT_SECONDS + 1.0
+    finally:
+        healthy_stack.signal(service, signal.SIGCONT)
+
+    waited = recovery_time(attempt, within=5)
+    assert waited < 1.5
+
+
+def test_database_unreachable_gives_503_not_401_and_recovers_without_a_restart(
+    healthy_stack: FaultStack,
+) -> None:
+    proxy = healthy_stack.db_proxy
+    assert proxy is not None
+    username = healthy_stack.register()
+    token = healthy_stack.token(username)
+    pids = {name: healthy_stack.pid(name) for name in ("auth", "profile", "gateway")}
+    newcomer = {"username": "f_newcomer_" + str(int(time.time())), "password": "x" * 16}
+
+    proxy.cut()
+    try:
+        for _ in range(3):
+            assert_clean_problem(healthy_stack.login(username), 503)
+            assert_clean_problem(healthy_stack.request("GET", "/v1/profile", token=token), 503)
+        assert_clean_problem(healthy_stack.request("POST", "/v1/auth/register", body=newcomer), 503)
+        wrong = healthy_stack.request(
+            "POST", "/v1/auth/login", body={"username": username, "password": "not the one!"}
+        )
+        assert_clean_problem(wrong, 503)  # not "invalid credentials": nothing was checked
+    finally:
+        proxy.restore()
+
+    login, waited = healthy_stack.wait_until(lambda: healthy_stack.login(username), 200, within=5)
+    assert login.status == 200, login
+    assert waited < 3.0
+    profile = healthy_stack.request("GET", "/v1/profile", token=token)
+    assert profile.status == 200, profile
+    assert {name: healthy_stack.pid(name) for name in pids} == pids  # nothing was restarted
+    assert (
+        healthy_stack.scalar(
+            healthy_stack.auth_database_url,
+            "SELECT COUNT(*) FROM users WHERE username = :u",
+            u=newcomer["username"],
+        )
+        == 0
+    )
