@@ -1,6 +1,7 @@
 """`make bench` (python -m bench): measure the gateway path against its floors and peers.
 
     python -m bench [--backends sqlite,mariadb] [--seconds 10] [--large-users 1000000]
+    python -m bench --render [docs/bench-results.json]     # documents again, no measuring
 
 Starts the stack once per backend (SQLite files, then fresh MariaDB databases that are
 dropped afterwards) with the configured argon2 parameters, seeds users with straight SQL,
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
@@ -23,6 +25,7 @@ from bench.measure import BenchError
 from bench.run import REPO, Plan, log, run
 
 DEFAULT_MYSQL_SERVER = "mysql+pymysql://root@127.0.0.1:3306/"
+DOCS = REPO / "docs"
 
 
 def parse(argv: list[str]) -> tuple[Plan, Path]:
@@ -32,7 +35,7 @@ def parse(argv: list[str]) -> tuple[Plan, Path]:
     parser.add_argument("--small-users", type=int, default=1_000)
     parser.add_argument("--large-users", type=int, default=1_000_000)
     parser.add_argument("--login-concurrency", type=int, default=0, help="0: the hash bound")
-    parser.add_argument("--docs", type=Path, default=REPO / "docs")
+    parser.add_argument("--docs", type=Path, default=DOCS)
     args = parser.parse_args(argv)
     backends = tuple(b.strip() for b in args.backends.split(",") if b.strip())
     if os.environ.get("BENCH_GATEWAY_URL"):
@@ -60,21 +63,27 @@ def _hash_bound() -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    plan, docs = parse(sys.argv[1:] if argv is None else argv)
+    args = sys.argv[1:] if argv is None else argv
+    if args[:1] == ["--render"]:
+        # Render the documents again from a run's raw figures, without measuring.
+        saved = report.read_json(Path(args[1]) if len(args) > 1 else DOCS / "bench-results.json")
+        print(report.write_documents(DOCS, saved))
+        return 0
+    plan, docs = parse(args)
+    # SIGTERM unwinds like Ctrl-C: the stacks, apps and databases are cleaned up.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     started = datetime.now(UTC)
     before = report.machine()
     log(f"plan: {plan}")
     try:
-        results, info = run(plan)
+        results, argon2 = run(plan)
     except BenchError as exc:
         print(f"bench: {exc}", file=sys.stderr)
         return 1
     docs.mkdir(parents=True, exist_ok=True)
-    section = report.markdown(results, plan, info, started, before)
-    report.write_markdown(docs / "BENCHMARKS.md", section)
-    (docs / "bench.svg").write_text(report.chart(results, plan))
-    report.write_json(docs / "bench-results.json", results, plan)
-    print(section)
+    finished = report.Run(plan, argon2, started, before, report.machine(), results)
+    report.write_json(docs / "bench-results.json", finished)
+    print(report.write_documents(docs, finished))
     return 0
 
 

@@ -8,12 +8,13 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -28,13 +29,40 @@ class Result:
     p99_ms: float
     errors: int = 0
     concurrency: int = 0
+    # CPU time the serving processes spent per successful request: unlike req/s, hardly
+    # moved by other work on a shared machine.
+    cpu_ms: float | None = None
 
-    def as_dict(self) -> dict[str, float | int]:
+    def as_dict(self) -> dict[str, float | int | None]:
         return asdict(self)
 
 
 class BenchError(RuntimeError):
     pass
+
+
+def cpu_seconds(pids: Iterable[int]) -> float:
+    """User + system CPU seconds of the processes and their children (gunicorn workers)."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    for pid in pids:
+        for process in (pid, *_children(pid)):
+            try:
+                fields = Path(f"/proc/{process}/stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            total += (int(fields[11]) + int(fields[12])) / ticks
+    return total
+
+
+def _children(pid: int) -> list[int]:
+    found: list[int] = []
+    try:
+        for task in Path(f"/proc/{pid}/task").iterdir():
+            found += [int(child) for child in (task / "children").read_text().split()]
+    except OSError:
+        pass
+    return found
 
 
 def percentile(sorted_values: Sequence[float], fraction: float) -> float:

@@ -9,12 +9,12 @@ import re
 import shutil
 import subprocess
 from collections.abc import Sequence
-from dataclasses import asdict
-from datetime import UTC, datetime
+from dataclasses import asdict, dataclass
+from datetime import datetime
 from html import escape
 from pathlib import Path
-from typing import Any
 
+from auth_svc.config import Argon2Params
 from bench.measure import Result
 from bench.run import GATEWAY_THREADS, GATEWAY_WORKERS, HTTP_CONNECTIONS, BackendResults, Plan
 
@@ -26,6 +26,7 @@ PROFILE_ROWS = (
     ("direct_profile", "(b) direct gRPC GetProfile (Python client)"),
     ("static_profile", "(c) floor: static Flask JSON route, same gunicorn settings"),
     ("reference_profile", "5.8 reference: single-process Flask, JWT check + indexed read"),
+    ("reference2_profile", "the same reference with the gateway's 2 gunicorn workers"),
 )
 LOGIN_ROWS = (
     ("gateway_login", "(a) gateway: HTTP -> gRPC Login"),
@@ -74,15 +75,19 @@ def _ratio(a: Result | None, b: Result | None, attr: str = "rps") -> str:
 
 def _row(label: str, result: Result | None) -> str:
     if result is None:
-        return f"| {label} | - | - | - | - |"
+        return f"| {label} | - | - | - | - | - |"
+    cpu = "-" if result.cpu_ms is None else f"{result.cpu_ms:.2f}"
     return (
         f"| {label} | {result.rps:,.1f} | {result.p50_ms:.1f} | {result.p99_ms:.1f} "
-        f"| {result.errors} |"
+        f"| {cpu} | {result.errors} |"
     )
 
 
 def _table(rows: Sequence[tuple[str, str]], results: dict[str, Result]) -> list[str]:
-    lines = ["| target | req/s | p50 ms | p99 ms | errors |", "|---|---:|---:|---:|---:|"]
+    lines = [
+        "| target | req/s | p50 ms | p99 ms | server CPU ms/request | errors |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
     lines += [_row(label, results.get(key)) for key, label in rows]
     return lines
 
@@ -104,6 +109,13 @@ def targets(results: dict[str, Result]) -> list[str]:
             f"- profile p99, gateway / reference: **{p99:.2f}** "
             f"(target <= 2.00): {_verdict(p99 <= 2.0)}",
         ]
+    two_workers = results.get("reference2_profile")
+    if gateway and two_workers:
+        lines.append(
+            f"- for comparison (no target): against the same reference with 2 gunicorn "
+            f"workers, throughput {gateway.rps / two_workers.rps:.2f}, p99 "
+            f"{gateway.p99_ms / two_workers.p99_ms:.2f}"
+        )
     if login and argon2:
         ratio = login.rps / argon2.rps
         lines.append(
@@ -116,12 +128,11 @@ def targets(results: dict[str, Result]) -> list[str]:
 def markdown(
     results: Sequence[BackendResults],
     plan: Plan,
-    info: dict[str, Any],
+    argon2: Argon2Params,
     started: datetime,
     machine_before: dict[str, str],
+    after: dict[str, str],
 ) -> str:
-    after = machine()
-    argon2 = info["argon2"]
     out = [
         BEGIN,
         "",
@@ -142,7 +153,11 @@ def markdown(
         f"threads; services: GRPC_MAX_WORKERS=16",
         f"- load: wrk, {HTTP_CONNECTIONS} connections for GET /v1/profile, "
         f"{plan.login_concurrency} for logins (= the argon2 concurrency bound); the gRPC "
-        "and argon2 drivers use as many threads",
+        "and argon2 drivers use as many threads; GET /v1/profile cycles through "
+        "1,000 users' tokens, logins through 20 users",
+        "- server CPU ms/request: user + system CPU time of the serving processes (all "
+        "three for the gateway, gunicorn workers included) per successful request; unlike "
+        "req/s it hardly moves with other work on the machine",
         "",
     ]
     for backend in results:
@@ -221,20 +236,71 @@ def write_markdown(path: Path, section: str) -> None:
     path.write_text("# Benchmarks\n\n" + section)
 
 
-def write_json(path: Path, results: Sequence[BackendResults], plan: Plan) -> None:
+def write_json(path: Path, run: Run) -> None:
     data = {
-        "plan": asdict(plan),
-        "machine": machine(),
+        "plan": asdict(run.plan),
+        "argon2": asdict(run.argon2),
+        "started": run.started.isoformat(),
+        "machine_before": run.machine_before,
+        "machine": run.machine_after,
         "results": {
             backend.backend: {
                 str(users): {key: result.as_dict() for key, result in by_target.items()}
                 for users, by_target in backend.by_users.items()
             }
-            for backend in results
+            for backend in run.results
         },
-        "written": datetime.now(UTC).isoformat(),
+        "seed_seconds": {
+            backend.backend: {str(users): s for users, s in backend.seed_seconds.items()}
+            for backend in run.results
+        },
     }
     path.write_text(json.dumps(data, indent=2) + "\n")
+
+
+def read_json(path: Path) -> Run:
+    """A run written by write_json, to render the documents again without measuring."""
+    data = json.loads(path.read_text())
+    plan_fields = dict(data["plan"])
+    plan_fields["backends"] = tuple(plan_fields["backends"])
+    results = []
+    for backend, populations in data["results"].items():
+        entry = BackendResults(backend)
+        for users, by_target in populations.items():
+            entry.by_users[int(users)] = {key: Result(**raw) for key, raw in by_target.items()}
+        for users, seconds in data.get("seed_seconds", {}).get(backend, {}).items():
+            entry.seed_seconds[int(users)] = seconds
+        results.append(entry)
+    return Run(
+        plan=Plan(**plan_fields),
+        argon2=Argon2Params(**data["argon2"]),
+        started=datetime.fromisoformat(data["started"]),
+        machine_before=data["machine_before"],
+        machine_after=data["machine"],
+        results=results,
+    )
+
+
+@dataclass(frozen=True)
+class Run:
+    """Everything one benchmark run produced, and the circumstances."""
+
+    plan: Plan
+    argon2: Argon2Params
+    started: datetime
+    machine_before: dict[str, str]
+    machine_after: dict[str, str]
+    results: Sequence[BackendResults]
+
+
+def write_documents(docs: Path, run: Run) -> str:
+    """docs/BENCHMARKS.md's generated section and docs/bench.svg; the section."""
+    section = markdown(
+        run.results, run.plan, run.argon2, run.started, run.machine_before, run.machine_after
+    )
+    write_markdown(docs / "BENCHMARKS.md", section)
+    (docs / "bench.svg").write_text(chart(run.results, run.plan))
+    return section
 
 
 # --- the chart (SVG written directly) --------------------------------------------------------
@@ -245,6 +311,15 @@ _COLOURS = {
     "static": "#7f7f7f",
     "argon2": "#7f7f7f",
     "reference": "#ff7f0e",
+    "reference2": "#ffbb78",
+}
+_SHORT_NAMES = {
+    "gateway": "gateway",
+    "direct": "direct gRPC",
+    "static": "static floor",
+    "argon2": "argon2 alone",
+    "reference": "reference, 1 process",
+    "reference2": "reference, 2 workers",
 }
 
 
@@ -261,8 +336,9 @@ def chart(results: Sequence[BackendResults], plan: Plan) -> str:
             for users, by_target in backend.by_users.items():
                 for key in keys:
                     if key in by_target:
-                        label = f"{backend.backend}, {users:,} users: {key.split('_')[0]}"
-                        bars.append((label, key.split("_")[0], by_target[key].rps))
+                        kind = key.split("_")[0]
+                        label = f"{backend.backend}, {users:,} users: {_SHORT_NAMES[kind]}"
+                        bars.append((label, kind, by_target[key].rps))
         rows.append((title, bars))
     height = sum(gap + len(bars) * row_height for _, bars in rows) + 20
     width = label_width + bar_width + 90

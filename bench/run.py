@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import os
 import random
@@ -14,7 +15,7 @@ import time
 import urllib.error
 import urllib.request
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -34,7 +35,7 @@ from authgate_common.channels import open_channel
 from authgate_common.config import Env
 from authgate_common.tokens import TokenSettings
 from bench import seed
-from bench.measure import Result, lua_rotating_requests, run_threads, run_wrk
+from bench.measure import Result, cpu_seconds, lua_rotating_requests, run_threads, run_wrk
 from devstack.launcher import Stack, StackSettings
 
 PASSWORD = "bench password that is long enough"  # noqa: S105 - a benchmark user's password
@@ -70,6 +71,10 @@ class Target:
     keys_dir: Path
     tokens: TokenSettings
     stack: Stack | None = None  # None for a stack run by someone else
+
+    def pids(self, *names: str) -> list[int]:
+        """Process ids of the named processes (none for a stack run by someone else)."""
+        return [] if self.stack is None else [self.stack.process(n).pid for n in names]
 
 
 @dataclass
@@ -165,8 +170,10 @@ def external_target() -> Target:
 
 
 @contextlib.contextmanager
-def gunicorn_app(app: str, *, workers: int, threads: int, env: dict[str, str]) -> Iterator[str]:
-    """One of bench.apps under gunicorn with the gateway's worker class; its base URL."""
+def gunicorn_app(
+    app: str, *, workers: int, threads: int, env: dict[str, str]
+) -> Iterator[tuple[str, int]]:
+    """One of bench.apps under gunicorn with the gateway's worker class; URL and master pid."""
     port = free_port()
     with tempfile.TemporaryFile() as log_file:
         yield from _serve(app, port, log_file, workers=workers, threads=threads, env=env)
@@ -174,7 +181,7 @@ def gunicorn_app(app: str, *, workers: int, threads: int, env: dict[str, str]) -
 
 def _serve(
     app: str, port: int, log_file: Any, *, workers: int, threads: int, env: dict[str, str]
-) -> Iterator[str]:
+) -> Iterator[tuple[str, int]]:
     process = subprocess.Popen(
         [
             sys.executable,
@@ -212,7 +219,7 @@ def _serve(
                 if time.monotonic() > deadline:
                     raise
                 time.sleep(0.1)
-        yield url
+        yield url, process.pid
     finally:
         process.terminate()
         process.wait(timeout=30)
@@ -249,21 +256,36 @@ class Bench:
         self.password_hash = self.hasher.hash(PASSWORD)
 
     def warm_then(
-        self, measure: Callable[[float], Result], label: str, *, slow: bool = False
+        self,
+        measure: Callable[[float], Result],
+        label: str,
+        *,
+        servers: Sequence[int] = (),
+        slow: bool = False,
     ) -> Result:
         """Warm up, let what the warm-up left running finish, then measure.
 
         Slow targets (logins: a few per second) get twice the time, and longer pauses: a
-        load tool that stops leaves its last requests' hashes running.
+        load tool that stops leaves its last requests' hashes running. The CPU time of
+        the `servers` processes is measured over the run.
         """
         settle = SLOW_SETTLE_SECONDS if slow else SETTLE_SECONDS
-        measure(min(2.0, self.plan.seconds / 4))
+        # Long enough for each gateway worker to have seen most of the 1,000 tokens once:
+        # the steady state of clients that keep using their token, as real ones do for
+        # its whole lifetime.
+        measure(min(2.0, self.plan.seconds / 4) if slow else min(8.0, self.plan.seconds * 0.8))
         time.sleep(settle)
+        cpu_before = cpu_seconds(servers)
         result = measure(self.plan.seconds * (2 if slow else 1))
+        cpu_used = cpu_seconds(servers) - cpu_before
         time.sleep(settle)
+        served = result.requests - result.errors
+        if servers and served:
+            result = dataclasses.replace(result, cpu_ms=1000 * cpu_used / served)
         log(
             f"  {label}: {result.rps:.1f} req/s, p50 {result.p50_ms:.1f} ms, "
-            f"p99 {result.p99_ms:.1f} ms, errors {result.errors}"
+            f"p99 {result.p99_ms:.1f} ms, errors {result.errors}, CPU/request "
+            f"{result.cpu_ms or 0:.2f} ms"
         )
         return result
 
@@ -274,14 +296,17 @@ class Bench:
         return self.warm_then(
             lambda s: run_wrk(target.gateway_url, script, seconds=s, connections=HTTP_CONNECTIONS),
             "gateway GET /v1/profile",
+            servers=target.pids("gateway", "profile", "auth"),
         )
 
-    def http_profile(self, url: str, tokens: list[str], label: str) -> Result:
+    def http_profile(self, url: str, pid: int, tokens: list[str], label: str) -> Result:
         script = lua_rotating_requests(
             "GET", "/v1/profile", headers=[{"Authorization": f"Bearer {t}"} for t in tokens]
         )
         return self.warm_then(
-            lambda s: run_wrk(url, script, seconds=s, connections=HTTP_CONNECTIONS), label
+            lambda s: run_wrk(url, script, seconds=s, connections=HTTP_CONNECTIONS),
+            label,
+            servers=[pid],
         )
 
     def gateway_login(self, target: Target, users: list[int]) -> Result:
@@ -301,6 +326,7 @@ class Bench:
                 connections=self.plan.login_concurrency,
             ),
             "gateway POST /v1/auth/login",
+            servers=target.pids("gateway", "profile", "auth"),
             slow=True,
         )
 
@@ -324,6 +350,7 @@ class Bench:
             return self.warm_then(
                 lambda s: run_threads(call, seconds=s, concurrency=HTTP_CONNECTIONS),
                 "direct gRPC GetProfile",
+                servers=target.pids("profile"),
             )
 
     def direct_login(self, target: Target, users: list[int]) -> Result:
@@ -343,6 +370,7 @@ class Bench:
             return self.warm_then(
                 lambda s: run_threads(call, seconds=s, concurrency=self.plan.login_concurrency),
                 "direct gRPC Login",
+                servers=target.pids("auth"),
                 slow=True,
             )
 
@@ -353,22 +381,25 @@ class Bench:
         return self.warm_then(
             lambda s: run_threads(call, seconds=s, concurrency=self.plan.login_concurrency),
             "argon2 verify alone",
+            servers=[os.getpid()],  # the hashes run in this process
             slow=True,
         )
 
     def static_floor(self, tokens: list[str]) -> Result:
         with gunicorn_app(
             "static_app", workers=GATEWAY_WORKERS, threads=GATEWAY_THREADS, env={}
-        ) as url:
-            return self.http_profile(url, tokens, "static Flask JSON route")
+        ) as (url, pid):
+            return self.http_profile(url, pid, tokens, "static Flask JSON route")
 
-    def reference(self, target: Target, tokens: list[str]) -> Result:
+    def reference(self, target: Target, tokens: list[str], *, workers: int = 1) -> Result:
         env = {
             "BENCH_PROFILE_DATABASE_URL": target.profile_database_url,
             "BENCH_KEYS_DIR": str(target.keys_dir),
         }
-        with gunicorn_app("reference_app", workers=1, threads=GATEWAY_THREADS, env=env) as url:
-            return self.http_profile(url, tokens, "single-process Flask reference")
+        label = f"Flask reference, {workers} process(es)"
+        app = gunicorn_app("reference_app", workers=workers, threads=GATEWAY_THREADS, env=env)
+        with app as (url, pid):
+            return self.http_profile(url, pid, tokens, label)
 
     # --- per backend ------------------------------------------------------------------------
 
@@ -383,6 +414,7 @@ class Bench:
             "gateway_profile": self.gateway_profile(target, tokens),
             "direct_profile": self.direct_profile(target, tokens),
             "reference_profile": self.reference(target, tokens),
+            "reference2_profile": self.reference(target, tokens, workers=GATEWAY_WORKERS),
             "gateway_login": self.gateway_login(target, login_users),
             "direct_login": self.direct_login(target, login_users),
         }
@@ -422,9 +454,9 @@ class Bench:
         return results
 
 
-def run(plan: Plan) -> tuple[list[BackendResults], dict[str, Any]]:
+def run(plan: Plan) -> tuple[list[BackendResults], Argon2Params]:
     argon2 = Argon2Params.from_env(Env.from_os())
     bench = Bench(plan, argon2)
     floors: dict[str, Result] = {}
     results = [bench.run_backend(backend, floors=floors) for backend in plan.backends]
-    return results, {"argon2": argon2}
+    return results, argon2
