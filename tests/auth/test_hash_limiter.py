@@ -6,6 +6,7 @@ import threading
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from typing import Any
 
 import grpc
@@ -91,9 +92,29 @@ def test_a_caller_waits_for_a_slot_that_frees_in_time() -> None:
     holder.join()
 
 
+@contextmanager
+def held_by_another_thread(limiter: HashLimiter) -> Iterator[None]:
+    """The limiter's slot taken by another thread for the duration of the block."""
+    taken, done = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        with limiter.slot():
+            taken.set()
+            done.wait(10)
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    assert taken.wait(5)
+    try:
+        yield
+    finally:
+        done.set()
+        holder.join()
+
+
 def test_a_caller_is_refused_with_retry_after_when_no_slot_frees_in_time() -> None:
     limiter = HashLimiter(1, queue_timeout_seconds=0.05, retry_after_seconds=1)
-    with limiter.slot():
+    with held_by_another_thread(limiter):
         started = time.monotonic()
         with pytest.raises(ResourceExhausted) as refused, limiter.slot():
             pass
@@ -105,9 +126,17 @@ def test_a_caller_is_refused_with_retry_after_when_no_slot_frees_in_time() -> No
 
 def test_a_refused_slot_is_not_taken() -> None:
     limiter = HashLimiter(1, queue_timeout_seconds=0)
-    with limiter.slot(), pytest.raises(ResourceExhausted), limiter.slot():
+    with held_by_another_thread(limiter), pytest.raises(ResourceExhausted), limiter.slot():
         pass
     with limiter.slot():  # the one slot is free again
+        pass
+
+
+def test_a_thread_holding_a_slot_nests_blocks_in_it_without_taking_another() -> None:
+    limiter = HashLimiter(1, queue_timeout_seconds=0)
+    with limiter.slot(), limiter.slot():
+        pass
+    with held_by_another_thread(limiter), pytest.raises(ResourceExhausted), limiter.slot():
         pass
 
 
@@ -115,7 +144,7 @@ def test_hasher_verifications_go_through_the_limiter() -> None:
     limiter = HashLimiter(1, queue_timeout_seconds=0)
     hasher = PasswordHasher(CHEAP, limiter=limiter)
     stored = hasher.hash("correct horse battery")
-    with limiter.slot():
+    with held_by_another_thread(limiter):
         with pytest.raises(ResourceExhausted):
             hasher.verify(stored, "correct horse battery")
         with pytest.raises(ResourceExhausted):
