@@ -31,6 +31,8 @@ JSON = {"Content-Type": "application/json"}
 SERVICES = ("auth", "profile", "gateway")
 # /readyz in a row that make sure every gunicorn worker has reconnected.
 READY_IN_A_ROW = 6
+# authgate_common.channels: grpc.max_reconnect_backoff_ms (1 s) plus gRPC's 20% jitter.
+REDIAL_SECONDS = 1.3
 
 
 @dataclass
@@ -72,6 +74,10 @@ class FaultStack:
     def restart(self, name: str) -> None:
         """Start `name` again on its port, and wait until every gateway worker reaches it."""
         self.stack.restart(name, timeout=30)
+        if name != "gateway":
+            # A worker whose channel failed while `name` was down redials after its
+            # backoff (at most 1 s, plus jitter): past that, none fails fast any more.
+            time.sleep(REDIAL_SECONDS)
         self.wait_until_ready()
 
     def wait_until_ready(self, *, within: float = 10.0) -> None:

@@ -23,6 +23,12 @@ def test_internals_are_found(body: str) -> None:
     assert internals_in(body)
 
 
+def test_random_letters_in_tokens_are_not_mistaken_for_internals() -> None:
+    token = "eyJhbGciOiJSUzI1NiIsImtpZCI6IkY3VDRucmMtRFE4GRPcXZ5"  # "GRPc" by chance
+    body = '{"access_token":"' + token + '","token_type":"Bearer"}'
+    assert internals_in(body) == []
+
+
 def test_a_clean_problem_body_passes() -> None:
     body = (
         '{"type":"about:blank","title":"Service Unavailable","status":503,'

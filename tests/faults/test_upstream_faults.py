@@ -68,7 +68,7 @@ def test_killed_service_gives_503_within_2s_and_the_gateway_recovers_after_its_r
         assert_clean_problem(outcome, 503)
         assert outcome.elapsed < 2.0, outcome
 
-    healthy_stack.restart(service)  # same port; the gateway is left alone
+    healthy_stack.stack.restart(service)  # same port; the gateway is left alone
     # Each worker's channel redials by itself within about a second (1 s maximum backoff).
     waited = recovery_time(attempt, within=5)
     assert waited < 2.5
