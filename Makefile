@@ -3,6 +3,8 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
+# pytest-xdist processes for `make test` (the suite takes about 2 minutes with 2 on 2 cores).
+TEST_WORKERS ?= 2
 
 .PHONY: run migrate test lint format protos lock clean rotate-keys prune-keys bench
 
@@ -14,7 +16,7 @@ migrate: $(STAMP)  ## bring AUTH_DATABASE_URL and PROFILE_DATABASE_URL to the co
 	$(BIN)/python -m profile_svc.migrate upgrade
 
 test: $(STAMP)  ## the whole test suite (MySQL tests need AUTHGATE_TEST_MYSQL_URL or a local MariaDB)
-	$(BIN)/pytest $(PYTEST_ARGS)
+	$(BIN)/pytest -n $(TEST_WORKERS) $(PYTEST_ARGS)
 
 rotate-keys: $(STAMP)  ## add a new signing key to AUTH_KEYS_DIR (default var/keys); auth_svc picks it up
 	$(BIN)/python -m auth_svc.keys rotate
