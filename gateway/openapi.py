@@ -22,6 +22,7 @@ from google.protobuf.descriptor import Descriptor, FieldDescriptor
 from gateway.errors import PROBLEM_CONTENT_TYPE, title_of
 from gateway.proto_comments import ProtoComments
 from gateway.routes import Route
+from gateway.transcode import INT64_TYPES, INTEGER_RANGES
 
 OPENAPI_VERSION = "3.1.0"
 JSON_CONTENT_TYPE = "application/json"
@@ -56,33 +57,8 @@ _ALWAYS = (400, 503, 504)
 _WITH_BODY = (413, 415)
 _WITHOUT_TOKEN = (401,)
 
-_INT32_RANGE = (-(2**31), 2**31 - 1)
-_UINT32_RANGE = (0, 2**32 - 1)
-_INT64_RANGE = (-(2**63), 2**63 - 1)
-_UINT64_RANGE = (0, 2**64 - 1)
-_INTEGER_RANGES: Mapping[int, tuple[int, int]] = {
-    FieldDescriptor.TYPE_INT32: _INT32_RANGE,
-    FieldDescriptor.TYPE_SINT32: _INT32_RANGE,
-    FieldDescriptor.TYPE_SFIXED32: _INT32_RANGE,
-    FieldDescriptor.TYPE_UINT32: _UINT32_RANGE,
-    FieldDescriptor.TYPE_FIXED32: _UINT32_RANGE,
-    FieldDescriptor.TYPE_INT64: _INT64_RANGE,
-    FieldDescriptor.TYPE_SINT64: _INT64_RANGE,
-    FieldDescriptor.TYPE_SFIXED64: _INT64_RANGE,
-    FieldDescriptor.TYPE_UINT64: _UINT64_RANGE,
-    FieldDescriptor.TYPE_FIXED64: _UINT64_RANGE,
-}
 _INT32_TYPES = frozenset(
     {FieldDescriptor.TYPE_INT32, FieldDescriptor.TYPE_SINT32, FieldDescriptor.TYPE_SFIXED32}
-)
-_INT64_TYPES = frozenset(
-    {
-        FieldDescriptor.TYPE_INT64,
-        FieldDescriptor.TYPE_SINT64,
-        FieldDescriptor.TYPE_SFIXED64,
-        FieldDescriptor.TYPE_UINT64,
-        FieldDescriptor.TYPE_FIXED64,
-    }
 )
 _DECIMAL_TEXT = "^-?[0-9]+$"
 _NON_FINITE = ("NaN", "Infinity", "-Infinity")
@@ -274,8 +250,8 @@ def _leaf_field(message: Descriptor, field_path: Sequence[str]) -> FieldDescript
 
 def _text_schema(field: FieldDescriptor) -> Schema:
     """A scalar sent as URL text (path segment or query value)."""
-    if field.type in _INTEGER_RANGES:
-        low, high = _INTEGER_RANGES[field.type]
+    if field.type in INTEGER_RANGES:
+        low, high = INTEGER_RANGES[field.type]
         schema: Schema = {"type": "integer", "minimum": low, "maximum": high}
         if field.type in _INT32_TYPES:
             schema["format"] = "int32"
@@ -522,7 +498,7 @@ class _Schemas:
                 "type": "object",
                 "additionalProperties": self._single(value, direction),
             }
-            if key.type in _INTEGER_RANGES:
+            if key.type in INTEGER_RANGES:
                 schema["propertyNames"] = {"pattern": _DECIMAL_TEXT}
             elif key.type == FieldDescriptor.TYPE_BOOL:
                 schema["propertyNames"] = {"enum": ["true", "false"]}
@@ -546,14 +522,14 @@ def _scalar_schema(field: FieldDescriptor, direction: Direction) -> Schema:
         return {"type": "string"}
     if kind == FieldDescriptor.TYPE_BOOL:
         return {"type": "boolean"}
-    if kind in _INT64_TYPES:
-        low, high = _INTEGER_RANGES[kind]
+    if kind in INT64_TYPES:
+        low, high = INTEGER_RANGES[kind]
         text: Schema = {"type": "string", "pattern": _DECIMAL_TEXT}
         if direction == "response":
             return text  # proto3 JSON writes 64-bit integers as strings
         return {"oneOf": [{"type": "integer", "minimum": low, "maximum": high}, text]}
-    if kind in _INTEGER_RANGES:
-        low, high = _INTEGER_RANGES[kind]
+    if kind in INTEGER_RANGES:
+        low, high = INTEGER_RANGES[kind]
         schema: Schema = {"type": "integer", "minimum": low, "maximum": high}
         if kind in _INT32_TYPES:
             schema["format"] = "int32"

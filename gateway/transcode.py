@@ -25,7 +25,8 @@ MAX_JSON_DEPTH = 32
 
 _REQUIRED = field_behavior_pb2.REQUIRED
 _OUTPUT_ONLY = field_behavior_pb2.OUTPUT_ONLY
-_INT_RANGES: Mapping[int, tuple[int, int]] = {
+# The integer rules of proto3 JSON, which the OpenAPI document (gateway.openapi) states too.
+INTEGER_RANGES: Mapping[int, tuple[int, int]] = {
     FieldDescriptor.TYPE_INT32: (-(2**31), 2**31 - 1),
     FieldDescriptor.TYPE_SINT32: (-(2**31), 2**31 - 1),
     FieldDescriptor.TYPE_SFIXED32: (-(2**31), 2**31 - 1),
@@ -38,7 +39,7 @@ _INT_RANGES: Mapping[int, tuple[int, int]] = {
     FieldDescriptor.TYPE_FIXED64: (0, 2**64 - 1),
 }
 # proto3 JSON writes 64-bit integers as strings, so they are accepted as strings too.
-_INT64_TYPES = frozenset(
+INT64_TYPES = frozenset(
     {
         FieldDescriptor.TYPE_INT64,
         FieldDescriptor.TYPE_SINT64,
@@ -206,7 +207,7 @@ def _set_from_text(message: Message, field_path: tuple[str, ...], text: str, whe
         if text not in ("true", "false"):
             raise InvalidInput(f"{where} {_quote(label)} must be true or false")
         value = text == "true"
-    elif kind in _INT_RANGES:
+    elif kind in INTEGER_RANGES:
         try:
             value = int(text, 10)
         except ValueError:
@@ -380,7 +381,7 @@ def _scalar(field: FieldDescriptor, value: Any, label: str) -> Any:
         if not isinstance(value, bool):
             raise InvalidInput(f"field {_quote(label)} must be true or false")
         return value
-    if kind in _INT_RANGES:
+    if kind in INTEGER_RANGES:
         return _integer(kind, value, label)
     if kind in (FieldDescriptor.TYPE_DOUBLE, FieldDescriptor.TYPE_FLOAT):
         if isinstance(value, bool) or not isinstance(value, int | float):
@@ -401,11 +402,11 @@ def _scalar(field: FieldDescriptor, value: Any, label: str) -> Any:
 
 
 def _integer(kind: int, value: Any, label: str) -> int:
-    low, high = _INT_RANGES[kind]
+    low, high = INTEGER_RANGES[kind]
     number: int | None = None
     if isinstance(value, int) and not isinstance(value, bool):
         number = value
-    elif isinstance(value, str) and kind in _INT64_TYPES and _DECIMAL.fullmatch(value):
+    elif isinstance(value, str) and kind in INT64_TYPES and _DECIMAL.fullmatch(value):
         number = int(value, 10)
     if number is None:
         raise InvalidInput(f"field {_quote(label)} must be a whole number")
