@@ -59,14 +59,16 @@ class RunningStack:
     def post(self, path: str, body: object, **kwargs: object) -> requests.Response:
         return requests.post(f"{self.url}{path}", json=body, timeout=10, **kwargs)  # type: ignore[arg-type]
 
+    def engine(self, url: str) -> sqlalchemy.Engine:
+        return self._engines.get(url) or self._engines.setdefault(
+            url, sqlalchemy.create_engine(url)
+        )
+
     def row_counts(self) -> dict[str, int]:
         """Rows in every table of both services: what a rejected request must leave unchanged."""
         counts: dict[str, int] = {}
         for url in {self.auth_database_url, self.profile_database_url}:
-            engine = self._engines.get(url) or self._engines.setdefault(
-                url, sqlalchemy.create_engine(url)
-            )
-            with engine.connect() as connection:
+            with self.engine(url).connect() as connection:
                 present = set(sqlalchemy.inspect(connection).get_table_names())
                 for table in TABLES:
                     if table in present:
