@@ -6,6 +6,8 @@ import grpc
 from authgate.auth.v1 import auth_pb2
 from prometheus_client import CollectorRegistry, Counter
 
+from auth_svc.service import LOCK_ENGAGED, LOCK_REFUSED
+
 _SERVICE = auth_pb2.DESCRIPTOR.services_by_name["AuthService"]
 LOGIN_METHOD = f"/{_SERVICE.full_name}/{_SERVICE.methods_by_name['Login'].name}"
 REGISTER_METHOD = f"/{_SERVICE.full_name}/{_SERVICE.methods_by_name['Register'].name}"
@@ -30,8 +32,19 @@ class AuthMetrics:
         self.registrations = Counter(
             "authgate_auth_registrations", "Users registered.", registry=registry
         )
+        self.lockouts = Counter(
+            "authgate_auth_lockouts",
+            "Lockout events: engaged (failures locked an account), refused (a login met a lock).",
+            ("event",),
+            registry=registry,
+        )
         for result in (LOGIN_OK, LOGIN_FAILED, LOGIN_ERROR):
             self.logins.labels(result)  # present at 0 from the start
+        for event in (LOCK_ENGAGED, LOCK_REFUSED):
+            self.lockouts.labels(event)
+
+    def lockout(self, event: str) -> None:
+        self.lockouts.labels(event).inc()
 
     def observe(self, full_method: str, code: grpc.StatusCode, seconds: float) -> None:
         if full_method == LOGIN_METHOD:

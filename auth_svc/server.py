@@ -22,7 +22,7 @@ from auth_svc.metrics import AuthMetrics
 from auth_svc.migrations import AUTH_MIGRATIONS
 from auth_svc.passwords import PasswordHasher
 from auth_svc.repository import RefreshTokenRepository, UserRepository
-from auth_svc.service import AuthService, Clock, utc_now
+from auth_svc.service import AuthService, Clock, LockoutObserver, utc_now
 from auth_svc.servicer import AuthServicer
 from auth_svc.tokens import AccessTokenIssuer
 from authgate_common.db import make_engine, make_sessions, redact_url
@@ -59,7 +59,12 @@ class AuthServer(RunningServer):
 
 
 def build_service(
-    config: AuthConfig, engine: Engine, keys: KeyRing, *, clock: Clock = utc_now
+    config: AuthConfig,
+    engine: Engine,
+    keys: KeyRing,
+    *,
+    clock: Clock = utc_now,
+    on_lockout: LockoutObserver = lambda _event: None,
 ) -> AuthService:
     sessions = make_sessions(engine)
     return AuthService(
@@ -73,6 +78,7 @@ def build_service(
         keys=keys,
         common_passwords=load_common_passwords(),
         clock=clock,
+        on_lockout=on_lockout,
     )
 
 
@@ -91,17 +97,18 @@ def build_server(config: AuthConfig, *, clock: Clock = utc_now) -> AuthServer:
         AUTH_MIGRATIONS.require_current(engine)  # `make migrate` creates and updates tables
         keys = KeyRing.load(config.keys_dir)
         reloader = KeyReloader(keys, config.keys_dir, interval_seconds=config.keys_reload_seconds)
-        service = build_service(config, engine, keys, clock=clock)
+        registry = CollectorRegistry()
+        auth_metrics = AuthMetrics(registry)
+        service = build_service(config, engine, keys, clock=clock, on_lockout=auth_metrics.lockout)
 
         def register(server: grpc.Server) -> None:
             _add_auth_servicer(AuthServicer(service), server)
 
-        registry = CollectorRegistry()
         running = start_server(
             config.server,
             register=register,
             service_names=[SERVICE_NAME],
-            observers=[RpcMetrics(registry).observe, AuthMetrics(registry).observe],
+            observers=[RpcMetrics(registry).observe, auth_metrics.observe],
         )
         start_operations(
             running,

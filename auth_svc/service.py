@@ -49,6 +49,11 @@ from authgate_common.errors import InvalidArgument, PermissionDenied, Unauthenti
 log = logging.getLogger(__name__)
 
 INVALID_CREDENTIALS = "invalid username or password"
+
+# Lockout events, for metrics: a failed login locked the account; a login met a lock.
+LOCK_ENGAGED = "engaged"
+LOCK_REFUSED = "refused"
+LockoutObserver = Callable[[str], None]
 INVALID_REFRESH_TOKEN = "the refresh token is invalid, expired or revoked"  # noqa: S105
 TOKEN_TYPE = "Bearer"  # noqa: S105 - the OAuth token_type, not a secret
 
@@ -90,8 +95,10 @@ class AuthService:
         keys: KeyRing,
         common_passwords: frozenset[str] = frozenset(),
         clock: Clock = utc_now,
+        on_lockout: LockoutObserver = lambda _event: None,
     ) -> None:
         self._config = config
+        self._on_lockout = on_lockout
         self._users = users
         self._refresh_tokens = refresh_tokens
         self._passwords = passwords
@@ -168,9 +175,14 @@ class AuthService:
             # Unknown or locked: pay for one verification all the same, so that
             # neither the answer nor its timing tells these apart from a wrong password.
             self._passwords.verify_dummy(password)
+            if claim.locked:
+                self._on_lockout(LOCK_REFUSED)
             log.info("login refused", extra={"reason": "locked" if claim.locked else "unknown"})
             raise Unauthenticated(INVALID_CREDENTIALS)
         if not self._passwords.verify(user.password_hash, password):
+            if user.locked_until is not None and user.locked_until > now:
+                # Claims are refused while a lock holds: this failure is the one that set it.
+                self._on_lockout(LOCK_ENGAGED)
             log.info(
                 "login refused",
                 extra={

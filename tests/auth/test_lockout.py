@@ -2,15 +2,25 @@
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 from datetime import timedelta
 
 import pytest
+from sqlalchemy import Engine
 
 from auth_svc.config import Argon2Params, AuthConfig
+from auth_svc.keys import KeyRing
 from auth_svc.lockout import LockoutPolicy
 from auth_svc.repository import UserRepository
-from auth_svc.service import INVALID_CREDENTIALS, AuthService, TokenPair
+from auth_svc.server import build_service
+from auth_svc.service import (
+    INVALID_CREDENTIALS,
+    LOCK_ENGAGED,
+    LOCK_REFUSED,
+    AuthService,
+    TokenPair,
+)
 from authgate_common.config import ConfigError, Env
 from authgate_common.errors import ResourceExhausted, Unauthenticated
 from tests.auth.conftest import PASSWORD, ServiceFactory, SettableClock
@@ -195,3 +205,23 @@ def test_logins_refused_because_every_hashing_slot_is_busy_do_not_count_towards_
     assert len(refused_busy) >= POLICY.threshold
     assert _state(users) == (0, None)
     assert isinstance(busy.login("alice", PASSWORD), TokenPair)
+
+
+def test_lockout_events_tell_when_a_lock_is_engaged_and_when_a_login_meets_it(
+    auth_config: AuthConfig, auth_engine: Engine, key_ring: KeyRing, clock: SettableClock
+) -> None:
+    events: list[str] = []
+    service = build_service(
+        dataclasses.replace(auth_config, lockout=POLICY),
+        auth_engine,
+        key_ring,
+        clock=clock,
+        on_lockout=events.append,
+    )
+    service.register("alice", PASSWORD)
+    _fail(service, POLICY.threshold - 1)
+    assert events == []
+    _fail(service, 1)
+    assert events == [LOCK_ENGAGED]
+    _refused(service, PASSWORD)
+    assert events == [LOCK_ENGAGED, LOCK_REFUSED]
