@@ -7,8 +7,10 @@ from collections.abc import Iterator
 import pytest
 from flask.testing import FlaskClient
 
+from auth_svc.server import AuthServer
 from authgate_common.tokens import TokenSettings
 from tests.fixtures.gateway_fixtures import GatewayClientFactory
+from tests.fixtures.profile_fixtures import ProfileServerFactory
 from tests.gateway.fake_upstreams import FakeUpstreams, start_fake_upstreams
 
 
@@ -34,3 +36,19 @@ def client(
 ) -> FlaskClient:
     """A gateway in front of the fakes."""
     return gateway_client_factory(fakes.auth_target, fakes.profile_target, token_settings)
+
+
+@pytest.fixture
+def stack_client(
+    auth_server: AuthServer,
+    profile_server_factory: ProfileServerFactory,
+    database_url: str,
+    token_settings: TokenSettings,
+    gateway_client_factory: GatewayClientFactory,
+) -> FlaskClient:
+    """The gateway in front of the real auth and profile services, on `database_url`.
+
+    Its rate limits are the ones the protos declare (Login: 10/minute), counted in memory.
+    """
+    profile = profile_server_factory(database_url, auth_target=auth_server.target)
+    return gateway_client_factory(auth_server.target, f"127.0.0.1:{profile.port}", token_settings)

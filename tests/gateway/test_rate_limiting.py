@@ -15,12 +15,10 @@ import pytest
 from flask.testing import FlaskClient
 from werkzeug.test import TestResponse
 
-from auth_svc.server import AuthServer
 from authgate_common.tokens import TokenSettings
 from gateway.rate_limiter import RateLimiter
 from gateway.rate_limits import RateLimitSettings, parse_rate_limit
 from tests.fixtures.gateway_fixtures import GatewayClientFactory
-from tests.fixtures.profile_fixtures import ProfileServerFactory
 from tests.gateway.fake_upstreams import FakeUpstreams
 
 PASSWORD = "correct horse battery staple"
@@ -55,19 +53,6 @@ def assert_rate_limited(response: TestResponse) -> int:
 
 
 # --- against the real services ---------------------------------------------------------------
-
-
-@pytest.fixture
-def stack_client(
-    auth_server: AuthServer,
-    profile_server_factory: ProfileServerFactory,
-    database_url: str,
-    token_settings: TokenSettings,
-    gateway_client_factory: GatewayClientFactory,
-) -> FlaskClient:
-    """The gateway with the limits the protos declare (Login: 10/minute), in memory."""
-    profile = profile_server_factory(database_url, auth_target=auth_server.target)
-    return gateway_client_factory(auth_server.target, f"127.0.0.1:{profile.port}", token_settings)
 
 
 def test_the_login_past_the_limit_is_429_while_another_address_still_logs_in(

@@ -2,28 +2,10 @@
 
 from __future__ import annotations
 
-import pytest
 from flask.testing import FlaskClient
-
-from auth_svc.server import AuthServer
-from authgate_common.tokens import TokenSettings
-from tests.fixtures.gateway_fixtures import GatewayClientFactory
-from tests.fixtures.profile_fixtures import ProfileServerFactory
 
 PASSWORD = "correct horse battery staple"
 PROBLEM = "application/problem+json"
-
-
-@pytest.fixture
-def stack_client(
-    auth_server: AuthServer,
-    profile_server_factory: ProfileServerFactory,
-    database_url: str,
-    token_settings: TokenSettings,
-    gateway_client_factory: GatewayClientFactory,
-) -> FlaskClient:
-    profile = profile_server_factory(database_url, auth_target=auth_server.target)
-    return gateway_client_factory(auth_server.target, f"127.0.0.1:{profile.port}", token_settings)
 
 
 def test_register_login_read_and_update_the_profile(stack_client: FlaskClient) -> None:
