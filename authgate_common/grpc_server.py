@@ -218,11 +218,7 @@ class ErrorInterceptor(grpc.ServerInterceptor):
                 self._finish(method, _code_of(context) or code, started, context, fields)
             raise AssertionError("unreachable: context.abort raises")
 
-        return grpc.unary_unary_rpc_method_handler(
-            guarded,
-            request_deserializer=handler.request_deserializer,
-            response_serializer=handler.response_serializer,
-        )
+        return with_unary_behaviour(handler, guarded)
 
     def _finish(
         self,
@@ -249,6 +245,17 @@ class ErrorInterceptor(grpc.ServerInterceptor):
             except Exception:
                 # Metrics must never turn an answered call into a failed one.
                 log.exception("rpc observer failed", extra={"method": method})
+
+
+def with_unary_behaviour(
+    handler: grpc.RpcMethodHandler[Any, Any], behaviour: Callable[[Any, grpc.ServicerContext], Any]
+) -> grpc.RpcMethodHandler[Any, Any]:
+    """handler's unary RPC served by behaviour (a wrapper of it), with the same (de)serializers."""
+    return grpc.unary_unary_rpc_method_handler(
+        behaviour,
+        request_deserializer=handler.request_deserializer,
+        response_serializer=handler.response_serializer,
+    )
 
 
 def _code_of(context: grpc.ServicerContext) -> grpc.StatusCode | None:

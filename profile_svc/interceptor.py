@@ -23,7 +23,7 @@ import grpc
 from authgate_common import metadata
 from authgate_common.call_context import note_user
 from authgate_common.errors import Unauthenticated, Unavailable
-from authgate_common.grpc_server import request_id
+from authgate_common.grpc_server import request_id, with_unary_behaviour
 from authgate_common.jwks import KeysUnavailable
 from authgate_common.tokens import Identity, InvalidToken, TokenVerifier, bearer_token
 
@@ -87,11 +87,7 @@ class AuthInterceptor(grpc.ServerInterceptor):
             with self._caller.bound(identity):
                 return behaviour(request, context)
 
-        return grpc.unary_unary_rpc_method_handler(
-            authenticated,
-            request_deserializer=handler.request_deserializer,
-            response_serializer=handler.response_serializer,
-        )
+        return with_unary_behaviour(handler, authenticated)
 
     def _authenticate(self, context: grpc.ServicerContext) -> Identity:
         values = _metadata_values(context)
