@@ -2,34 +2,19 @@
 
 from __future__ import annotations
 
-import base64
 import threading
 import time
 from collections.abc import Sequence
 
 import pytest
-from cryptography.hazmat.primitives.asymmetric import rsa
 
 from authgate_common.jwks import JwkDict, JwksCache, KeysUnavailable
-
-
-def _b64(number: int) -> str:
-    raw = number.to_bytes((number.bit_length() + 7) // 8, "big")
-    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
+from tests.token_factory import new_rsa_key, rsa_public_jwk_members
 
 
 def _jwk(kid: str) -> dict[str, str]:
-    public = (
-        rsa.generate_private_key(public_exponent=65537, key_size=2048).public_key().public_numbers()
-    )
-    return {
-        "kty": "RSA",
-        "kid": kid,
-        "use": "sig",
-        "alg": "RS256",
-        "n": _b64(public.n),
-        "e": _b64(public.e),
-    }
+    members = rsa_public_jwk_members(new_rsa_key().public_key())
+    return {**members, "kid": kid, "use": "sig", "alg": "RS256"}
 
 
 class KeySource:
