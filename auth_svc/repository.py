@@ -15,13 +15,8 @@ from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from auth_svc.lockout import LockoutPolicy
-from auth_svc.models import (
-    LOGIN_REFUSAL_SLOTS,
-    UtcDateTime,
-    login_refusals,
-    refresh_tokens,
-    users,
-)
+from auth_svc.models import LOGIN_REFUSAL_SLOTS, login_refusals, refresh_tokens, users
+from authgate_common.db import UtcDateTime
 from authgate_common.errors import AlreadyExists
 
 T = TypeVar("T")

@@ -24,7 +24,7 @@ import logging
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 from auth_svc import rules
 from auth_svc.config import AuthConfig
@@ -44,6 +44,7 @@ from auth_svc.tokens import (
     hash_refresh_token,
     new_refresh_token,
 )
+from authgate_common.clock import Clock, utc_now
 from authgate_common.errors import InvalidArgument, PermissionDenied, Unauthenticated
 
 log = logging.getLogger(__name__)
@@ -56,12 +57,6 @@ LOCK_REFUSED = "refused"
 LockoutObserver = Callable[[str], None]
 INVALID_REFRESH_TOKEN = "the refresh token is invalid, expired or revoked"  # noqa: S105
 TOKEN_TYPE = "Bearer"  # noqa: S105 - the OAuth token_type, not a secret
-
-Clock = Callable[[], datetime]
-
-
-def utc_now() -> datetime:
-    return datetime.now(UTC)
 
 
 @dataclass(frozen=True)

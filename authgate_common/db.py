@@ -1,14 +1,18 @@
-"""SQLAlchemy engines for SQLite (zero-setup default) and MySQL/MariaDB (production)."""
+"""SQLAlchemy engines for SQLite (zero-setup default) and MySQL/MariaDB (production),
+and the column type both services store their times in."""
 
 from __future__ import annotations
 
 import sqlite3
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import DateTime, Dialect, Engine, TypeDecorator, create_engine, event
+from sqlalchemy.dialects import mysql
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.types import TypeEngine
 
 
 def make_engine(url: str, *, pool_size: int = 10) -> Engine:
@@ -55,3 +59,29 @@ def make_sessions(engine: Engine) -> sessionmaker[Session]:
 def redact_url(url: str) -> str:
     """The URL without its password, for logs and error messages."""
     return make_url(url).render_as_string(hide_password=True)
+
+
+class UtcDateTime(TypeDecorator[datetime]):
+    """Aware UTC datetimes in, aware UTC datetimes out; naive UTC in the database.
+
+    Neither SQLite nor MySQL's DATETIME keeps a zone; MySQL keeps microseconds only
+    when asked (fsp=6).
+    """
+
+    impl = DateTime
+    cache_ok = True
+
+    def load_dialect_impl(self, dialect: Dialect) -> TypeEngine[datetime]:
+        if dialect.name == "mysql":
+            return dialect.type_descriptor(mysql.DATETIME(fsp=6))
+        return dialect.type_descriptor(DateTime())
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime: pass timezone-aware UTC times")
+        return value.astimezone(UTC).replace(tzinfo=None)
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        return None if value is None else value.replace(tzinfo=UTC)

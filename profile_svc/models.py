@@ -5,17 +5,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import Column, DateTime, MetaData, String, Table
-from sqlalchemy.dialects import mysql
+from sqlalchemy import Column, MetaData, String, Table
+
+from authgate_common.db import UtcDateTime
 
 USER_ID_MAX = 64
 USERNAME_MAX = 64
 DISPLAY_NAME_MAX = 100
 EMAIL_MAX = 254
 BIO_MAX = 1000
-
-# MySQL's DATETIME keeps whole seconds unless asked for microseconds.
-_Timestamp = DateTime().with_variant(mysql.DATETIME(fsp=6), "mysql")
 
 metadata = MetaData()
 
@@ -27,9 +25,8 @@ profiles = Table(
     Column("display_name", String(DISPLAY_NAME_MAX), nullable=False),
     Column("email", String(EMAIL_MAX), nullable=False),
     Column("bio", String(BIO_MAX), nullable=False),
-    # Naive UTC in the database (neither SQLite nor MySQL DATETIME keep a zone).
-    Column("created_at", _Timestamp, nullable=False),
-    Column("updated_at", _Timestamp, nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("updated_at", UtcDateTime, nullable=False),
 )
 
 

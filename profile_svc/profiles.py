@@ -7,10 +7,9 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
 
+from authgate_common.clock import Clock, utc_now
 from authgate_common.errors import InvalidArgument, NotFound, Unauthenticated
 from authgate_common.tokens import Identity
 from profile_svc.models import (
@@ -38,16 +37,10 @@ class ProfileChanges:
     bio: str | None = None
 
 
-def utc_now() -> datetime:
-    return datetime.now(UTC)
-
-
 class Profiles:
     """The caller's own profile: read (created on first read) and update."""
 
-    def __init__(
-        self, repository: ProfileRepository, *, clock: Callable[[], datetime] = utc_now
-    ) -> None:
+    def __init__(self, repository: ProfileRepository, *, clock: Clock = utc_now) -> None:
         self._repository = repository
         self._clock = clock
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import RowMapping, bindparam, insert, select, update
@@ -56,7 +56,7 @@ class ProfileRepository:
             session.execute(
                 update(profiles)
                 .where(profiles.c.user_id == user_id)
-                .values(**changes, updated_at=_to_db(updated_at))
+                .values(**changes, updated_at=updated_at)
             )
             row = session.execute(_BY_USER_ID, {"user_id": user_id}).first()
         return None if row is None else _profile(row._mapping)
@@ -69,8 +69,8 @@ def _row(profile: Profile) -> dict[str, Any]:
         "display_name": profile.display_name,
         "email": profile.email,
         "bio": profile.bio,
-        "created_at": _to_db(profile.created_at),
-        "updated_at": _to_db(profile.updated_at),
+        "created_at": profile.created_at,
+        "updated_at": profile.updated_at,
     }
 
 
@@ -81,14 +81,6 @@ def _profile(row: RowMapping) -> Profile:
         display_name=row["display_name"],
         email=row["email"],
         bio=row["bio"],
-        created_at=_from_db(row["created_at"]),
-        updated_at=_from_db(row["updated_at"]),
+        created_at=row["created_at"],
+        updated_at=row["updated_at"],
     )
-
-
-def _to_db(moment: datetime) -> datetime:
-    return moment.astimezone(UTC).replace(tzinfo=None)
-
-
-def _from_db(moment: datetime) -> datetime:
-    return moment.replace(tzinfo=UTC)

@@ -20,7 +20,7 @@ depends_on: str | Sequence[str] | None = None
 
 
 def _utc_datetime() -> sa.DateTime:
-    # auth_svc.models.UtcDateTime stores naive UTC; MySQL keeps microseconds only when asked.
+    # authgate_common.db.UtcDateTime stores naive UTC; MySQL keeps microseconds only when asked.
     return sa.DateTime().with_variant(mysql.DATETIME(fsp=6), "mysql")
 
 
