@@ -1,11 +1,9 @@
-"""Assembling the auth service: storage, keys, hasher and gRPC server, each made once."""
+"""Assembling the auth service: storage, keys and hasher, each made once, on the shared scaffold."""
 
 from __future__ import annotations
 
-import logging
 import signal
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import cast
 
 import grpc
@@ -22,40 +20,23 @@ from auth_svc.metrics import AuthMetrics
 from auth_svc.migrations import AUTH_MIGRATIONS
 from auth_svc.passwords import PasswordHasher
 from auth_svc.repository import RefreshTokenRepository, UserRepository
-from auth_svc.service import AuthService, Clock, LockoutObserver, utc_now
+from auth_svc.service import AuthService, LockoutObserver
 from auth_svc.servicer import AuthServicer
 from auth_svc.tokens import AccessTokenIssuer
-from authgate_common.db import make_engine, make_sessions, redact_url
-from authgate_common.grpc_server import RunningServer, run_until_signalled, start_server
-from authgate_common.metrics import RpcMetrics
-from authgate_common.operations import start_operations
+from authgate_common.clock import Clock, utc_now
+from authgate_common.db import make_sessions
+from authgate_common.grpc_server import RunningServer
+from authgate_common.service import ServiceParts, build
 
-log = logging.getLogger(__name__)
-
+NAME = "auth_svc"
 SERVICE_NAME = auth_pb2.DESCRIPTOR.services_by_name["AuthService"].full_name
 # The generated function has no annotations; this is its real signature.
 _add_auth_servicer = cast(
     Callable[[AuthServicer, grpc.Server], None], auth_pb2_grpc.add_AuthServiceServicer_to_server
 )
 
-
-@dataclass
-class AuthServer(RunningServer):
-    """A started auth server that also owns its database engine and its key reloader."""
-
-    host: str = "127.0.0.1"
-    engine: Engine | None = None
-    key_reloader: KeyReloader | None = None
-
-    @property
-    def target(self) -> str:
-        """Where clients connect, e.g. 127.0.0.1:50051."""
-        return f"{self.host}:{self.port}"
-
-    def stop(self, grace: float | None = None) -> None:
-        super().stop(grace)
-        if self.engine is not None:
-            self.engine.dispose()
+# A started auth server (`.target` is where clients connect); the name stays for its callers.
+AuthServer = RunningServer
 
 
 def build_service(
@@ -89,67 +70,22 @@ def hash_limiter(config: AuthConfig) -> HashLimiter:
     )
 
 
-def build_server(config: AuthConfig, *, clock: Clock = utc_now) -> AuthServer:
+def build_server(config: AuthConfig, *, clock: Clock = utc_now) -> RunningServer:
     """A started auth server on config.server (port 0 picks a free port: see `.port`)."""
-    engine = make_engine(config.database_url, pool_size=config.server.max_workers)
-    try:
-        # Before the keys: a service that will not start must not generate a key either.
-        AUTH_MIGRATIONS.require_current(engine)  # `make migrate` creates and updates tables
-        keys = KeyRing.load(config.keys_dir)
+
+    def assemble(engine: Engine, registry: CollectorRegistry) -> ServiceParts:
+        keys = KeyRing.load(config.keys_dir)  # generates a first key into an empty folder
         reloader = KeyReloader(keys, config.keys_dir, interval_seconds=config.keys_reload_seconds)
-        registry = CollectorRegistry()
         auth_metrics = AuthMetrics(registry)
         service = build_service(config, engine, keys, clock=clock, on_lockout=auth_metrics.lockout)
-
-        def register(server: grpc.Server) -> None:
-            _add_auth_servicer(AuthServicer(service), server)
-
-        running = start_server(
-            config.server,
-            register=register,
+        servicer = AuthServicer(service)
+        return ServiceParts(
+            register=lambda server: _add_auth_servicer(servicer, server),
             service_names=[SERVICE_NAME],
-            observers=[RpcMetrics(registry).observe, auth_metrics.observe],
+            observers=[auth_metrics.observe],
+            background=[reloader],
+            signal_handlers={signal.SIGHUP: reloader.trigger},
+            log_fields={"signing_kid": keys.signer.kid},
         )
-        start_operations(
-            running,
-            engine,
-            registry=registry,
-            host=config.server.host,
-            metrics_port=config.metrics_port,
-            db_check=config.db_check,
-            name="auth",
-        )
-    except BaseException:
-        engine.dispose()
-        raise
-    reloader.start()
-    running.on_stop.append(reloader.stop)
-    log.info(
-        "auth service listening",
-        extra={
-            "address": f"{config.server.host}:{running.port}",
-            "database": redact_url(config.database_url),
-            "signing_kid": keys.signer.kid,
-            "metrics_port": running.metrics_port,
-        },
-    )
-    return AuthServer(
-        server=running.server,
-        port=running.port,
-        health=running.health,
-        service_names=running.service_names,
-        on_stop=running.on_stop,
-        metrics_port=running.metrics_port,
-        host=config.server.host,
-        engine=engine,
-        key_reloader=reloader,
-    )
 
-
-def serve(config: AuthConfig) -> None:
-    """Run until SIGTERM or SIGINT, then stop gracefully; SIGHUP reloads the signing keys."""
-    running = build_server(config)
-    reloader = running.key_reloader
-    if reloader is not None:
-        signal.signal(signal.SIGHUP, lambda _signum, _frame: reloader.trigger())
-    run_until_signalled(running, config.server.grace_seconds)
+    return build(NAME, config, migrations=AUTH_MIGRATIONS, assemble=assemble)

@@ -17,12 +17,11 @@ _fields: ContextVar[dict[str, str] | None] = ContextVar("authgate_call_fields", 
 
 
 @contextmanager
-def call_scope() -> Iterator[dict[str, str]]:
-    """A fresh set of fields for one call; the caller reads them when the call ends."""
-    fields: dict[str, str] = {}
-    token = _fields.set(fields)
+def call_scope() -> Iterator[None]:
+    """A fresh set of fields for one call, read (noted_user) before the scope ends."""
+    token = _fields.set({})
     try:
-        yield fields
+        yield
     finally:
         _fields.reset(token)
 
@@ -32,3 +31,9 @@ def note_user(user_id: str) -> None:
     fields = _fields.get()
     if fields is not None and user_id:
         fields["user_id"] = user_id
+
+
+def noted_user() -> str | None:
+    """The user id noted for the current call, if any."""
+    fields = _fields.get()
+    return None if fields is None else fields.get("user_id")

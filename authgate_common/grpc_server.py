@@ -2,48 +2,24 @@
 
 from __future__ import annotations
 
-import logging
 import signal
-import threading
-import time
-import uuid
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent import futures
 from dataclasses import dataclass, field
-from typing import Any
 
 import grpc
-import sqlalchemy.exc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from authgate_common import errors, metadata
-from authgate_common.call_context import call_scope
 from authgate_common.config import ConfigError, Env
 from authgate_common.config import port as read_port
+from authgate_common.interceptors import (
+    AccessLogInterceptor,
+    ErrorInterceptor,
+    MetricsInterceptor,
+    RpcObserver,
+)
 from authgate_common.tls import ServerTls
-
-log = logging.getLogger(__name__)
-
-# Called once per RPC when it ends: (full method name, status code, seconds taken).
-RpcObserver = Callable[[str, grpc.StatusCode, float], None]
-
-_STATUS_OF_ERROR: dict[type[errors.DomainError], grpc.StatusCode] = {
-    errors.InvalidArgument: grpc.StatusCode.INVALID_ARGUMENT,
-    errors.Unauthenticated: grpc.StatusCode.UNAUTHENTICATED,
-    errors.PermissionDenied: grpc.StatusCode.PERMISSION_DENIED,
-    errors.NotFound: grpc.StatusCode.NOT_FOUND,
-    errors.AlreadyExists: grpc.StatusCode.ALREADY_EXISTS,
-    errors.ResourceExhausted: grpc.StatusCode.RESOURCE_EXHAUSTED,
-    errors.Unavailable: grpc.StatusCode.UNAVAILABLE,
-}
-
-
-def status_of(error: errors.DomainError) -> grpc.StatusCode:
-    for error_type in type(error).__mro__:
-        if error_type in _STATUS_OF_ERROR:
-            return _STATUS_OF_ERROR[error_type]
-    return grpc.StatusCode.INTERNAL
 
 
 @dataclass(frozen=True)
@@ -149,130 +125,10 @@ def server_options(settings: ServerSettings) -> list[tuple[str, int]]:
     ]
 
 
-def request_id(context: grpc.ServicerContext) -> str:
-    for key, value in context.invocation_metadata():
-        if key == metadata.REQUEST_ID and isinstance(value, str):
-            return value[:128]
-    return uuid.uuid4().hex
-
-
-class ErrorInterceptor(grpc.ServerInterceptor):
-    """Turns domain errors into statuses and hides everything else behind a generic one.
-
-    Servicers stay thin: they raise domain errors and never build statuses;
-    unexpected errors are logged with the request id, never sent to the caller.
-    Every RPC ends with one "rpc" log line (method, code, latency, request and
-    user id) and a call of each observer (metrics).
-    """
-
-    def __init__(self, observers: Iterable[RpcObserver] = ()) -> None:
-        self._observers = tuple(observers)
-
-    def intercept_service(
-        self,
-        continuation: Callable[[grpc.HandlerCallDetails], grpc.RpcMethodHandler[Any, Any] | None],
-        handler_call_details: grpc.HandlerCallDetails,
-    ) -> grpc.RpcMethodHandler[Any, Any] | None:
-        handler = continuation(handler_call_details)
-        if handler is None or handler.unary_unary is None:
-            return handler
-        behaviour = handler.unary_unary
-        method = handler_call_details.method
-
-        def guarded(request: Any, context: grpc.ServicerContext) -> Any:
-            with call_scope() as fields:
-                return handle(request, context, fields)
-
-        def handle(request: Any, context: grpc.ServicerContext, fields: dict[str, str]) -> Any:
-            started = time.perf_counter()
-            code = grpc.StatusCode.OK
-            try:
-                return behaviour(request, context)
-            except errors.DomainError as exc:
-                code = status_of(exc)
-                retry_after = getattr(exc, "retry_after_seconds", None)
-                if retry_after is not None:
-                    # The gateway turns this trailer into an HTTP Retry-After header.
-                    context.set_trailing_metadata(((metadata.RETRY_AFTER, str(retry_after)),))
-                context.abort(code, exc.message)
-            except (
-                sqlalchemy.exc.OperationalError,
-                sqlalchemy.exc.InterfaceError,
-                sqlalchemy.exc.TimeoutError,
-            ):
-                code = grpc.StatusCode.UNAVAILABLE
-                log.warning(
-                    "database unavailable",
-                    extra={"method": method, "request_id": request_id(context)},
-                )
-                context.abort(code, "storage is unavailable, try again later")
-            except Exception:
-                if _aborted(context):
-                    raise
-                code = grpc.StatusCode.INTERNAL
-                log.exception(
-                    "unexpected error", extra={"method": method, "request_id": request_id(context)}
-                )
-                context.abort(code, "internal error")
-            finally:
-                self._finish(method, _code_of(context) or code, started, context, fields)
-            raise AssertionError("unreachable: context.abort raises")
-
-        return with_unary_behaviour(handler, guarded)
-
-    def _finish(
-        self,
-        method: str,
-        code: grpc.StatusCode,
-        started: float,
-        context: grpc.ServicerContext,
-        fields: dict[str, str],
-    ) -> None:
-        seconds = time.perf_counter() - started
-        log.info(
-            "rpc",
-            extra={
-                "method": method,
-                "code": code.name,
-                "latency_ms": round(seconds * 1000, 2),
-                "request_id": request_id(context),
-                "user_id": fields.get("user_id"),
-            },
-        )
-        for observe in self._observers:
-            try:
-                observe(method, code, seconds)
-            except Exception:
-                # Metrics must never turn an answered call into a failed one.
-                log.exception("rpc observer failed", extra={"method": method})
-
-
-def with_unary_behaviour(
-    handler: grpc.RpcMethodHandler[Any, Any], behaviour: Callable[[Any, grpc.ServicerContext], Any]
-) -> grpc.RpcMethodHandler[Any, Any]:
-    """handler's unary RPC served by behaviour (a wrapper of it), with the same (de)serializers."""
-    return grpc.unary_unary_rpc_method_handler(
-        behaviour,
-        request_deserializer=handler.request_deserializer,
-        response_serializer=handler.response_serializer,
-    )
-
-
-def _code_of(context: grpc.ServicerContext) -> grpc.StatusCode | None:
-    # The runtime context has code() (grpcio >= 1.38); the type stubs do not.
-    code = getattr(context, "code", None)
-    return code() if callable(code) else None
-
-
-def _aborted(context: grpc.ServicerContext) -> bool:
-    # context.abort raises a plain Exception after setting the code: let it through.
-    code = _code_of(context)
-    return code is not None and code != grpc.StatusCode.OK
-
-
 @dataclass
 class RunningServer:
     server: grpc.Server
+    host: str
     port: int
     health: health.HealthServicer
     service_names: Sequence[str]
@@ -280,6 +136,13 @@ class RunningServer:
     on_stop: list[Callable[[], None]] = field(default_factory=list)
     # The port of the Prometheus /metrics endpoint, when the service serves one.
     metrics_port: int | None = None
+    # What the process does on a signal besides stopping (auth_svc: SIGHUP reloads keys).
+    signal_handlers: Mapping[signal.Signals, Callable[[], None]] = field(default_factory=dict)
+
+    @property
+    def target(self) -> str:
+        """Where clients connect, e.g. 127.0.0.1:50051."""
+        return f"{self.host}:{self.port}"
 
     def set_serving(self, serving: bool) -> None:
         status = (
@@ -308,11 +171,18 @@ def start_server(
 ) -> RunningServer:
     """A started server with the services, grpc.health.v1 and reflection, on settings.port.
 
-    Port 0 binds a free port; the bound one is in the result.
+    Port 0 binds a free port; the bound one is in the result. Every call goes through
+    the access log, the metrics (observers) and the error mapping, outermost first,
+    then through interceptors.
     """
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=settings.max_workers),
-        interceptors=[ErrorInterceptor(observers), *interceptors],
+        interceptors=[
+            AccessLogInterceptor(),
+            MetricsInterceptor(observers),
+            ErrorInterceptor(),
+            *interceptors,
+        ],
         options=server_options(settings),
         maximum_concurrent_rpcs=settings.max_concurrent_rpcs,
     )
@@ -330,21 +200,6 @@ def start_server(
     if port == 0:
         raise OSError(f"cannot bind {settings.host}:{settings.port}")
     server.start()
-    running = RunningServer(server, port, health_servicer, service_names)
+    running = RunningServer(server, settings.host, port, health_servicer, service_names)
     running.set_serving(True)
     return running
-
-
-def run_until_signalled(running: RunningServer, grace: float) -> None:
-    """Block until SIGTERM or SIGINT, then stop gracefully."""
-    stop = threading.Event()
-
-    def request_stop(signum: int, _frame: object) -> None:
-        log.info("stopping", extra={"signal": signal.Signals(signum).name})
-        stop.set()
-
-    signal.signal(signal.SIGTERM, request_stop)
-    signal.signal(signal.SIGINT, request_stop)
-    stop.wait()
-    running.stop(grace)
-    log.info("stopped")

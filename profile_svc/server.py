@@ -1,9 +1,6 @@
-"""Assembling the profile service from its configuration: storage, token checks, gRPC server."""
+"""Assembling the profile service: storage and token checks, on the shared scaffold."""
 
 from __future__ import annotations
-
-import logging
-from collections.abc import Callable
 
 import grpc
 from authgate.profile.v1 import profile_pb2_grpc
@@ -11,96 +8,59 @@ from prometheus_client import CollectorRegistry
 from sqlalchemy import Engine
 
 from authgate_common.channels import open_channel
-from authgate_common.db import make_engine, make_sessions, redact_url
-from authgate_common.grpc_server import RunningServer, run_until_signalled, start_server
+from authgate_common.db import make_sessions
+from authgate_common.grpc_server import RunningServer
+from authgate_common.interceptors import AuthInterceptor
 from authgate_common.jwks import JwksCache, JwksSource, grpc_jwks_source
-from authgate_common.metrics import RpcMetrics
-from authgate_common.operations import start_operations
+from authgate_common.service import ServiceParts, build
 from authgate_common.tls import channel_credentials
 from authgate_common.tokens import VERIFIED_TOKEN_CACHE_SIZE, TokenVerifier
 from profile_svc.config import ProfileConfig
-from profile_svc.interceptor import AuthInterceptor, CallerIdentity
 from profile_svc.migrations import PROFILE_MIGRATIONS
 from profile_svc.profiles import Profiles
 from profile_svc.repository import ProfileRepository
 from profile_svc.servicer import SERVICE_NAME, ProfileServicer
 
-log = logging.getLogger(__name__)
+NAME = "profile_svc"
 
 
 def build_server(config: ProfileConfig, *, jwks_source: JwksSource | None = None) -> RunningServer:
     """A started server; the JWKS comes from jwks_source, or else from AuthService.GetJwks.
 
-    The engine and the channel to the auth service are made once here and closed on stop.
+    The channel to the auth service is made once here and closed on stop.
     """
-    engine = make_engine(config.database_url, pool_size=config.server.max_workers)
-    auth_channel: grpc.Channel | None = None
-    try:
-        PROFILE_MIGRATIONS.require_current(engine)  # `make migrate` creates and updates tables
-        if jwks_source is None:
+
+    def assemble(engine: Engine, _registry: CollectorRegistry) -> ServiceParts:
+        closers = []
+        source = jwks_source
+        if source is None:
             auth_channel = open_channel(
                 config.auth_target, credentials=channel_credentials(config.auth_tls)
             )
-            jwks_source = grpc_jwks_source(auth_channel)
+            closers.append(auth_channel.close)
+            source = grpc_jwks_source(auth_channel)
         keys = JwksCache(
-            jwks_source,
+            source,
             allowed_algorithms=config.tokens.algorithms,
             cooldown=config.jwks_refetch_cooldown_seconds,
         )
-        caller = CallerIdentity()
-        servicer = ProfileServicer(Profiles(ProfileRepository(make_sessions(engine))), caller)
-        interceptor = AuthInterceptor(
+        authenticator = AuthInterceptor(
             TokenVerifier(config.tokens, keys, cache_size=VERIFIED_TOKEN_CACHE_SIZE),
-            caller,
             protected_services=[SERVICE_NAME],
         )
-        registry = CollectorRegistry()
-        running = start_server(
-            config.server,
-            register=_registering(servicer),
-            service_names=[SERVICE_NAME],
-            interceptors=[interceptor],
-            observers=[RpcMetrics(registry).observe],
+        servicer = ProfileServicer(
+            Profiles(ProfileRepository(make_sessions(engine))), authenticator.caller
         )
-    except BaseException:
-        _close(engine, auth_channel)
-        raise
-    running.on_stop.append(lambda: _close(engine, auth_channel))
-    start_operations(
-        running,
-        engine,
-        registry=registry,
-        host=config.server.host,
-        metrics_port=config.metrics_port,
-        db_check=config.db_check,
-        name="profile",
-    )
-    log.info(
-        "profile service started",
-        extra={
-            "address": f"{config.server.host}:{running.port}",
-            "database": redact_url(config.database_url),
-            "auth_target": config.auth_target,
-            "metrics_port": running.metrics_port,
-        },
-    )
-    return running
 
+        def register(server: grpc.Server) -> None:
+            profile_pb2_grpc.add_ProfileServiceServicer_to_server(servicer, server)
 
-def _registering(servicer: ProfileServicer) -> Callable[[grpc.Server], None]:
-    def register(server: grpc.Server) -> None:
-        profile_pb2_grpc.add_ProfileServiceServicer_to_server(servicer, server)
+        return ServiceParts(
+            register=register,
+            service_names=[SERVICE_NAME],
+            interceptors=[authenticator],
+            closers=closers,
+            log_fields={"auth_target": config.auth_target},
+        )
 
-    return register
-
-
-def _close(engine: Engine, channel: grpc.Channel | None) -> None:
-    if channel is not None:
-        channel.close()
-    engine.dispose()
-
-
-def serve(config: ProfileConfig) -> None:
-    """Run until SIGTERM or SIGINT, then stop gracefully."""
-    running = build_server(config)
-    run_until_signalled(running, config.server.grace_seconds)
+    return build(NAME, config, migrations=PROFILE_MIGRATIONS, assemble=assemble)

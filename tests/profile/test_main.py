@@ -93,7 +93,7 @@ def test_the_service_serves_health_and_stops_on_sigterm(tmp_path: Path) -> None:
             process.kill()
         _, stderr = process.communicate(timeout=5)
 
-    assert '"service": "profile"' in stderr
+    assert '"service": "profile_svc"' in stderr
     assert (tmp_path / "profile.db").exists()
 
 
