@@ -1,4 +1,4 @@
-"""Building, running and stopping the gRPC servers the same way in every service."""
+"""Building gRPC servers the same way in every service, and stopping them gracefully."""
 
 from __future__ import annotations
 
@@ -20,6 +20,10 @@ from authgate_common.interceptors import (
     RpcObserver,
 )
 from authgate_common.tls import ServerTls
+
+
+class CannotBind(OSError):
+    """A configured address cannot be bound: the port is taken, or the host is not ours."""
 
 
 @dataclass(frozen=True)
@@ -193,12 +197,15 @@ def start_server(
         (*service_names, health.SERVICE_NAME, reflection.SERVICE_NAME), server
     )
     address = f"{settings.host}:{settings.port}"
-    if settings.tls is None:
-        port = server.add_insecure_port(address)
-    else:
-        port = server.add_secure_port(address, settings.tls.credentials())
+    try:
+        if settings.tls is None:
+            port = server.add_insecure_port(address)
+        else:
+            port = server.add_secure_port(address, settings.tls.credentials())
+    except RuntimeError:  # grpcio >= 1.60 raises; older ones returned 0
+        port = 0
     if port == 0:
-        raise OSError(f"cannot bind {settings.host}:{settings.port}")
+        raise CannotBind(f"cannot bind {address}: the port is taken or the host is not ours")
     server.start()
     running = RunningServer(server, settings.host, port, health_servicer, service_names)
     running.set_serving(True)

@@ -6,7 +6,8 @@ way for all, `serve` runs the result until SIGTERM, and `main` is the whole
 `python -m <service>` with one exit-code convention:
 
     0  stopped cleanly (SIGTERM or SIGINT)
-    2  configuration error or a database schema that is not current (one line on stderr)
+    2  configuration error, an address that cannot be bound, or a database schema that
+       is not current (one line on stderr)
     1  the database cannot be reached at start (one log line, no traceback)
 """
 
@@ -28,7 +29,7 @@ from sqlalchemy import Engine
 from authgate_common.config import ConfigError, Env
 from authgate_common.db import make_engine, redact_url
 from authgate_common.db_watch import DatabaseCheckSettings, watch_database
-from authgate_common.grpc_server import RunningServer, ServerSettings, start_server
+from authgate_common.grpc_server import CannotBind, RunningServer, ServerSettings, start_server
 from authgate_common.interceptors import RpcObserver
 from authgate_common.logs import configure_logging
 from authgate_common.metrics import RpcMetrics, serve_metrics
@@ -154,7 +155,11 @@ def _start_operations(
     if watcher is not None:
         running.on_stop.append(watcher.stop)
     if config.metrics_port is not None:
-        endpoint = serve_metrics(registry, config.server.host, config.metrics_port)
+        try:
+            endpoint = serve_metrics(registry, config.server.host, config.metrics_port)
+        except OSError as exc:
+            address = f"{config.server.host}:{config.metrics_port}"
+            raise CannotBind(f"cannot bind the metrics endpoint {address}: {exc.strerror}") from exc
         running.on_stop.append(endpoint.stop)
         running.metrics_port = endpoint.port
 
@@ -207,7 +212,7 @@ def main(
         running = build_server(config)
     except ConfigError as exc:  # found while assembling, e.g. an unusable keys folder
         return _refuse(name, f"configuration error: {exc}")
-    except SchemaNotCurrent as exc:
+    except (SchemaNotCurrent, CannotBind) as exc:
         return _refuse(name, str(exc))
     except (sqlalchemy.exc.OperationalError, sqlalchemy.exc.InterfaceError) as exc:
         # The error's type only: driver messages may name hosts and users.

@@ -1,6 +1,7 @@
 """Both services run through one `main`: the same exit codes, the same "listening" line.
 
-Exit codes: 0 clean stop, 2 configuration or schema error, 1 database unreachable at start.
+Exit codes: 0 clean stop, 2 configuration or schema error or an address that cannot be
+bound, 1 database unreachable at start.
 """
 
 from __future__ import annotations
@@ -93,6 +94,31 @@ def test_an_unmigrated_database_exits_2_with_one_line(service: Service, tmp_path
     assert result.returncode == 2
     [line] = result.stderr.strip().splitlines()
     assert line.startswith(f"{service.module}: the database schema is not migrated")
+
+
+@pytest.fixture
+def taken_port() -> Iterator[int]:
+    """A port another socket listens on."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.listen()
+        port: int = sock.getsockname()[1]
+        yield port
+
+
+@pytest.mark.parametrize("which", ["GRPC", "METRICS"])
+def test_a_taken_port_exits_2_with_one_line_naming_the_address(
+    service: Service, tmp_path: Path, taken_port: int, which: str
+) -> None:
+    service.migrations.upgrade(f"sqlite:///{tmp_path / 'service.db'}")
+
+    result = service.run(tmp_path, **{f"{service.prefix}_{which}_PORT": str(taken_port)})
+
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert lines[-1].startswith(f"{service.module}: cannot bind ")
+    assert f"127.0.0.1:{taken_port}" in lines[-1]
+    assert "Traceback" not in result.stderr
 
 
 def test_an_unreachable_database_exits_1_with_one_log_line_and_no_password(
