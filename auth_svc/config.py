@@ -63,6 +63,9 @@ class AuthConfig:
     lockout: LockoutPolicy = field(default_factory=LockoutPolicy)
     # How often the keys folder is checked for added or removed keys (0: only on SIGHUP).
     keys_reload_seconds: float = 30.0
+    # A new key is published this long before it signs (publish before sign: every
+    # replica sharing the keys folder knows it by then); longer than keys_reload_seconds.
+    key_activation_seconds: float = 60.0
     log_level: str = "INFO"
     db_check: DatabaseCheckSettings = field(default_factory=DatabaseCheckSettings)
     # Prometheus /metrics on the gRPC host; None: not served (from_env: 9101 unless "off").
@@ -119,6 +122,7 @@ class AuthConfig:
             registration_enabled=env.bool("AUTH_REGISTRATION_ENABLED", True),
             lockout=LockoutPolicy.from_env(env),
             keys_reload_seconds=env.float("AUTH_KEYS_RELOAD_SECONDS", 30.0),
+            key_activation_seconds=env.float("AUTH_KEY_ACTIVATION_SECONDS", 60.0),
             log_level=env.str("LOG_LEVEL", "INFO").upper(),
             db_check=DatabaseCheckSettings.from_env(env),
             metrics_port=metrics_port(env, "AUTH_METRICS_PORT", 9101),

@@ -95,7 +95,7 @@ def build_server(config: AuthConfig, *, clock: Clock = utc_now) -> AuthServer:
     try:
         # Before the keys: a service that will not start must not generate a key either.
         AUTH_MIGRATIONS.require_current(engine)  # `make migrate` creates and updates tables
-        keys = KeyRing.load(config.keys_dir)
+        keys = KeyRing.load(config.keys_dir, activation_seconds=config.key_activation_seconds)
         reloader = KeyReloader(keys, config.keys_dir, interval_seconds=config.keys_reload_seconds)
         registry = CollectorRegistry()
         auth_metrics = AuthMetrics(registry)

@@ -76,7 +76,15 @@ def running_cluster(
             profile_database=profile_db.rsplit("/", 1)[1],
             redis_url=redis_url,
             rate_limit_key_prefix=f"authgate-cluster-test-{uuid.uuid4().hex}",
-            extra_env={**CHEAP_ARGON2, "AUTH_KEYS_RELOAD_SECONDS": "0.5"},
+            extra_env={
+                **CHEAP_ARGON2,
+                # Replicas see a new key within 0.5 s and sign with it 2 s after it is written;
+                # a verifier refetches an unknown kid 1 s after its last fetch at the latest.
+                # Activation > reload + cooldown, as the defaults are (60 > 30 + 5).
+                "AUTH_KEYS_RELOAD_SECONDS": "0.5",
+                "AUTH_KEY_ACTIVATION_SECONDS": "2",
+                "JWKS_REFETCH_COOLDOWN_SECONDS": "1",
+            },
         )
         cluster = Cluster(settings)
         cluster.start(timeout=120)
