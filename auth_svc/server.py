@@ -102,7 +102,9 @@ def build_server(config: AuthConfig, *, clock: Clock = utc_now) -> AuthServer:
         service = build_service(config, engine, keys, clock=clock, on_lockout=auth_metrics.lockout)
 
         def register(server: grpc.Server) -> None:
-            _add_auth_servicer(AuthServicer(service), server)
+            _add_auth_servicer(
+                AuthServicer(service, jwks_max_age_seconds=config.jwks_max_age_seconds), server
+            )
 
         running = start_server(
             config.server,
