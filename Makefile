@@ -6,10 +6,14 @@ STAMP  := $(VENV)/.installed-stamp
 # pytest-xdist processes for `make test` (the suite takes about 2 minutes with 2 on 2 cores).
 TEST_WORKERS ?= 2
 
-.PHONY: run migrate test lint format protos lock clean rotate-keys prune-keys bench
+.PHONY: run cluster migrate test lint format protos lock clean rotate-keys prune-keys bench
 
 run: $(STAMP)  ## start gateway, auth and profile services with SQLite and dev keys (migrated first)
 	$(BIN)/python -m devstack
+
+cluster: $(STAMP)  ## nginx, 2 gateways, 2+2 service replicas on the local MariaDB and Redis (see docs/scaling.md)
+	command -v nginx >/dev/null || test -x /usr/sbin/nginx || apt-get install -y nginx-light || (apt-get update && apt-get install -y nginx-light)
+	$(BIN)/python -m devstack.cluster
 
 migrate: $(STAMP)  ## bring AUTH_DATABASE_URL and PROFILE_DATABASE_URL to the code's schema revision
 	$(BIN)/python -m auth_svc.migrate upgrade

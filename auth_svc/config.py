@@ -17,6 +17,8 @@ from authgate_common.tokens import TokenSettings
 
 # Lifetimes travel as int32 seconds; ten years is far below that limit.
 _TEN_YEARS = 10 * 365 * 24 * 3600
+# The gateway of `make run`.
+DEFAULT_PUBLIC_URL = "http://127.0.0.1:8080"
 _LOG_LEVELS = frozenset({"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"})
 
 
@@ -63,6 +65,12 @@ class AuthConfig:
     lockout: LockoutPolicy = field(default_factory=LockoutPolicy)
     # How often the keys folder is checked for added or removed keys (0: only on SIGHUP).
     keys_reload_seconds: float = 30.0
+    # A new key is published this long before it signs (publish before sign: every
+    # replica sharing the keys folder knows it by then); longer than keys_reload_seconds.
+    key_activation_seconds: float = 60.0
+    # Where clients reach the gateway (the base of the discovery document's jwks_uri);
+    # "": the issuer when it is an http(s) URL, else the `make run` gateway.
+    public_url: str = ""
     log_level: str = "INFO"
     db_check: DatabaseCheckSettings = field(default_factory=DatabaseCheckSettings)
     # Prometheus /metrics on the gRPC host; None: not served (from_env: 9101 unless "off").
@@ -79,10 +87,29 @@ class AuthConfig:
                 "AUTH_ACCESS_TOKEN_TTL_SECONDS must not exceed JWT_MAX_LIFETIME_SECONDS "
                 f"({self.tokens.max_lifetime_seconds})"
             )
+        if self.public_url and not self.public_url.startswith(("https://", "http://")):
+            raise ConfigError(
+                "AUTH_PUBLIC_URL must be an http(s) URL, e.g. https://auth.example.com"
+            )
         if not 1 <= self.password_min_length <= MAX_PASSWORD_LENGTH:
             raise ConfigError(f"AUTH_PASSWORD_MIN_LENGTH must be 1 to {MAX_PASSWORD_LENGTH}")
         if self.log_level.upper() not in _LOG_LEVELS:
             raise ConfigError(f"LOG_LEVEL must be one of {', '.join(sorted(_LOG_LEVELS))}")
+
+    @property
+    def jwks_uri(self) -> str:
+        """The absolute URL of the JWK Set, for the discovery document."""
+        base = self.public_url
+        if not base:
+            issuer = self.tokens.issuer
+            base = issuer if issuer.startswith(("https://", "http://")) else DEFAULT_PUBLIC_URL
+        return base.rstrip("/") + "/.well-known/jwks.json"
+
+    @property
+    def jwks_max_age_seconds(self) -> int:
+        """How long a JWK Set may be cached: a cache fetched just before a new key was
+        published must expire before that key signs (see auth_svc.keys)."""
+        return max(0, int(self.key_activation_seconds - self.keys_reload_seconds))
 
     @property
     def signing_algorithm(self) -> str:
@@ -119,6 +146,8 @@ class AuthConfig:
             registration_enabled=env.bool("AUTH_REGISTRATION_ENABLED", True),
             lockout=LockoutPolicy.from_env(env),
             keys_reload_seconds=env.float("AUTH_KEYS_RELOAD_SECONDS", 30.0),
+            key_activation_seconds=env.float("AUTH_KEY_ACTIVATION_SECONDS", 60.0),
+            public_url=env.values.get("AUTH_PUBLIC_URL", "").strip(),
             log_level=env.str("LOG_LEVEL", "INFO").upper(),
             db_check=DatabaseCheckSettings.from_env(env),
             metrics_port=metrics_port(env, "AUTH_METRICS_PORT", 9101),

@@ -1,9 +1,12 @@
 """The RSA signing keys: loaded at start from AUTH_KEYS_DIR, generated there when it has none.
 
 Every `*.pem` in the folder is published in the JWKS; the newest file (by mtime,
-then name) signs. `python -m auth_svc.keys rotate` adds a new key that becomes the
-signer while the old ones stay published, so tokens they signed keep verifying;
-the running service picks it up by itself (auth_svc.key_reload).
+then name) signs once it is AUTH_KEY_ACTIVATION_SECONDS old. `python -m auth_svc.keys
+rotate` adds a new key that becomes the signer while the old ones stay published, so
+tokens they signed keep verifying; the running service picks it up by itself
+(auth_svc.key_reload). The delay is the publish-before-sign rule: with several auth
+replicas on one keys folder, each publishes a new key before any signs with it, so a
+verifier that fetches the JWKS from any replica already knows the new `kid`.
 `python -m auth_svc.keys prune` deletes keys that stopped signing so long ago
 that every token they signed has expired.
 """
@@ -19,7 +22,7 @@ import logging
 import os
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -59,12 +62,21 @@ class SigningKey:
     kid: str
     private_key: rsa.RSAPrivateKey
     path: Path
+    # When the key file was written (its mtime): the start of its activation delay.
+    published_at: float = 0.0
 
     @classmethod
     def from_private_key(cls, private_key: rsa.RSAPrivateKey, path: Path) -> SigningKey:
         numbers = private_key.public_key().public_numbers()
+        try:
+            published_at = path.stat().st_mtime
+        except OSError:
+            published_at = 0.0
         return cls(
-            jwk_thumbprint(_b64url_uint(numbers.e), _b64url_uint(numbers.n)), private_key, path
+            jwk_thumbprint(_b64url_uint(numbers.e), _b64url_uint(numbers.n)),
+            private_key,
+            path,
+            published_at,
         )
 
     def public_jwk(self, algorithm: str) -> dict[str, str]:
@@ -86,8 +98,16 @@ class KeyRing:
     always sees one consistent set, without a lock; see auth_svc.key_reload.
     """
 
-    def __init__(self, keys: Sequence[SigningKey]) -> None:
+    def __init__(
+        self,
+        keys: Sequence[SigningKey],
+        *,
+        activation_seconds: float = 0.0,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         self._keys = _checked(keys)
+        self._activation_seconds = activation_seconds
+        self._clock = clock
 
     def replace(self, keys: Sequence[SigningKey]) -> None:
         self._keys = _checked(keys)
@@ -97,7 +117,9 @@ class KeyRing:
         return self._keys
 
     @classmethod
-    def load(cls, keys_dir: Path, *, generate_if_empty: bool = True) -> KeyRing:
+    def load(
+        cls, keys_dir: Path, *, generate_if_empty: bool = True, activation_seconds: float = 0.0
+    ) -> KeyRing:
         """Parse every key in keys_dir; with none there, generate the first one."""
         paths = key_files(keys_dir)
         if not paths:
@@ -105,13 +127,20 @@ class KeyRing:
                 raise KeyRingError(f"no *.pem private key in {keys_dir}")
             paths = [generate_key_file(keys_dir)]
             log.info("generated a signing key", extra={"keys_dir": str(keys_dir)})
-        ring = cls([load_key(path) for path in paths])
+        ring = cls([load_key(path) for path in paths], activation_seconds=activation_seconds)
         log.info("loaded signing keys", extra={"kids": ring.kids, "signing_kid": ring.signer.kid})
         return ring
 
     @property
     def signer(self) -> SigningKey:
-        return self._keys[-1]
+        """The newest key published at least the activation delay ago (else the oldest)."""
+        if self._activation_seconds <= 0:
+            return self._keys[-1]
+        now = self._clock()
+        for key in reversed(self._keys):
+            if now - key.published_at >= self._activation_seconds:
+                return key
+        return self._keys[0]
 
     @property
     def kids(self) -> tuple[str, ...]:
@@ -285,8 +314,9 @@ def _rotate(keys_dir: Path) -> int:
         )
         return 1
     print(
-        f"new signing key {ring.signer.kid} in {path}; a running auth service signs with it "
-        "within AUTH_KEYS_RELOAD_SECONDS (at once on SIGHUP)"
+        f"new signing key {ring.signer.kid} in {path}; a running auth service publishes it "
+        "within AUTH_KEYS_RELOAD_SECONDS (at once on SIGHUP) and signs with it once it is "
+        "AUTH_KEY_ACTIVATION_SECONDS old"
     )
     return 0
 

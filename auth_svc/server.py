@@ -74,11 +74,12 @@ def build_server(config: AuthConfig, *, clock: Clock = utc_now) -> RunningServer
     """A started auth server on config.server (port 0 picks a free port: see `.port`)."""
 
     def assemble(engine: Engine, registry: CollectorRegistry) -> ServiceParts:
-        keys = KeyRing.load(config.keys_dir)  # generates a first key into an empty folder
+        # Generates a first key into an empty folder.
+        keys = KeyRing.load(config.keys_dir, activation_seconds=config.key_activation_seconds)
         reloader = KeyReloader(keys, config.keys_dir, interval_seconds=config.keys_reload_seconds)
         auth_metrics = AuthMetrics(registry)
         service = build_service(config, engine, keys, clock=clock, on_lockout=auth_metrics.lockout)
-        servicer = AuthServicer(service)
+        servicer = AuthServicer(service, jwks_max_age_seconds=config.jwks_max_age_seconds)
         return ServiceParts(
             register=lambda server: _add_auth_servicer(servicer, server),
             service_names=[SERVICE_NAME],

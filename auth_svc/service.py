@@ -76,6 +76,13 @@ class TokenPair:
     user_id: str = ""
 
 
+@dataclass(frozen=True)
+class OpenIdConfiguration:
+    issuer: str
+    jwks_uri: str
+    algorithms: tuple[str, ...]
+
+
 class AuthService:
     """The auth use cases over repositories, a password hasher and a token issuer."""
 
@@ -232,6 +239,14 @@ class AuthService:
 
     def jwks(self) -> list[dict[str, str]]:
         return self._keys.jwks(self._config.signing_algorithm)
+
+    def openid_configuration(self) -> OpenIdConfiguration:
+        """Issuer discovery: what a verifier needs to check this service's tokens."""
+        return OpenIdConfiguration(
+            issuer=self._config.tokens.issuer,
+            jwks_uri=self._config.jwks_uri,
+            algorithms=(self._config.signing_algorithm,),
+        )
 
     def _find_refresh_token(self, refresh_token: str) -> RefreshTokenRecord | None:
         if len(refresh_token) > MAX_REFRESH_TOKEN_LENGTH:

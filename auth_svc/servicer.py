@@ -12,10 +12,16 @@ from google.protobuf import empty_pb2
 from auth_svc.service import AuthService, TokenPair
 from authgate_common.call_context import note_user
 
+# Response metadata the gateway copies into the HTTP answer (see gateway.views).
+CACHE_CONTROL = "cache-control"
+
 
 class AuthServicer(auth_pb2_grpc.AuthServiceServicer):
-    def __init__(self, service: AuthService) -> None:
+    def __init__(self, service: AuthService, *, jwks_max_age_seconds: int = 0) -> None:
         self._service = service
+        self._jwks_cache_control = (
+            f"public, max-age={jwks_max_age_seconds}" if jwks_max_age_seconds else "no-cache"
+        )
 
     def Register(  # noqa: N802 - names come from the proto
         self, request: auth_pb2.RegisterRequest, context: grpc.ServicerContext
@@ -48,7 +54,21 @@ class AuthServicer(auth_pb2_grpc.AuthServiceServicer):
     def GetJwks(  # noqa: N802
         self, request: auth_pb2.GetJwksRequest, context: grpc.ServicerContext
     ) -> auth_pb2.GetJwksResponse:
+        context.send_initial_metadata(((CACHE_CONTROL, self._jwks_cache_control),))
         return auth_pb2.GetJwksResponse(keys=[auth_pb2.Jwk(**key) for key in self._service.jwks()])
+
+    def GetOpenIdConfiguration(  # noqa: N802
+        self, request: auth_pb2.GetOpenIdConfigurationRequest, context: grpc.ServicerContext
+    ) -> auth_pb2.OpenIdConfiguration:
+        found = self._service.openid_configuration()
+        context.send_initial_metadata(((CACHE_CONTROL, self._jwks_cache_control),))
+        return auth_pb2.OpenIdConfiguration(
+            issuer=found.issuer,
+            jwks_uri=found.jwks_uri,
+            response_types_supported=["id_token"],
+            subject_types_supported=["public"],
+            id_token_signing_alg_values_supported=list(found.algorithms),
+        )
 
 
 def _token_response(pair: TokenPair) -> auth_pb2.TokenResponse:

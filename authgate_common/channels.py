@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from typing import Any
 
 import grpc
+
+# A target may name several replicas (`ipv4:10.0.0.1:50051,10.0.0.2:50051`, or a DNS
+# name with several addresses, e.g. a Kubernetes headless Service): calls are spread
+# over every replica that is up, and a replica that goes away is skipped at once.
+SERVICE_CONFIG = json.dumps({"loadBalancingConfig": [{"round_robin": {}}]})
 
 CHANNEL_OPTIONS: Sequence[tuple[str, Any]] = (
     # An upstream that was down (or not yet up) is redialled within a second,
@@ -18,6 +24,7 @@ CHANNEL_OPTIONS: Sequence[tuple[str, Any]] = (
     ("grpc.max_receive_message_length", 4 * 1024 * 1024),
     # Internal targets are dialled directly, whatever http_proxy says.
     ("grpc.enable_http_proxy", 0),
+    ("grpc.service_config", SERVICE_CONFIG),
 )
 
 

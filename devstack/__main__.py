@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import signal
 import sys
-import threading
 from pathlib import Path
 
 from authgate_common.config import ConfigError, Env, port
 from authgate_common.metrics import metrics_port
-from devstack.launcher import Stack, StackError, StackSettings, curl_example
+from devstack.launcher import Stack, StackSettings, curl_example, run_in_foreground
 
 
 def settings_from_env(env: Env) -> StackSettings:
@@ -33,41 +31,22 @@ def main() -> int:
     except ConfigError as exc:
         print(f"configuration error: {exc}", file=sys.stderr)
         return 2
-    stop = threading.Event()
-    signal.signal(signal.SIGINT, lambda *_: stop.set())
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
     stack = Stack(settings)
-    try:
-        stack.start(timeout=60)
-    except StackError as exc:
-        print(f"authgate did not start: {exc}", file=sys.stderr)
-        return 1
     url = settings.gateway_url
     metrics = settings.metrics_urls()
 
     def metrics_of(name: str) -> str:
         return f"   (metrics {metrics[name]})" if name in metrics else ""
 
-    print(
+    banner = (
         f"\nauthgate is running (state in {settings.state_dir.resolve()}):\n"
         f"  gateway      {url}   (API docs {url}/docs, readiness {url}/readyz,"
         f" metrics {metrics['gateway']})\n"
         f"  auth gRPC    {settings.host}:{settings.auth_port}{metrics_of('auth')}\n"
         f"  profile gRPC {settings.host}:{settings.profile_port}{metrics_of('profile')}\n\n"
-        f"Try it:\n{curl_example(url)}\n\nCtrl-C stops all three.\n",
-        flush=True,
+        f"Try it:\n{curl_example(url)}\n\nCtrl-C stops all three.\n"
     )
-    code = 0
-    while not stop.wait(0.5):
-        try:
-            stack.check_alive()
-        except StackError as exc:
-            print(f"stopping: {exc}", file=sys.stderr)
-            code = 1
-            break
-    print("stopping authgate ...", file=sys.stderr, flush=True)
-    stack.stop()
-    return code
+    return run_in_foreground(stack, banner, timeout=60)
 
 
 if __name__ == "__main__":

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -115,52 +117,61 @@ class _Process:
     popen: subprocess.Popen[bytes]
 
 
-class Stack:
-    """The three processes; `start()` returns once the gateway's /readyz answers 200."""
+# How each process is started; bind addresses, workers and the rest come from the
+# environment (GATEWAY_HOST, GATEWAY_PORT, GATEWAY_WORKERS, ...), as in production.
+AUTH_COMMAND = [sys.executable, "-m", "auth_svc"]
+PROFILE_COMMAND = [sys.executable, "-m", "profile_svc"]
+GATEWAY_COMMAND = [
+    sys.executable,
+    "-m",
+    "gunicorn",
+    "--config",
+    "python:gateway.gunicorn_conf",
+    "gateway.wsgi:create_app_from_env()",
+]
+
+
+class ProcessGroup:
+    """Named processes started in order, each once the one before is ready; stopped in reverse.
+
+    Subclasses say what runs (`commands`), with which environment (`environment_of`), when
+    it is ready (`readiness`), and what to do before the first start and after the stop.
+    """
 
     def __init__(
-        self,
-        settings: StackSettings,
-        *,
-        log_dir: Path | None = None,
-        base_env: Mapping[str, str] | None = None,
+        self, *, log_dir: Path | None = None, base_env: Mapping[str, str] | None = None
     ) -> None:
-        self.settings = settings
         self._log_dir = log_dir
         self._base_env = dict(os.environ if base_env is None else base_env)
         self._processes: list[_Process] = []
         self._logs: list[IO[bytes]] = []
 
     def commands(self) -> list[tuple[str, list[str]]]:
-        # Bind address, workers, threads and timeouts come from the environment
-        # (GATEWAY_HOST, GATEWAY_PORT, GATEWAY_WORKERS, ...), as in production.
-        gunicorn = [
-            sys.executable,
-            "-m",
-            "gunicorn",
-            "--config",
-            "python:gateway.gunicorn_conf",
-            "gateway.wsgi:create_app_from_env()",
-        ]
-        return [
-            ("auth", [sys.executable, "-m", "auth_svc"]),
-            ("profile", [sys.executable, "-m", "profile_svc"]),
-            ("gateway", gunicorn),
-        ]
+        raise NotImplementedError
+
+    def environment_of(self, name: str) -> dict[str, str]:
+        raise NotImplementedError
+
+    def readiness(self, name: str) -> Callable[[], None]:
+        raise NotImplementedError
+
+    def prepare(self) -> None:
+        """Runs once before the first process starts (migrations, folders)."""
+
+    def cleanup(self) -> None:
+        """Runs once after every process has stopped."""
 
     def log_path(self, name: str) -> Path | None:
         return None if self._log_dir is None else self._log_dir / f"{name}.log"
 
     def start(self, timeout: float = 30.0) -> None:
-        """Migrate SQLite files, then start the services in dependency order, each once the
-        one it needs is serving."""
-        self.settings.state_dir.mkdir(parents=True, exist_ok=True)
-        migrate_sqlite_databases(self.settings.environment_of("auth", self._base_env))
+        """Prepare, then start the processes in order, each once the one before is ready."""
         deadline = time.monotonic() + timeout
         try:
+            self.prepare()
             for name, command in self.commands():
-                self._spawn(name, command, self.settings.environment_of(name, self._base_env))
-                self._wait_until(self._readiness(name), name, deadline)
+                self._spawn(name, command, self.environment_of(name))
+                self._wait_until(self.readiness(name), name, deadline)
         except BaseException:
             self.stop()
             raise
@@ -172,22 +183,11 @@ class Stack:
             old.kill()
         old.wait()
         index = next(i for i, p in enumerate(self._processes) if p.name == name)
-        self._spawn(
-            name, dict(self.commands())[name], self.settings.environment_of(name, self._base_env)
-        )
+        self._spawn(name, dict(self.commands())[name], self.environment_of(name))
         # Keep the start order, which stop() walks backwards.
         self._processes[index] = self._processes.pop()
-        self._wait_until(self._readiness(name), name, time.monotonic() + timeout)
-
-    def _readiness(self, name: str) -> Callable[[], None]:
-        s = self.settings
-        # The services speak TLS when the stack's environment says so (GRPC_TLS_CA, ...).
-        tls = ClientTls.from_env(Env(s.environment_of("gateway", self._base_env)))
-        return {
-            "auth": lambda: check_grpc(f"{s.host}:{s.auth_port}", timeout=1, tls=tls),
-            "profile": lambda: check_grpc(f"{s.host}:{s.profile_port}", timeout=1, tls=tls),
-            "gateway": lambda: check_http(f"{s.gateway_url}/readyz", timeout=2),
-        }[name]
+        # Only this one: others may be down on purpose (a test restarting several).
+        self._wait_until(self.readiness(name), name, time.monotonic() + timeout, only=name)
 
     def _spawn(self, name: str, command: list[str], env: dict[str, str]) -> None:
         output: IO[bytes] | None = None
@@ -207,17 +207,22 @@ class Stack:
         )
         self._processes.append(_Process(name, popen))
 
-    def check_alive(self) -> None:
+    def check_alive(self, only: str | None = None) -> None:
+        """Raise StackError if a process (or the one named `only`) has exited."""
         for process in self._processes:
+            if only is not None and process.name != only:
+                continue
             code = process.popen.poll()
             if code is not None:
                 where = self.log_path(process.name)
                 hint = f"; see {where}" if where else ""
                 raise StackError(f"{process.name} exited with status {code}{hint}")
 
-    def _wait_until(self, ready: Callable[[], None], name: str, deadline: float) -> None:
+    def _wait_until(
+        self, ready: Callable[[], None], name: str, deadline: float, *, only: str | None = None
+    ) -> None:
         while True:
-            self.check_alive()
+            self.check_alive(only=only)
             try:
                 ready()
                 return
@@ -226,6 +231,15 @@ class Stack:
             if time.monotonic() > deadline:
                 raise StackError(f"{name} was not ready in time")
             time.sleep(0.1)
+
+    def kill(self, name: str) -> None:
+        """SIGKILL process `name` with every process it started (gunicorn's workers too), as
+        when its machine or container dies; `restart` brings it back."""
+        popen = self.process(name)
+        with contextlib.suppress(ProcessLookupError):
+            # Each process leads a session (and process group) of its own: see _spawn.
+            os.killpg(popen.pid, signal.SIGKILL)
+        popen.wait()
 
     def process(self, name: str) -> subprocess.Popen[bytes]:
         for process in self._processes:
@@ -250,8 +264,70 @@ class Stack:
             log.close()
         self._processes.clear()
         self._logs.clear()
-        shutil.rmtree(self.settings.gateway_metrics_dir, ignore_errors=True)
+        self.cleanup()
         return codes
+
+
+class Stack(ProcessGroup):
+    """The three processes; `start()` returns once the gateway's /readyz answers 200."""
+
+    def __init__(
+        self,
+        settings: StackSettings,
+        *,
+        log_dir: Path | None = None,
+        base_env: Mapping[str, str] | None = None,
+    ) -> None:
+        super().__init__(log_dir=log_dir, base_env=base_env)
+        self.settings = settings
+
+    def commands(self) -> list[tuple[str, list[str]]]:
+        return [("auth", AUTH_COMMAND), ("profile", PROFILE_COMMAND), ("gateway", GATEWAY_COMMAND)]
+
+    def environment_of(self, name: str) -> dict[str, str]:
+        return self.settings.environment_of(name, self._base_env)
+
+    def prepare(self) -> None:
+        """Migrate SQLite files (zero setup); other databases are migrated on purpose."""
+        self.settings.state_dir.mkdir(parents=True, exist_ok=True)
+        migrate_sqlite_databases(self.environment_of("auth"))
+
+    def readiness(self, name: str) -> Callable[[], None]:
+        s = self.settings
+        # The services speak TLS when the stack's environment says so (GRPC_TLS_CA, ...).
+        tls = ClientTls.from_env(Env(self.environment_of("gateway")))
+        return {
+            "auth": lambda: check_grpc(f"{s.host}:{s.auth_port}", timeout=1, tls=tls),
+            "profile": lambda: check_grpc(f"{s.host}:{s.profile_port}", timeout=1, tls=tls),
+            "gateway": lambda: check_http(f"{s.gateway_url}/readyz", timeout=2),
+        }[name]
+
+    def cleanup(self) -> None:
+        shutil.rmtree(self.settings.gateway_metrics_dir, ignore_errors=True)
+
+
+def run_in_foreground(group: ProcessGroup, banner: str, *, timeout: float) -> int:
+    """Start group, print banner, run until Ctrl-C/SIGTERM or a process dies; the exit code."""
+    stop = threading.Event()
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    try:
+        group.start(timeout=timeout)
+    except StackError as exc:
+        print(f"authgate did not start: {exc}", file=sys.stderr)
+        return 1
+    print(banner, flush=True)
+    code = 0
+    while not stop.wait(0.5):
+        try:
+            group.check_alive()
+        except StackError as exc:
+            print(f"stopping: {exc}", file=sys.stderr)
+            code = 1
+            break
+    print("stopping authgate ...", file=sys.stderr, flush=True)
+    group.stop()
+    return code
 
 
 def with_parent_death_signal(command: list[str]) -> list[str]:

@@ -66,7 +66,11 @@ def create_app(config: GatewayConfig) -> Flask:
     register_docs(app, routes)
     register_metrics_route(app, metrics, multiprocess_dir=config.metrics_multiprocess_dir)
     register_rate_limits(
-        app, routes, config.rate_limits, trusted_proxy_count=config.trusted_proxy_count
+        app,
+        routes,
+        config.rate_limits,
+        trusted_proxy_count=config.trusted_proxy_count,
+        on_storage_failure=metrics.rate_limit_storage_failed,
     )
     for route in routes:
         app.add_url_rule(

@@ -10,10 +10,10 @@ from __future__ import annotations
 import sys
 
 from authgate_common.config import ConfigError, Env
-from gateway import serving
+from gateway import instance_dir, metrics_dir, serving
 
 # gunicorn finds its hooks by name in this module.
-from gateway.metrics_dir import child_exit, on_exit, on_starting  # noqa: F401
+from gateway.metrics_dir import child_exit  # noqa: F401
 
 try:
     _settings = serving.GunicornSettings.from_env(Env.from_os())
@@ -34,3 +34,13 @@ worker_tmp_dir = serving.worker_tmp_dir()
 # No control socket: nothing uses it, and its default path would clash between stacks
 # on one machine and is read-only in the container.
 control_socket_disable = True
+
+
+def on_starting(server: object) -> None:
+    metrics_dir.on_starting(server)
+    instance_dir.on_starting(server)
+
+
+def on_exit(server: object) -> None:
+    metrics_dir.on_exit(server)
+    instance_dir.on_exit(server)

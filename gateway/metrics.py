@@ -75,6 +75,12 @@ class GatewayMetrics:
             "they answer the same).",
             registry=registry,
         )
+        self.rate_limit_storage_failures = Counter(
+            "authgate_gateway_rate_limit_storage_failures",
+            "Times the rate-limit storage failed and requests went unlimited for a while "
+            "(the limiter fails open).",
+            registry=registry,
+        )
 
     def observe_request(self, route: str | None, method: str, status: int, seconds: float) -> None:
         labels = (
@@ -92,6 +98,9 @@ class GatewayMetrics:
 
     def token_rejected(self, reason: str) -> None:
         self.token_rejections.labels(reason).inc()
+
+    def rate_limit_storage_failed(self) -> None:
+        self.rate_limit_storage_failures.inc()
 
 
 class UpstreamMetricsInterceptor(grpc.UnaryUnaryClientInterceptor):

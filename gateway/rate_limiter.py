@@ -1,9 +1,11 @@
 """Per-client-IP rate limiting of the routes whose RPCs declare a limit (429 + Retry-After).
 
-Counting uses the `limits` library's moving window, in process memory by default or in
-Redis so that every gateway process and instance shares one count. When the storage
-fails the gateway fails open: it serves the request unlimited and logs a warning, since
-an outage of the limiter must not become an outage of logins (never a 500).
+Counting uses the `limits` library's moving window. By default (`local://`) the workers of
+one gateway instance share one SQLite file (gateway.rate_limit_storage), so a limit means
+the same with any worker count; with Redis every gateway instance shares one count. When
+the storage fails the gateway fails open: it serves the request unlimited, logs a warning
+and counts it in a metric, since an outage of the limiter must not become an outage of
+logins (never a 500).
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from limits.strategies import MovingWindowRateLimiter
 
 from gateway.client_ip import client_ip, client_key
 from gateway.errors import Problem
+from gateway.rate_limit_storage import resolve_storage_uri
 from gateway.rate_limits import RateLimitSettings, RouteLimit, route_limits
 from gateway.routes import Route
 
@@ -42,9 +45,11 @@ class RateLimiter:
         key_prefix: str,
         outage_backoff_seconds: float = OUTAGE_BACKOFF_SECONDS,
         monotonic: Callable[[], float] = time.monotonic,
+        on_storage_failure: Callable[[], None] = lambda: None,
     ) -> None:
+        storage_uri = resolve_storage_uri(storage_uri)
         options: dict[str, float] = {}
-        if not storage_uri.startswith("memory://"):
+        if storage_uri.startswith("redis"):
             options = {
                 "socket_connect_timeout": STORAGE_TIMEOUT_SECONDS,
                 "socket_timeout": STORAGE_TIMEOUT_SECONDS,
@@ -55,6 +60,7 @@ class RateLimiter:
         self._key_prefix = key_prefix
         self._backoff = outage_backoff_seconds
         self._monotonic = monotonic
+        self._on_storage_failure = on_storage_failure
         self._unlimited_until = 0.0
 
     def hit(self, items: Sequence[RateLimitItem], *identifiers: str) -> int | None:
@@ -68,6 +74,7 @@ class RateLimiter:
                     return self._retry_after(item, keys)
         except Exception as exc:  # any storage failure: fail open (see the module doc)
             self._unlimited_until = self._monotonic() + self._backoff
+            self._on_storage_failure()
             # The exception's type only: its text may name the storage URI.
             log.warning(
                 "rate limit storage failed; requests are not limited for %ss",
@@ -90,12 +97,17 @@ def register_rate_limits(
     settings: RateLimitSettings,
     *,
     trusted_proxy_count: int,
+    on_storage_failure: Callable[[], None] = lambda: None,
 ) -> RateLimiter | None:
     """Check the limits before the view runs; the limiter, or None when nothing is limited."""
     table = route_limits(routes, settings.overrides)  # bad values fail at start, even if off
     if not settings.enabled or not table:
         return None
-    limiter = RateLimiter(settings.storage_uri, key_prefix=settings.key_prefix)
+    limiter = RateLimiter(
+        settings.storage_uri,
+        key_prefix=settings.key_prefix,
+        on_storage_failure=on_storage_failure,
+    )
 
     @app.before_request
     def enforce_rate_limit() -> None:

@@ -14,10 +14,20 @@ import limits
 from limits import RateLimitItem
 
 from authgate_common.config import ConfigError, Env
+from gateway.rate_limit_storage import LOCAL_URI
 from gateway.routes import Route, RouteError
 
-# Storages that need no extra driver: the in-process default and Redis (shared).
-STORAGE_SCHEMES = ("memory://", "redis://", "rediss://", "redis+unix://")
+# Storages that need no extra driver: `local://` (the default: one count for the workers of
+# this instance, see gateway.rate_limit_storage), a SQLite file, process memory (one
+# process only), and Redis (one count for every instance).
+STORAGE_SCHEMES = (
+    LOCAL_URI,
+    "sqlite://",
+    "memory://",
+    "redis://",
+    "rediss://",
+    "redis+unix://",
+)
 _OFF = frozenset({"off", "none"})
 
 
@@ -44,7 +54,7 @@ def parse_rate_limit(text: str) -> tuple[RateLimitItem, ...]:
 @dataclass(frozen=True)
 class RateLimitSettings:
     enabled: bool = True
-    storage_uri: str = "memory://"
+    storage_uri: str = LOCAL_URI
     # Keys of this deployment in a storage shared with others (e.g. one Redis).
     key_prefix: str = "authgate"
     # (RPC name or full name, limit text) pairs that replace the proto options.

@@ -69,12 +69,14 @@ class Upstreams:
             self._channels = {}
             self._callables = {}
 
-    def call(self, route: Route, request: Message, metadata: Metadata) -> Message:
-        """Call route's RPC; raises grpc.RpcError with the upstream's status."""
-        response: Message = self._callable(route)(
+    def call(self, route: Route, request: Message, metadata: Metadata) -> tuple[Message, Metadata]:
+        """Call route's RPC: the reply and the upstream's initial metadata; raises grpc.RpcError
+        with the upstream's status."""
+        response, call = self._callable(route).with_call(
             request, timeout=self._timeout, metadata=tuple(metadata)
         )
-        return response
+        answered = call.initial_metadata() or ()
+        return response, tuple((k, v) for k, v in answered if isinstance(v, str))
 
     def _callable(self, route: Route) -> grpc.UnaryUnaryMultiCallable[Any, Any]:
         key = f"{route.upstream}{route.grpc_path}"

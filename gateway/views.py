@@ -26,6 +26,7 @@ from gateway.upstream import Metadata, Upstreams
 log = logging.getLogger(__name__)
 
 JSON_CONTENT_TYPE = "application/json"
+CACHE_CONTROL = "cache-control"
 _UTF8_CHARSETS = frozenset({"utf-8", "utf8"})
 _PRINTABLE_ASCII_BUT_PERCENT = "".join(chr(c) for c in range(0x20, 0x7F) if chr(c) != "%")
 
@@ -49,10 +50,18 @@ def make_view(
         except InvalidInput as exc:
             raise Problem(400, exc.message) from None
         try:
-            reply = upstreams.call(route, message, call_metadata(caller, g.request_id))
+            reply, answered_metadata = upstreams.call(
+                route, message, call_metadata(caller, g.request_id)
+            )
         except grpc.RpcError as exc:
             raise _problem_of(route, exc) from None
-        return _success(route, reply)
+        response = _success(route, reply)
+        for key, value in answered_metadata:
+            # The service that owns an answer says how long it may be cached (JWKS,
+            # discovery); every other answer keeps the gateway's `no-store`.
+            if key == CACHE_CONTROL and isinstance(value, str):
+                response.headers["Cache-Control"] = value
+        return response
 
     view.__name__ = route.endpoint
     view.__qualname__ = route.endpoint

@@ -79,3 +79,32 @@ def test_environment_overrides_every_setting() -> None:
 def test_invalid_setting_raises_config_error_naming_it(name: str, value: str, message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         AuthConfig.from_env(Env({name: value}))
+
+
+def test_the_jwks_uri_is_under_the_public_url() -> None:
+    config = AuthConfig.from_env(Env({"AUTH_PUBLIC_URL": "https://api.example.com/"}))
+    assert config.jwks_uri == "https://api.example.com/.well-known/jwks.json"
+
+
+def test_without_a_public_url_a_url_issuer_is_the_base() -> None:
+    config = AuthConfig.from_env(Env({"JWT_ISSUER": "https://auth.example.com"}))
+    assert config.jwks_uri == "https://auth.example.com/.well-known/jwks.json"
+
+
+def test_without_either_the_jwks_uri_is_the_local_gateway() -> None:
+    assert AuthConfig.from_env(Env({})).jwks_uri == "http://127.0.0.1:8080/.well-known/jwks.json"
+
+
+def test_a_public_url_that_is_not_http_is_refused() -> None:
+    with pytest.raises(ConfigError, match="AUTH_PUBLIC_URL"):
+        AuthConfig.from_env(Env({"AUTH_PUBLIC_URL": "auth.example.com"}))
+
+
+@pytest.mark.parametrize(
+    ("activation", "reload", "max_age"), [("60", "30", 30), ("10", "30", 0), ("300", "0", 300)]
+)
+def test_the_jwks_may_be_cached_for_the_activation_delay_less_the_reload_interval(
+    activation: str, reload: str, max_age: int
+) -> None:
+    env = Env({"AUTH_KEY_ACTIVATION_SECONDS": activation, "AUTH_KEYS_RELOAD_SECONDS": reload})
+    assert AuthConfig.from_env(env).jwks_max_age_seconds == max_age

@@ -171,7 +171,8 @@ def test_without_polling_a_trigger_reloads(keys_dir: Path) -> None:
 def test_running_server_signs_with_a_rotated_key_and_publishes_both(
     auth_config_factory: AuthConfigFactory,
 ) -> None:
-    config = auth_config_factory(keys_reload_seconds=0.05)
+    # Activation at once: this test is about reloading (publish-before-sign: test_keys).
+    config = auth_config_factory(keys_reload_seconds=0.05, key_activation_seconds=0)
     server = build_server(config)
     try:
         with grpc.insecure_channel(server.target) as channel:

@@ -103,6 +103,38 @@ def test_newest_file_signs_and_every_key_is_published(tmp_path: Path) -> None:
     assert [jwk["kid"] for jwk in ring.jwks("RS256")] == [ring.kids[1], ring.kids[0]]
 
 
+def test_a_new_key_is_published_at_once_but_signs_only_after_the_activation_delay(
+    tmp_path: Path,
+) -> None:
+    older = generate_key_file(tmp_path)
+    newer = generate_key_file(tmp_path)
+    _set_mtime(older, 1_000)
+    _set_mtime(newer, 2_000)
+    now = [2_000.0 + 59]
+    ring = KeyRing(
+        [keys.load_key(older), keys.load_key(newer)],
+        activation_seconds=60,
+        clock=lambda: now[0],
+    )
+
+    assert ring.signer.path == older
+    assert [jwk["kid"] for jwk in ring.jwks("RS256")] == [ring.kids[1], ring.kids[0]]
+    now[0] += 1
+    assert ring.signer.path == newer
+
+
+def test_with_every_key_younger_than_the_delay_the_oldest_signs(tmp_path: Path) -> None:
+    """A fresh folder (or two keys written together) still signs: with the oldest one."""
+    older = generate_key_file(tmp_path)
+    newer = generate_key_file(tmp_path)
+    _set_mtime(older, 1_000)
+    _set_mtime(newer, 1_001)
+    ring = KeyRing(
+        [keys.load_key(older), keys.load_key(newer)], activation_seconds=60, clock=lambda: 1_002
+    )
+    assert ring.signer.path == older
+
+
 def test_equal_mtimes_are_ordered_by_name(tmp_path: Path) -> None:
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     other = rsa.generate_private_key(public_exponent=65537, key_size=2048)

@@ -47,6 +47,8 @@ def rotating_stack(
         extra_env={
             **CHEAP_ARGON2,
             "AUTH_KEYS_RELOAD_SECONDS": str(RELOAD_SECONDS),
+            # One replica: nothing to wait for before signing (tests/cluster has two).
+            "AUTH_KEY_ACTIVATION_SECONDS": "0",
             "JWKS_REFETCH_COOLDOWN_SECONDS": str(COOLDOWN_SECONDS),
         },
     )

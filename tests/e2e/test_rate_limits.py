@@ -1,4 +1,4 @@
-"""Rate limits in the real processes: gunicorn workers behind a trusted proxy share Redis."""
+"""Rate limits in the real processes: gunicorn workers share one count, by default and in Redis."""
 
 from __future__ import annotations
 
@@ -66,3 +66,39 @@ def test_the_limit_holds_across_gunicorn_workers_and_per_forwarded_client(
     assert 1 <= int(refused.headers["Retry-After"]) <= 60
 
     assert login_from(limited_gateway, "203.0.113.6").status_code == 401
+
+
+@pytest.fixture(scope="module")
+def default_gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The stack as `make run` starts it: two gunicorn workers, no Redis, the protos' limits."""
+    state: Path = tmp_path_factory.mktemp("default-limits")
+    settings = StackSettings(
+        state_dir=state,
+        gateway_port=free_port(),
+        auth_port=free_port(),
+        profile_port=free_port(),
+        gateway_workers=2,
+        extra_env=dict(CHEAP_ARGON2),
+    )
+    stack = Stack(settings, log_dir=state / "logs")
+    stack.start(timeout=60)
+    try:
+        yield settings.gateway_url
+    finally:
+        stack.stop()
+
+
+def test_the_declared_login_limit_is_exact_over_two_workers_without_redis(
+    default_gateway: str,
+) -> None:
+    """Login declares 10/minute: the 11th login from one address is the first 429."""
+    # requests opens a new connection per call: gunicorn spreads them over both workers.
+    statuses = [
+        requests.post(
+            f"{default_gateway}/v1/auth/login",
+            json={"username": "nobody", "password": PASSWORD},
+            timeout=10,
+        ).status_code
+        for _ in range(11)
+    ]
+    assert statuses == [401] * 10 + [429]

@@ -155,6 +155,11 @@ class FakeAuthService(auth_pb2_grpc.AuthServiceServicer):
             return behaviour(request, context)
         return auth_pb2.GetJwksResponse(keys=[auth_pb2.Jwk(**self.minter.jwk)])
 
+    def GetOpenIdConfiguration(  # noqa: N802
+        self, request: auth_pb2.GetOpenIdConfigurationRequest, context: grpc.ServicerContext
+    ) -> Any:
+        return auth_pb2.OpenIdConfiguration(issuer="fake", jwks_uri="http://fake/jwks.json")
+
     def _pair(self, user_id: str, username: str) -> auth_pb2.TokenResponse:
         refresh = uuid.uuid4().hex
         self.refresh_tokens[refresh] = user_id

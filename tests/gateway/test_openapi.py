@@ -93,6 +93,7 @@ def test_the_contract_paths_are_all_documented(document: dict[str, Any]) -> None
         ("POST", "/v1/auth/refresh"),
         ("POST", "/v1/auth/logout"),
         ("GET", "/.well-known/jwks.json"),
+        ("GET", "/.well-known/openid-configuration"),
         ("GET", "/v1/profile"),
         ("PATCH", "/v1/profile"),
         ("GET", "/healthz"),

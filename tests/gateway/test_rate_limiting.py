@@ -321,6 +321,23 @@ def test_an_unusable_storage_fails_open_with_one_warning(
     assert str(port) not in warnings[0].getMessage()
 
 
+@pytest.mark.usefixtures("register_alice")
+def test_failing_open_is_counted_in_a_metric(
+    fakes: FakeUpstreams,
+    token_settings: TokenSettings,
+    gateway_client_factory: GatewayClientFactory,
+    refusing_port: int,
+) -> None:
+    settings = RateLimitSettings(
+        storage_uri=f"redis://127.0.0.1:{refusing_port}/0", overrides=(("Login", "1/minute"),)
+    )
+    client = make_client(fakes, token_settings, gateway_client_factory, rate_limits=settings)
+    assert [login(client, CLIENT_A).status_code for _ in range(2)] == [200, 200]
+    metrics = client.get("/metrics").get_data(as_text=True)
+    # One failure, then the backoff: requests are served unlimited without retrying.
+    assert "authgate_gateway_rate_limit_storage_failures_total 1.0" in metrics
+
+
 def test_after_the_backoff_the_storage_is_tried_again(
     refusing_port: int, caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -111,10 +111,10 @@ def test_an_invalid_option_fails_at_start() -> None:
 # --- configuration ---------------------------------------------------------------------------
 
 
-def test_rate_limits_are_on_in_memory_by_default() -> None:
+def test_rate_limits_are_on_and_shared_by_the_local_workers_by_default() -> None:
     config = GatewayConfig.from_env(Env({}))
     assert config.rate_limits == RateLimitSettings(
-        enabled=True, storage_uri="memory://", key_prefix="authgate", overrides=()
+        enabled=True, storage_uri="local://", key_prefix="authgate", overrides=()
     )
     assert config.trusted_proxy_count == 0
 

@@ -37,6 +37,7 @@ def test_routes_match_the_rest_contract() -> None:
         ("POST", "/v1/auth/refresh"),
         ("POST", "/v1/auth/logout"),
         ("GET", "/.well-known/jwks.json"),
+        ("GET", "/.well-known/openid-configuration"),
         ("GET", "/v1/profile"),
         ("PATCH", "/v1/profile"),
     }

@@ -89,3 +89,21 @@ class GetJwksResponse(_message.Message):
     KEYS_FIELD_NUMBER: _ClassVar[int]
     keys: _containers.RepeatedCompositeFieldContainer[Jwk]
     def __init__(self, keys: _Optional[_Iterable[_Union[Jwk, _Mapping]]] = ...) -> None: ...
+
+class GetOpenIdConfigurationRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class OpenIdConfiguration(_message.Message):
+    __slots__ = ("issuer", "jwks_uri", "response_types_supported", "subject_types_supported", "id_token_signing_alg_values_supported")
+    ISSUER_FIELD_NUMBER: _ClassVar[int]
+    JWKS_URI_FIELD_NUMBER: _ClassVar[int]
+    RESPONSE_TYPES_SUPPORTED_FIELD_NUMBER: _ClassVar[int]
+    SUBJECT_TYPES_SUPPORTED_FIELD_NUMBER: _ClassVar[int]
+    ID_TOKEN_SIGNING_ALG_VALUES_SUPPORTED_FIELD_NUMBER: _ClassVar[int]
+    issuer: str
+    jwks_uri: str
+    response_types_supported: _containers.RepeatedScalarFieldContainer[str]
+    subject_types_supported: _containers.RepeatedScalarFieldContainer[str]
+    id_token_signing_alg_values_supported: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, issuer: _Optional[str] = ..., jwks_uri: _Optional[str] = ..., response_types_supported: _Optional[_Iterable[str]] = ..., subject_types_supported: _Optional[_Iterable[str]] = ..., id_token_signing_alg_values_supported: _Optional[_Iterable[str]] = ...) -> None: ...

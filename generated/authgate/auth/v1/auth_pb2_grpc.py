@@ -62,6 +62,11 @@ class AuthServiceStub:
                 request_serializer=authgate_dot_auth_dot_v1_dot_auth__pb2.GetJwksRequest.SerializeToString,
                 response_deserializer=authgate_dot_auth_dot_v1_dot_auth__pb2.GetJwksResponse.FromString,
                 _registered_method=True)
+        self.GetOpenIdConfiguration = channel.unary_unary(
+                '/authgate.auth.v1.AuthService/GetOpenIdConfiguration',
+                request_serializer=authgate_dot_auth_dot_v1_dot_auth__pb2.GetOpenIdConfigurationRequest.SerializeToString,
+                response_deserializer=authgate_dot_auth_dot_v1_dot_auth__pb2.OpenIdConfiguration.FromString,
+                _registered_method=True)
 
 
 class AuthServiceServicer:
@@ -98,7 +103,18 @@ class AuthServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def GetJwks(self, request, context):
-        """The public keys that verify access tokens (RFC 7517 JWK Set).
+        """The public keys that verify access tokens (RFC 7517 JWK Set). The answer says
+        how long it may be cached (`cache-control` metadata): less than a new key waits
+        between being published and signing, so no cache misses a key rotation.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetOpenIdConfiguration(self, request, context):
+        """Issuer discovery (OpenID Connect Discovery 1.0 metadata, as Kubernetes publishes
+        for its service-account tokens): a resource server's stock JWT library finds
+        the issuer, the JWKS and the algorithms here.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -131,6 +147,11 @@ def add_AuthServiceServicer_to_server(servicer, server):
                     servicer.GetJwks,
                     request_deserializer=authgate_dot_auth_dot_v1_dot_auth__pb2.GetJwksRequest.FromString,
                     response_serializer=authgate_dot_auth_dot_v1_dot_auth__pb2.GetJwksResponse.SerializeToString,
+            ),
+            'GetOpenIdConfiguration': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetOpenIdConfiguration,
+                    request_deserializer=authgate_dot_auth_dot_v1_dot_auth__pb2.GetOpenIdConfigurationRequest.FromString,
+                    response_serializer=authgate_dot_auth_dot_v1_dot_auth__pb2.OpenIdConfiguration.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -270,6 +291,33 @@ class AuthService:
             '/authgate.auth.v1.AuthService/GetJwks',
             authgate_dot_auth_dot_v1_dot_auth__pb2.GetJwksRequest.SerializeToString,
             authgate_dot_auth_dot_v1_dot_auth__pb2.GetJwksResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetOpenIdConfiguration(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/authgate.auth.v1.AuthService/GetOpenIdConfiguration',
+            authgate_dot_auth_dot_v1_dot_auth__pb2.GetOpenIdConfigurationRequest.SerializeToString,
+            authgate_dot_auth_dot_v1_dot_auth__pb2.OpenIdConfiguration.FromString,
             options,
             channel_credentials,
             insecure,

@@ -45,7 +45,15 @@ class AuthServiceStub:
     Logout: _grpc.UnaryUnaryMultiCallable[_auth_pb2.LogoutRequest, _empty_pb2.Empty]
     """Revokes a refresh token and every token of its family."""
     GetJwks: _grpc.UnaryUnaryMultiCallable[_auth_pb2.GetJwksRequest, _auth_pb2.GetJwksResponse]
-    """The public keys that verify access tokens (RFC 7517 JWK Set)."""
+    """The public keys that verify access tokens (RFC 7517 JWK Set). The answer says
+    how long it may be cached (`cache-control` metadata): less than a new key waits
+    between being published and signing, so no cache misses a key rotation.
+    """
+    GetOpenIdConfiguration: _grpc.UnaryUnaryMultiCallable[_auth_pb2.GetOpenIdConfigurationRequest, _auth_pb2.OpenIdConfiguration]
+    """Issuer discovery (OpenID Connect Discovery 1.0 metadata, as Kubernetes publishes
+    for its service-account tokens): a resource server's stock JWT library finds
+    the issuer, the JWKS and the algorithms here.
+    """
 
 @_typing.type_check_only
 class AuthServiceAsyncStub(AuthServiceStub):
@@ -63,7 +71,15 @@ class AuthServiceAsyncStub(AuthServiceStub):
     Logout: _aio.UnaryUnaryMultiCallable[_auth_pb2.LogoutRequest, _empty_pb2.Empty]  # type: ignore[assignment]
     """Revokes a refresh token and every token of its family."""
     GetJwks: _aio.UnaryUnaryMultiCallable[_auth_pb2.GetJwksRequest, _auth_pb2.GetJwksResponse]  # type: ignore[assignment]
-    """The public keys that verify access tokens (RFC 7517 JWK Set)."""
+    """The public keys that verify access tokens (RFC 7517 JWK Set). The answer says
+    how long it may be cached (`cache-control` metadata): less than a new key waits
+    between being published and signing, so no cache misses a key rotation.
+    """
+    GetOpenIdConfiguration: _aio.UnaryUnaryMultiCallable[_auth_pb2.GetOpenIdConfigurationRequest, _auth_pb2.OpenIdConfiguration]  # type: ignore[assignment]
+    """Issuer discovery (OpenID Connect Discovery 1.0 metadata, as Kubernetes publishes
+    for its service-account tokens): a resource server's stock JWT library finds
+    the issuer, the JWKS and the algorithms here.
+    """
 
 class AuthServiceServicer(metaclass=_abc_1.ABCMeta):
     """Checks passwords, issues signed access tokens and opaque refresh tokens, and
@@ -108,6 +124,20 @@ class AuthServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _auth_pb2.GetJwksRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_auth_pb2.GetJwksResponse, _abc.Awaitable[_auth_pb2.GetJwksResponse]]:
-        """The public keys that verify access tokens (RFC 7517 JWK Set)."""
+        """The public keys that verify access tokens (RFC 7517 JWK Set). The answer says
+        how long it may be cached (`cache-control` metadata): less than a new key waits
+        between being published and signing, so no cache misses a key rotation.
+        """
+
+    @_abc_1.abstractmethod
+    def GetOpenIdConfiguration(
+        self,
+        request: _auth_pb2.GetOpenIdConfigurationRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_auth_pb2.OpenIdConfiguration, _abc.Awaitable[_auth_pb2.OpenIdConfiguration]]:
+        """Issuer discovery (OpenID Connect Discovery 1.0 metadata, as Kubernetes publishes
+        for its service-account tokens): a resource server's stock JWT library finds
+        the issuer, the JWKS and the algorithms here.
+        """
 
 def add_AuthServiceServicer_to_server(servicer: AuthServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
