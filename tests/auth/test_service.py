@@ -141,7 +141,7 @@ def test_disabled_user_cannot_log_in(
 def test_login_rehashes_when_parameters_changed(
     service_factory: ServiceFactory, alice: RegisteredUser, users: UserRepository
 ) -> None:
-    stronger = Argon2Params(time_cost=2, memory_kib=2048, parallelism=1)
+    stronger = Argon2Params(time_cost=2, memory_kib=19456, parallelism=1)
 
     service_factory(argon2=stronger).login("Alice", PASSWORD)
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from authgate_common.config import ConfigError, Env
+from authgate_common.config import ConfigError, Env, flag
 from authgate_common.tokens import TokenSettings
 
 
@@ -31,7 +31,7 @@ def test_algorithms_other_than_rsa_are_refused_at_start(algorithm: str) -> None:
 
 
 def test_boolean_accepts_common_spellings_and_rejects_others() -> None:
-    assert Env({"X": "yes"}).bool("X", False) is True
-    assert Env({"X": "0"}).bool("X", True) is False
+    assert flag("X", False, "a test flag").read(Env({"X": "yes"})) is True
+    assert flag("X", True, "a test flag").read(Env({"X": "0"})) is False
     with pytest.raises(ConfigError, match="X must be true or false"):
-        Env({"X": "maybe"}).bool("X", True)
+        flag("X", True, "a test flag").read(Env({"X": "maybe"}))

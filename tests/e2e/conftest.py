@@ -27,8 +27,8 @@ from profile_svc.migrations import PROFILE_MIGRATIONS
 from tests.conftest import temporary_mysql_database
 
 CHEAP_ARGON2 = {
-    "AUTH_ARGON2_TIME_COST": "1",
-    "AUTH_ARGON2_MEMORY_KIB": "1024",
+    "AUTH_ARGON2_TIME_COST": "5",
+    "AUTH_ARGON2_MEMORY_KIB": "7168",
     "AUTH_ARGON2_PARALLELISM": "1",
 }
 TABLES = ("users", "refresh_tokens", "profiles")
