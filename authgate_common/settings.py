@@ -10,7 +10,7 @@ from __future__ import annotations
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
-from authgate_common.config import Setting, names, number, optional_path, text, whole
+from authgate_common.config import Setting, SettingsTable, names, number, optional_path, text, whole
 
 # --- access tokens: the same for the issuer and every verifier ---
 
@@ -156,6 +156,8 @@ GRPC_TLS_CLIENT_KEY = optional_path(
     "GRPC_TLS_CLIENT_KEY", "this client's unencrypted PEM key (with `GRPC_TLS_CLIENT_CERT`)"
 )
 CLIENT_TLS = (GRPC_TLS_CA, GRPC_TLS_CLIENT_CERT, GRPC_TLS_CLIENT_KEY)
+# `python -m authgate_common.healthcheck` (the containers' probe) reads only these.
+HEALTHCHECK = SettingsTable.of("healthcheck", CLIENT_TLS)
 
 # --- the database check behind grpc.health.v1 (both services) ---
 

@@ -16,7 +16,7 @@ from authgate_common.jwks import JwksCache, KeysUnavailable
 
 ACCESS_TOKEN_TYPES = frozenset({"at+jwt", "application/at+jwt"})
 # Verified tokens the gateway and the profile service remember (a few MB at most: tokens
-# are at most JWT_MAX_TOKEN_BYTES, typically under 1 KB), and for how long at most.
+# are at most TokenSettings.max_token_bytes, typically under 1 KB), and for how long at most.
 VERIFIED_TOKEN_CACHE_SIZE = 4096
 VERIFIED_TOKEN_CACHE_SECONDS = 60.0
 REQUIRED_CLAIMS = ("iss", "aud", "sub", "exp", "iat", "jti")

@@ -60,3 +60,26 @@ def test_every_variable_is_read() -> None:
 def test_invalid_values_name_the_variable(name: str, value: str) -> None:
     with pytest.raises(ConfigError, match=name):
         GatewayConfig.from_env(Env({name: value}))
+
+
+@pytest.mark.parametrize("value", ["-1", "0", "0.05"])
+def test_a_jwks_cooldown_that_lets_a_kid_flood_through_is_refused(value: str) -> None:
+    with pytest.raises(ConfigError, match=r"^JWKS_REFETCH_COOLDOWN_SECONDS must be at least 0\.1"):
+        GatewayConfig.from_env(Env({"JWKS_REFETCH_COOLDOWN_SECONDS": value}))
+
+
+def test_a_negative_jwks_cooldown_is_refused_when_built_in_code_too() -> None:
+    with pytest.raises(ConfigError, match="JWKS_REFETCH_COOLDOWN_SECONDS"):
+        GatewayConfig(jwks_refetch_cooldown_seconds=-1)
+
+
+def test_log_level_is_checked_as_in_the_services() -> None:
+    assert GatewayConfig.from_env(Env({"LOG_LEVEL": "warning"})).log_level == "WARNING"
+    with pytest.raises(ConfigError, match=r"^LOG_LEVEL must be one of CRITICAL, DEBUG"):
+        GatewayConfig.from_env(Env({"LOG_LEVEL": "LOUD"}))
+
+
+def test_the_bind_address_is_gunicorns_only() -> None:
+    # GATEWAY_HOST and GATEWAY_PORT are gunicorn's (gateway.serving); the app never used them.
+    assert not hasattr(GatewayConfig(), "host")
+    assert not hasattr(GatewayConfig(), "port")
