@@ -16,7 +16,7 @@ def test_hash_is_argon2id_with_the_configured_parameters() -> None:
 
     parameters = argon2.extract_parameters(encoded)
     assert encoded.startswith("$argon2id$")
-    assert (parameters.time_cost, parameters.memory_cost, parameters.parallelism) == (1, 1024, 1)
+    assert (parameters.time_cost, parameters.memory_cost, parameters.parallelism) == (5, 7168, 1)
     assert PASSWORD not in encoded
 
 

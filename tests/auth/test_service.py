@@ -148,7 +148,7 @@ def test_login_rehashes_when_parameters_changed(
     stored = users.by_id(alice.user_id)
     assert stored is not None
     parameters = argon2.extract_parameters(stored.password_hash)
-    assert (parameters.time_cost, parameters.memory_cost) == (2, 2048)
+    assert (parameters.time_cost, parameters.memory_cost) == (2, 19456)
 
 
 def test_login_keeps_a_current_hash(
