@@ -28,7 +28,7 @@ from gateway import config as gateway_config
 from profile_svc import config as profile_config
 from profile_svc.migrations import PROFILE_MIGRATIONS
 
-MULTIPROC_VARIABLE = "PROMETHEUS_MULTIPROC_DIR"
+MULTIPROC_VARIABLE = gateway_config.PROMETHEUS_MULTIPROC_DIR.name
 
 
 class StackError(RuntimeError):
