@@ -54,8 +54,8 @@ class Keepalive:
     time_seconds: float = shared.GRPC_KEEPALIVE_TIME_SECONDS.default
     timeout_seconds: float = shared.GRPC_KEEPALIVE_TIMEOUT_SECONDS.default
     # Clients may ping (at most this often) even with no call running: channels stay warm.
-    # Not settings: they must suit authgate's own clients (authgate_common.channels pings
-    # every 30 s), which a lower bound or a refusal would disconnect.
+    # Fixed, not settings: authgate's own clients ping every 30 s (authgate_common.channels),
+    # and a server refusing those pings would disconnect them.
     permit_without_calls: bool = True
     min_ping_interval_seconds: float = 10.0
     # Idle connections are closed; every connection is closed after max age (its in-flight
