@@ -1,4 +1,4 @@
-"""The auth service's configuration, read once from the environment at start."""
+"""The auth service's settings table, and its configuration read once from it at start."""
 
 from __future__ import annotations
 
@@ -8,43 +8,223 @@ from pathlib import Path
 from auth_svc.hash_limiter import default_max_concurrent_hashes
 from auth_svc.lockout import LockoutPolicy
 from auth_svc.rules import MAX_PASSWORD_LENGTH
-from authgate_common.config import ConfigError, Env
+from authgate_common import settings as shared
+from authgate_common.config import (
+    ConfigError,
+    Env,
+    SettingsTable,
+    flag,
+    number,
+    optional_path,
+    optional_port,
+    optional_text,
+    optional_whole,
+    path,
+    port,
+    text,
+    whole,
+)
 from authgate_common.db_watch import DatabaseCheckSettings
 from authgate_common.grpc_server import ServerSettings
-from authgate_common.metrics import metrics_port
 from authgate_common.tls import ServerTls
 from authgate_common.tokens import TokenSettings
 
 # Lifetimes travel as int32 seconds; ten years is far below that limit.
 _TEN_YEARS = 10 * 365 * 24 * 3600
+_DAY = 86_400
 # The gateway of `make run`.
 DEFAULT_PUBLIC_URL = "http://127.0.0.1:8080"
-_LOG_LEVELS = frozenset({"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"})
+
+AUTH_DATABASE_URL = shared.database_url(
+    "AUTH_DATABASE_URL",
+    "sqlite:///var/auth.db",
+    "SQLAlchemy URL of the auth database, e.g. `mysql+pymysql://user:pw@host:3306/authgate_auth`",
+)
+AUTH_GRPC_HOST = text("AUTH_GRPC_HOST", "127.0.0.1", "address the auth service listens on")
+AUTH_GRPC_PORT = port("AUTH_GRPC_PORT", 50051, "port of the auth service")
+AUTH_GRPC_TLS_CERT = optional_path(
+    "AUTH_GRPC_TLS_CERT",
+    "PEM certificate (chain): the auth service speaks TLS. Set with `AUTH_GRPC_TLS_KEY`",
+)
+AUTH_GRPC_TLS_KEY = optional_path(
+    "AUTH_GRPC_TLS_KEY", "unencrypted PEM key of `AUTH_GRPC_TLS_CERT`"
+)
+AUTH_METRICS_PORT = optional_port(
+    "AUTH_METRICS_PORT", 9101, "port of the Prometheus `/metrics` on `AUTH_GRPC_HOST`"
+)
+AUTH_KEYS_DIR = path(
+    "AUTH_KEYS_DIR",
+    "var/keys",
+    "folder of PEM RSA private keys: all are published in the JWKS, the newest file signs, "
+    "`kid` = RFC 7638 thumbprint; a key is generated there (mode 0600) when it has none",
+)
+AUTH_KEYS_RELOAD_SECONDS = number(
+    "AUTH_KEYS_RELOAD_SECONDS",
+    30.0,
+    "how often the keys folder is checked for rotated keys (`0`: only on `SIGHUP`)",
+    maximum=_DAY,
+)
+AUTH_KEY_ACTIVATION_SECONDS = number(
+    "AUTH_KEY_ACTIVATION_SECONDS",
+    60.0,
+    "a new key is published this long before it signs, so that every replica on the keys "
+    "folder, and every verifier's JWKS, knows it first; longer than `AUTH_KEYS_RELOAD_SECONDS` "
+    "plus the verifiers' `JWKS_REFETCH_COOLDOWN_SECONDS`",
+    maximum=_DAY,
+)
+AUTH_PUBLIC_URL = optional_text(
+    "AUTH_PUBLIC_URL",
+    "http(s) URL where clients reach the gateway: the base of the discovery document's "
+    "`jwks_uri` (unset: `JWT_ISSUER` when it is a URL, else http://127.0.0.1:8080)",
+    kind="URL",
+)
+AUTH_ACCESS_TOKEN_TTL_SECONDS = whole(
+    "AUTH_ACCESS_TOKEN_TTL_SECONDS",
+    900,
+    "access token lifetime (at most `JWT_MAX_LIFETIME_SECONDS`)",
+    minimum=60,
+    maximum=_DAY,
+    kind="seconds",
+)
+AUTH_REFRESH_TOKEN_TTL_SECONDS = whole(
+    "AUTH_REFRESH_TOKEN_TTL_SECONDS",
+    30 * _DAY,
+    "refresh token lifetime (30 days); each refresh spends the token and issues a new one",
+    minimum=60,
+    maximum=_TEN_YEARS,
+    kind="seconds",
+)
+AUTH_REFRESH_FAMILY_MAX_SECONDS = whole(
+    "AUTH_REFRESH_FAMILY_MAX_SECONDS",
+    90 * _DAY,
+    "absolute lifetime of a session (a refresh-token family): rotation cannot extend it",
+    minimum=60,
+    maximum=_TEN_YEARS,
+    kind="seconds",
+)
+AUTH_PASSWORD_MIN_LENGTH = whole(
+    "AUTH_PASSWORD_MIN_LENGTH",
+    12,
+    "shortest password accepted at registration",
+    minimum=8,
+    maximum=MAX_PASSWORD_LENGTH,
+    kind="characters",
+)
+AUTH_REGISTRATION_ENABLED = flag(
+    "AUTH_REGISTRATION_ENABLED", True, "`false` refuses every registration with `403`"
+)
+AUTH_LOCKOUT_THRESHOLD = whole(
+    "AUTH_LOCKOUT_THRESHOLD",
+    LockoutPolicy.threshold,
+    "failed logins in a row that lock an account",
+    minimum=1,
+    maximum=10_000,
+)
+AUTH_LOCKOUT_BASE_SECONDS = whole(
+    "AUTH_LOCKOUT_BASE_SECONDS",
+    LockoutPolicy.base_seconds,
+    "length of the first lock; each further failure doubles it",
+    minimum=1,
+    maximum=_DAY,
+    kind="seconds",
+)
+AUTH_LOCKOUT_MAX_SECONDS = whole(
+    "AUTH_LOCKOUT_MAX_SECONDS",
+    LockoutPolicy.max_seconds,
+    "longest lock (at least `AUTH_LOCKOUT_BASE_SECONDS`)",
+    minimum=1,
+    maximum=30 * _DAY,
+    kind="seconds",
+)
+
+# argon2id: OWASP's minimum cost (Password Storage Cheat Sheet) as (memory KiB, passes);
+# more memory allows fewer passes. Anything below the curve is refused.
+OWASP_ARGON2ID_MINIMUMS = ((47104, 1), (19456, 2), (12288, 3), (9216, 4), (7168, 5))
+AUTH_ARGON2_TIME_COST = whole(
+    "AUTH_ARGON2_TIME_COST",
+    3,
+    "argon2id passes; with `AUTH_ARGON2_MEMORY_KIB` at least OWASP's minimum "
+    "(47104 KiB x 1, 19456 x 2, 12288 x 3, 9216 x 4, 7168 x 5)",
+    minimum=1,
+    maximum=100,
+)
+AUTH_ARGON2_MEMORY_KIB = whole(
+    "AUTH_ARGON2_MEMORY_KIB",
+    65536,
+    "argon2id memory per hash (see `AUTH_ARGON2_TIME_COST` for the minimum)",
+    minimum=OWASP_ARGON2ID_MINIMUMS[-1][0],
+    maximum=4 * 1024 * 1024,
+    kind="KiB",
+)
+AUTH_ARGON2_PARALLELISM = whole(
+    "AUTH_ARGON2_PARALLELISM", 4, "argon2id lanes", minimum=1, maximum=64
+)
+AUTH_MAX_CONCURRENT_HASHES = optional_whole(
+    "AUTH_MAX_CONCURRENT_HASHES",
+    "argon2 hashes running at once (each holds `AUTH_ARGON2_MEMORY_KIB`): a login flood "
+    "cannot exhaust memory",
+    default_doc="2 per core, at most 1 GiB of argon2 memory",
+    minimum=1,
+    maximum=1024,
+)
+AUTH_HASH_QUEUE_TIMEOUT_SECONDS = number(
+    "AUTH_HASH_QUEUE_TIMEOUT_SECONDS",
+    2.0,
+    "how long a login or register waits for a hash slot before `429` with `Retry-After`",
+    maximum=60.0,
+)
+
+SETTINGS = SettingsTable.of(
+    "auth_svc",
+    (AUTH_DATABASE_URL, AUTH_GRPC_HOST, AUTH_GRPC_PORT, AUTH_GRPC_TLS_CERT, AUTH_GRPC_TLS_KEY),
+    (AUTH_METRICS_PORT, AUTH_KEYS_DIR, AUTH_KEYS_RELOAD_SECONDS, AUTH_KEY_ACTIVATION_SECONDS),
+    (AUTH_PUBLIC_URL,),
+    (AUTH_ACCESS_TOKEN_TTL_SECONDS, AUTH_REFRESH_TOKEN_TTL_SECONDS),
+    (AUTH_REFRESH_FAMILY_MAX_SECONDS, AUTH_PASSWORD_MIN_LENGTH, AUTH_REGISTRATION_ENABLED),
+    (AUTH_LOCKOUT_THRESHOLD, AUTH_LOCKOUT_BASE_SECONDS, AUTH_LOCKOUT_MAX_SECONDS),
+    (AUTH_ARGON2_TIME_COST, AUTH_ARGON2_MEMORY_KIB, AUTH_ARGON2_PARALLELISM),
+    (AUTH_MAX_CONCURRENT_HASHES, AUTH_HASH_QUEUE_TIMEOUT_SECONDS),
+    shared.TOKENS,
+    shared.GRPC_SERVER,
+    shared.DB_CHECK,
+    (shared.LOG_LEVEL,),
+)
 
 
 @dataclass(frozen=True)
 class Argon2Params:
-    """argon2id cost parameters; the defaults are argon2-cffi's (RFC 9106 low-memory profile)."""
+    """argon2id cost parameters; the defaults are argon2-cffi's (RFC 9106 low-memory profile).
 
-    time_cost: int = 3
-    memory_kib: int = 65536
-    parallelism: int = 4
+    Parameters below OWASP's minimum are refused however they are made.
+    """
+
+    time_cost: int = AUTH_ARGON2_TIME_COST.default
+    memory_kib: int = AUTH_ARGON2_MEMORY_KIB.default
+    parallelism: int = AUTH_ARGON2_PARALLELISM.default
+
+    def __post_init__(self) -> None:
+        AUTH_ARGON2_TIME_COST.check(self.time_cost)
+        AUTH_ARGON2_MEMORY_KIB.check(self.memory_kib)
+        AUTH_ARGON2_PARALLELISM.check(self.parallelism)
+        needed = minimum_argon2_memory_kib(self.time_cost)
+        if self.memory_kib < needed:
+            raise ConfigError(
+                f"AUTH_ARGON2_MEMORY_KIB must be at least {needed} with AUTH_ARGON2_TIME_COST "
+                f"{self.time_cost} (OWASP's argon2id minimum), got {self.memory_kib}"
+            )
 
     @classmethod
     def from_env(cls, env: Env) -> Argon2Params:
-        params = cls(
-            time_cost=env.int("AUTH_ARGON2_TIME_COST", cls.time_cost, minimum=1, maximum=100),
-            memory_kib=env.int(
-                "AUTH_ARGON2_MEMORY_KIB", cls.memory_kib, minimum=8, maximum=4 * 1024 * 1024
-            ),
-            parallelism=env.int("AUTH_ARGON2_PARALLELISM", cls.parallelism, minimum=1, maximum=64),
+        return cls(
+            time_cost=AUTH_ARGON2_TIME_COST.read(env),
+            memory_kib=AUTH_ARGON2_MEMORY_KIB.read(env),
+            parallelism=AUTH_ARGON2_PARALLELISM.read(env),
         )
-        if params.memory_kib < 8 * params.parallelism:
-            # argon2 itself refuses this; say so at start rather than at the first login.
-            raise ConfigError(
-                "AUTH_ARGON2_MEMORY_KIB must be at least 8 times AUTH_ARGON2_PARALLELISM"
-            )
-        return params
+
+
+def minimum_argon2_memory_kib(time_cost: int) -> int:
+    """The least memory (KiB) OWASP accepts for argon2id with time_cost passes."""
+    return min(memory for memory, passes in OWASP_ARGON2ID_MINIMUMS if passes <= time_cost)
 
 
 @dataclass(frozen=True)
@@ -56,29 +236,29 @@ class AuthConfig:
     server: ServerSettings
     tokens: TokenSettings
     argon2: Argon2Params = Argon2Params()
-    access_token_ttl_seconds: int = 900
-    refresh_token_ttl_seconds: int = 30 * 24 * 3600
+    access_token_ttl_seconds: int = AUTH_ACCESS_TOKEN_TTL_SECONDS.default
+    refresh_token_ttl_seconds: int = AUTH_REFRESH_TOKEN_TTL_SECONDS.default
     # Absolute lifetime of a refresh-token family: rotation cannot extend a session past it.
-    refresh_family_max_seconds: int = 90 * 24 * 3600
-    password_min_length: int = 12
-    registration_enabled: bool = True
+    refresh_family_max_seconds: int = AUTH_REFRESH_FAMILY_MAX_SECONDS.default
+    password_min_length: int = AUTH_PASSWORD_MIN_LENGTH.default
+    registration_enabled: bool = AUTH_REGISTRATION_ENABLED.default
     lockout: LockoutPolicy = field(default_factory=LockoutPolicy)
     # How often the keys folder is checked for added or removed keys (0: only on SIGHUP).
-    keys_reload_seconds: float = 30.0
+    keys_reload_seconds: float = AUTH_KEYS_RELOAD_SECONDS.default
     # A new key is published this long before it signs (publish before sign: every
-    # replica sharing the keys folder knows it by then); longer than keys_reload_seconds.
-    key_activation_seconds: float = 60.0
+    # replica sharing the keys folder knows it by then); see auth_svc.keys.
+    key_activation_seconds: float = AUTH_KEY_ACTIVATION_SECONDS.default
     # Where clients reach the gateway (the base of the discovery document's jwks_uri);
     # "": the issuer when it is an http(s) URL, else the `make run` gateway.
     public_url: str = ""
-    log_level: str = "INFO"
+    log_level: str = shared.LOG_LEVEL.default
     db_check: DatabaseCheckSettings = field(default_factory=DatabaseCheckSettings)
     # Prometheus /metrics on the gRPC host; None: not served (from_env: 9101 unless "off").
     metrics_port: int | None = None
     # Concurrent argon2 hashes (None: hash_limiter.default_max_concurrent_hashes) and how
     # long a login waits for one before RESOURCE_EXHAUSTED.
     max_concurrent_hashes: int | None = None
-    hash_queue_timeout_seconds: float = 2.0
+    hash_queue_timeout_seconds: float = AUTH_HASH_QUEUE_TIMEOUT_SECONDS.default
 
     def __post_init__(self) -> None:
         if self.access_token_ttl_seconds > self.tokens.max_lifetime_seconds:
@@ -87,14 +267,13 @@ class AuthConfig:
                 "AUTH_ACCESS_TOKEN_TTL_SECONDS must not exceed JWT_MAX_LIFETIME_SECONDS "
                 f"({self.tokens.max_lifetime_seconds})"
             )
+        AUTH_PASSWORD_MIN_LENGTH.check(self.password_min_length)
+        AUTH_KEY_ACTIVATION_SECONDS.check(self.key_activation_seconds)
+        shared.LOG_LEVEL.check(self.log_level)
         if self.public_url and not self.public_url.startswith(("https://", "http://")):
             raise ConfigError(
                 "AUTH_PUBLIC_URL must be an http(s) URL, e.g. https://auth.example.com"
             )
-        if not 1 <= self.password_min_length <= MAX_PASSWORD_LENGTH:
-            raise ConfigError(f"AUTH_PASSWORD_MIN_LENGTH must be 1 to {MAX_PASSWORD_LENGTH}")
-        if self.log_level.upper() not in _LOG_LEVELS:
-            raise ConfigError(f"LOG_LEVEL must be one of {', '.join(sorted(_LOG_LEVELS))}")
 
     @property
     def jwks_uri(self) -> str:
@@ -119,43 +298,51 @@ class AuthConfig:
     @classmethod
     def from_env(cls, env: Env) -> AuthConfig:
         argon2 = Argon2Params.from_env(env)
+        concurrent_hashes = AUTH_MAX_CONCURRENT_HASHES.read(env)
         return cls(
-            database_url=env.str("AUTH_DATABASE_URL", "sqlite:///var/auth.db"),
-            keys_dir=env.path("AUTH_KEYS_DIR", "var/keys"),
+            database_url=AUTH_DATABASE_URL.read(env),
+            keys_dir=AUTH_KEYS_DIR.read(env),
             server=ServerSettings.from_env(
                 env,
-                host_variable="AUTH_GRPC_HOST",
-                port_variable="AUTH_GRPC_PORT",
-                default_port=50051,
+                host=AUTH_GRPC_HOST,
+                port=AUTH_GRPC_PORT,
                 tls=ServerTls.from_env(
-                    env, cert_variable="AUTH_GRPC_TLS_CERT", key_variable="AUTH_GRPC_TLS_KEY"
+                    env, cert_variable=AUTH_GRPC_TLS_CERT.name, key_variable=AUTH_GRPC_TLS_KEY.name
                 ),
             ),
             tokens=TokenSettings.from_env(env),
             argon2=argon2,
-            access_token_ttl_seconds=env.int("AUTH_ACCESS_TOKEN_TTL_SECONDS", 900, minimum=60),
-            refresh_token_ttl_seconds=env.int(
-                "AUTH_REFRESH_TOKEN_TTL_SECONDS", 30 * 24 * 3600, minimum=60, maximum=_TEN_YEARS
+            access_token_ttl_seconds=AUTH_ACCESS_TOKEN_TTL_SECONDS.read(env),
+            refresh_token_ttl_seconds=AUTH_REFRESH_TOKEN_TTL_SECONDS.read(env),
+            refresh_family_max_seconds=AUTH_REFRESH_FAMILY_MAX_SECONDS.read(env),
+            password_min_length=AUTH_PASSWORD_MIN_LENGTH.read(env),
+            registration_enabled=AUTH_REGISTRATION_ENABLED.read(env),
+            lockout=LockoutPolicy(
+                threshold=AUTH_LOCKOUT_THRESHOLD.read(env),
+                base_seconds=AUTH_LOCKOUT_BASE_SECONDS.read(env),
+                max_seconds=AUTH_LOCKOUT_MAX_SECONDS.read(env),
             ),
-            refresh_family_max_seconds=env.int(
-                "AUTH_REFRESH_FAMILY_MAX_SECONDS", 90 * 24 * 3600, minimum=60, maximum=_TEN_YEARS
-            ),
-            password_min_length=env.int(
-                "AUTH_PASSWORD_MIN_LENGTH", 12, minimum=8, maximum=MAX_PASSWORD_LENGTH
-            ),
-            registration_enabled=env.bool("AUTH_REGISTRATION_ENABLED", True),
-            lockout=LockoutPolicy.from_env(env),
-            keys_reload_seconds=env.float("AUTH_KEYS_RELOAD_SECONDS", 30.0),
-            key_activation_seconds=env.float("AUTH_KEY_ACTIVATION_SECONDS", 60.0),
-            public_url=env.values.get("AUTH_PUBLIC_URL", "").strip(),
-            log_level=env.str("LOG_LEVEL", "INFO").upper(),
+            keys_reload_seconds=AUTH_KEYS_RELOAD_SECONDS.read(env),
+            key_activation_seconds=AUTH_KEY_ACTIVATION_SECONDS.read(env),
+            public_url=(AUTH_PUBLIC_URL.read(env) or "").strip(),
+            log_level=shared.LOG_LEVEL.read(env),
             db_check=DatabaseCheckSettings.from_env(env),
-            metrics_port=metrics_port(env, "AUTH_METRICS_PORT", 9101),
-            max_concurrent_hashes=env.int(
-                "AUTH_MAX_CONCURRENT_HASHES",
-                default_max_concurrent_hashes(argon2.memory_kib),
-                minimum=1,
-                maximum=1024,
-            ),
-            hash_queue_timeout_seconds=env.float("AUTH_HASH_QUEUE_TIMEOUT_SECONDS", 2.0),
+            metrics_port=AUTH_METRICS_PORT.read(env),
+            max_concurrent_hashes=concurrent_hashes
+            or default_max_concurrent_hashes(argon2.memory_kib),
+            hash_queue_timeout_seconds=AUTH_HASH_QUEUE_TIMEOUT_SECONDS.read(env),
         )
+
+
+def key_retirement_seconds(env: Env) -> int:
+    """How long after a key stops signing its last token may still be accepted.
+
+    A retired key may still sign until the service notices the new one, and its
+    tokens live a TTL more, plus the verifiers' leeway.
+    """
+    return (
+        AUTH_ACCESS_TOKEN_TTL_SECONDS.read(env)
+        + shared.JWT_LEEWAY_SECONDS.read(env)
+        + int(AUTH_KEYS_RELOAD_SECONDS.read(env))
+        + 1
+    )

@@ -31,6 +31,7 @@ from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
+from auth_svc.config import AUTH_KEYS_DIR, key_retirement_seconds
 from authgate_common.config import ConfigError, Env
 
 log = logging.getLogger(__name__)
@@ -251,17 +252,6 @@ def retired_key_files(keys_dir: Path, *, older_than_seconds: float, now: float) 
     ]
 
 
-def _default_retirement_seconds(env: Env) -> int:
-    # A retired key may still sign until the service notices the new one, and its
-    # tokens live a TTL more, plus the verifiers' leeway.
-    return (
-        env.int("AUTH_ACCESS_TOKEN_TTL_SECONDS", 900)
-        + env.int("JWT_LEEWAY_SECONDS", 30)
-        + int(env.float("AUTH_KEYS_RELOAD_SECONDS", 30.0))
-        + 1
-    )
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m auth_svc.keys", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -288,11 +278,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         env = Env.from_os()
-        keys_dir = args.keys_dir or env.path("AUTH_KEYS_DIR", "var/keys")
+        keys_dir = args.keys_dir or AUTH_KEYS_DIR.read(env)
         if args.command == "prune":
             older_than = args.older_than
             if older_than is None:
-                older_than = _default_retirement_seconds(env)
+                older_than = key_retirement_seconds(env)
             return _prune(keys_dir, older_than, dry_run=args.dry_run)
         return _rotate(keys_dir)
     except ConfigError as exc:

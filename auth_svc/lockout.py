@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from authgate_common.config import ConfigError, Env
+from authgate_common.config import ConfigError
 
 
 @dataclass(frozen=True)
@@ -26,18 +26,6 @@ class LockoutPolicy:
             raise ConfigError("AUTH_LOCKOUT_BASE_SECONDS must be at least 1")
         if self.max_seconds < self.base_seconds:
             raise ConfigError("AUTH_LOCKOUT_MAX_SECONDS must be at least AUTH_LOCKOUT_BASE_SECONDS")
-
-    @classmethod
-    def from_env(cls, env: Env) -> LockoutPolicy:
-        return cls(
-            threshold=env.int("AUTH_LOCKOUT_THRESHOLD", cls.threshold, minimum=1, maximum=10_000),
-            base_seconds=env.int(
-                "AUTH_LOCKOUT_BASE_SECONDS", cls.base_seconds, minimum=1, maximum=86_400
-            ),
-            max_seconds=env.int(
-                "AUTH_LOCKOUT_MAX_SECONDS", cls.max_seconds, minimum=1, maximum=30 * 86_400
-            ),
-        )
 
     def lock_seconds(self, failures: int) -> int:
         """How long the account is locked once it has `failures` failures in a row (0: not)."""

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import sys
 
-from auth_svc.config import AuthConfig
+from auth_svc.config import AUTH_DATABASE_URL
 from auth_svc.migrations import AUTH_MIGRATIONS
 from authgate_common.config import Env
 from authgate_common.migrate_cli import main as migrate_main
 
 
 def database_url(env: Env) -> str:
-    return AuthConfig.from_env(env).database_url
+    return AUTH_DATABASE_URL.read(env)
 
 
 def main() -> int:

@@ -14,7 +14,8 @@ from dataclasses import dataclass
 
 from sqlalchemy import Engine, text
 
-from authgate_common.config import ConfigError, Env
+from authgate_common import settings as shared
+from authgate_common.config import Env
 
 log = logging.getLogger(__name__)
 
@@ -25,17 +26,14 @@ Probe = Callable[[], None]
 class DatabaseCheckSettings:
     """How often the database is checked (0 turns the check off) and how long a check may take."""
 
-    interval_seconds: float = 5.0
-    timeout_seconds: float = 2.0
+    interval_seconds: float = shared.DB_CHECK_INTERVAL_SECONDS.default
+    timeout_seconds: float = shared.DB_CHECK_TIMEOUT_SECONDS.default
 
     @classmethod
     def from_env(cls, env: Env) -> DatabaseCheckSettings:
-        timeout = env.float("DB_CHECK_TIMEOUT_SECONDS", cls.timeout_seconds)
-        if timeout <= 0:
-            raise ConfigError(f"DB_CHECK_TIMEOUT_SECONDS must be above 0, got {timeout}")
         return cls(
-            interval_seconds=env.float("DB_CHECK_INTERVAL_SECONDS", cls.interval_seconds),
-            timeout_seconds=timeout,
+            interval_seconds=shared.DB_CHECK_INTERVAL_SECONDS.read(env),
+            timeout_seconds=shared.DB_CHECK_TIMEOUT_SECONDS.read(env),
         )
 
 

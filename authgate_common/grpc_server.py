@@ -11,8 +11,8 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from authgate_common.config import ConfigError, Env
-from authgate_common.config import port as read_port
+from authgate_common import settings as shared
+from authgate_common.config import Env, Setting
 from authgate_common.interceptors import (
     AccessLogInterceptor,
     ErrorInterceptor,
@@ -31,33 +31,25 @@ class Keepalive:
     """HTTP/2 keepalive and connection lifetime policy of a server."""
 
     # The server pings a connection quiet this long, and drops it when no answer comes in time.
-    time_seconds: float = 60.0
-    timeout_seconds: float = 20.0
+    time_seconds: float = shared.GRPC_KEEPALIVE_TIME_SECONDS.default
+    timeout_seconds: float = shared.GRPC_KEEPALIVE_TIMEOUT_SECONDS.default
     # Clients may ping (at most this often) even with no call running: channels stay warm.
+    # Fixed, not settings: authgate's own clients ping every 30 s (authgate_common.channels),
+    # and a server refusing those pings would disconnect them.
     permit_without_calls: bool = True
     min_ping_interval_seconds: float = 10.0
     # Idle connections are closed; every connection is closed after max age (its in-flight
     # calls get the grace period), so clients re-resolve and spread over new replicas.
-    max_connection_idle_seconds: float = 600.0
-    max_connection_age_seconds: float = 1800.0
+    max_connection_idle_seconds: float = shared.GRPC_MAX_CONNECTION_IDLE_SECONDS.default
+    max_connection_age_seconds: float = shared.GRPC_MAX_CONNECTION_AGE_SECONDS.default
 
     @classmethod
     def from_env(cls, env: Env) -> Keepalive:
         return cls(
-            time_seconds=_positive(env, "GRPC_KEEPALIVE_TIME_SECONDS", cls.time_seconds),
-            timeout_seconds=_positive(env, "GRPC_KEEPALIVE_TIMEOUT_SECONDS", cls.timeout_seconds),
-            permit_without_calls=env.bool(
-                "GRPC_KEEPALIVE_PERMIT_WITHOUT_CALLS", cls.permit_without_calls
-            ),
-            min_ping_interval_seconds=_positive(
-                env, "GRPC_KEEPALIVE_MIN_PING_INTERVAL_SECONDS", cls.min_ping_interval_seconds
-            ),
-            max_connection_idle_seconds=_positive(
-                env, "GRPC_MAX_CONNECTION_IDLE_SECONDS", cls.max_connection_idle_seconds
-            ),
-            max_connection_age_seconds=_positive(
-                env, "GRPC_MAX_CONNECTION_AGE_SECONDS", cls.max_connection_age_seconds
-            ),
+            time_seconds=shared.GRPC_KEEPALIVE_TIME_SECONDS.read(env),
+            timeout_seconds=shared.GRPC_KEEPALIVE_TIMEOUT_SECONDS.read(env),
+            max_connection_idle_seconds=shared.GRPC_MAX_CONNECTION_IDLE_SECONDS.read(env),
+            max_connection_age_seconds=shared.GRPC_MAX_CONNECTION_AGE_SECONDS.read(env),
         )
 
 
@@ -65,45 +57,29 @@ class Keepalive:
 class ServerSettings:
     host: str
     port: int
-    max_workers: int = 16
-    max_message_bytes: int = 1024 * 1024
-    grace_seconds: float = 10.0
+    max_workers: int = shared.GRPC_MAX_WORKERS.default
+    max_message_bytes: int = shared.GRPC_MAX_MESSAGE_BYTES.default
+    grace_seconds: float = shared.GRPC_GRACE_SECONDS.default
     # Calls beyond this many at once are refused with RESOURCE_EXHAUSTED instead of queueing.
-    max_concurrent_rpcs: int | None = 256
+    max_concurrent_rpcs: int | None = shared.GRPC_MAX_CONCURRENT_RPCS.default
     keepalive: Keepalive = Keepalive()
     tls: ServerTls | None = None
 
     @classmethod
     def from_env(
-        cls,
-        env: Env,
-        *,
-        host_variable: str,
-        port_variable: str,
-        default_port: int,
-        tls: ServerTls | None = None,
+        cls, env: Env, *, host: Setting[str], port: Setting[int], tls: ServerTls | None = None
     ) -> ServerSettings:
-        """The service's own address and TLS files, and the GRPC_* settings both services share."""
-        concurrent = env.int("GRPC_MAX_CONCURRENT_RPCS", 256, minimum=0, maximum=100_000)
+        """The service's own address and TLS, and the GRPC_* settings both services share."""
         return cls(
-            host=env.str(host_variable, "127.0.0.1"),
-            port=read_port(env, port_variable, default_port),
-            max_workers=env.int("GRPC_MAX_WORKERS", 16, minimum=1, maximum=1024),
-            max_message_bytes=env.int(
-                "GRPC_MAX_MESSAGE_BYTES", 1024 * 1024, minimum=1024, maximum=64 * 1024 * 1024
-            ),
-            grace_seconds=env.float("GRPC_GRACE_SECONDS", 10.0),
-            max_concurrent_rpcs=concurrent or None,  # 0: no limit
+            host=host.read(env),
+            port=port.read(env),
+            max_workers=shared.GRPC_MAX_WORKERS.read(env),
+            max_message_bytes=shared.GRPC_MAX_MESSAGE_BYTES.read(env),
+            grace_seconds=shared.GRPC_GRACE_SECONDS.read(env),
+            max_concurrent_rpcs=shared.GRPC_MAX_CONCURRENT_RPCS.read(env) or None,  # 0: no limit
             keepalive=Keepalive.from_env(env),
             tls=tls,
         )
-
-
-def _positive(env: Env, name: str, default: float) -> float:
-    value = env.float(name, default)
-    if value <= 0:
-        raise ConfigError(f"{name} must be above 0, got {value}")
-    return value
 
 
 def server_options(settings: ServerSettings) -> list[tuple[str, int]]:

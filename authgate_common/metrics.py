@@ -15,21 +15,10 @@ from wsgiref.simple_server import WSGIServer
 import grpc
 from prometheus_client import CollectorRegistry, Counter, Histogram, start_http_server
 
-from authgate_common.config import Env, port
-
 log = logging.getLogger(__name__)
 
 # Up to 10 s: argon2 logins take tens to hundreds of milliseconds, reads a few.
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
-_DISABLED = frozenset({"off", "none", "disabled", "false"})
-
-
-def metrics_port(env: Env, name: str, default: int) -> int | None:
-    """The port of a /metrics endpoint; None when the variable says `off`; 0 picks a free one."""
-    raw = env.values.get(name, "")
-    if raw.strip().lower() in _DISABLED:
-        return None
-    return port(env, name, default)
 
 
 def split_method(full_method: str) -> tuple[str, str]:

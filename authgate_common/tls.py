@@ -15,14 +15,15 @@ import grpc
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
+from authgate_common import settings as shared
 from authgate_common.config import ConfigError, Env
 
-# Shared by every process that dials a service (gateway, profile_svc, healthcheck).
-CA_VARIABLE = "GRPC_TLS_CA"
-CLIENT_CERT_VARIABLE = "GRPC_TLS_CLIENT_CERT"
-CLIENT_KEY_VARIABLE = "GRPC_TLS_CLIENT_KEY"
-# Shared by both services: when set, callers must present a certificate signed by it.
-CLIENT_CA_VARIABLE = "GRPC_TLS_CLIENT_CA"
+# Declared in authgate_common.settings: read by every process that dials a service ...
+CA_VARIABLE = shared.GRPC_TLS_CA.name
+CLIENT_CERT_VARIABLE = shared.GRPC_TLS_CLIENT_CERT.name
+CLIENT_KEY_VARIABLE = shared.GRPC_TLS_CLIENT_KEY.name
+# ... and by both services: when set, callers must present a certificate signed by it.
+CLIENT_CA_VARIABLE = shared.GRPC_TLS_CLIENT_CA.name
 
 
 @dataclass(frozen=True, repr=False)
@@ -121,6 +122,7 @@ def channel_credentials(tls: ClientTls | None) -> grpc.ChannelCredentials | None
 
 
 def _optional_path(env: Env, name: str) -> Path | None:
+    # The services' own certificate variables are declared in their settings tables.
     raw = env.values.get(name, "").strip()
     return Path(raw) if raw else None
 

@@ -10,12 +10,13 @@ from typing import Any
 
 import jwt
 
-from authgate_common.config import ConfigError, Env
+from authgate_common import settings as shared
+from authgate_common.config import Env
 from authgate_common.jwks import JwksCache, KeysUnavailable
 
 ACCESS_TOKEN_TYPES = frozenset({"at+jwt", "application/at+jwt"})
 # Verified tokens the gateway and the profile service remember (a few MB at most: tokens
-# are at most JWT_MAX_TOKEN_BYTES, typically under 1 KB), and for how long at most.
+# are at most TokenSettings.max_token_bytes, typically under 1 KB), and for how long at most.
 VERIFIED_TOKEN_CACHE_SIZE = 4096
 VERIFIED_TOKEN_CACHE_SECONDS = 60.0
 REQUIRED_CLAIMS = ("iss", "aud", "sub", "exp", "iat", "jti")
@@ -25,28 +26,22 @@ REQUIRED_CLAIMS = ("iss", "aud", "sub", "exp", "iat", "jti")
 class TokenSettings:
     """What a valid access token looks like; the same for issuer and verifiers."""
 
-    issuer: str = "authgate"
-    audience: str = "authgate-api"
-    algorithms: tuple[str, ...] = ("RS256",)
-    leeway_seconds: int = 30
-    max_lifetime_seconds: int = 3600
+    issuer: str = shared.JWT_ISSUER.default
+    audience: str = shared.JWT_AUDIENCE.default
+    algorithms: tuple[str, ...] = shared.JWT_ALGORITHMS.default
+    leeway_seconds: int = shared.JWT_LEEWAY_SECONDS.default
+    max_lifetime_seconds: int = shared.JWT_MAX_LIFETIME_SECONDS.default
+    # Longer tokens are refused before parsing: a guard of the parser, not a policy.
     max_token_bytes: int = 8192
 
     @classmethod
     def from_env(cls, env: Env) -> TokenSettings:
-        algorithms = env.csv("JWT_ALGORITHMS", "RS256")
-        unsupported = [a for a in algorithms if a not in {"RS256", "RS384", "RS512"}]
-        if unsupported:
-            raise ConfigError(f"JWT_ALGORITHMS: unsupported algorithm(s) {', '.join(unsupported)}")
         return cls(
-            issuer=env.str("JWT_ISSUER", cls.issuer),
-            audience=env.str("JWT_AUDIENCE", cls.audience),
-            algorithms=algorithms,
-            leeway_seconds=env.int("JWT_LEEWAY_SECONDS", cls.leeway_seconds, maximum=300),
-            max_lifetime_seconds=env.int(
-                "JWT_MAX_LIFETIME_SECONDS", cls.max_lifetime_seconds, minimum=60
-            ),
-            max_token_bytes=env.int("JWT_MAX_TOKEN_BYTES", cls.max_token_bytes, minimum=512),
+            issuer=shared.JWT_ISSUER.read(env),
+            audience=shared.JWT_AUDIENCE.read(env),
+            algorithms=shared.JWT_ALGORITHMS.read(env),
+            leeway_seconds=shared.JWT_LEEWAY_SECONDS.read(env),
+            max_lifetime_seconds=shared.JWT_MAX_LIFETIME_SECONDS.read(env),
         )
 
 

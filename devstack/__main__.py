@@ -5,24 +5,31 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from authgate_common.config import ConfigError, Env, port
-from authgate_common.metrics import metrics_port
+from auth_svc import config as auth_config
+from authgate_common.config import ConfigError, Env, Setting
 from devstack.launcher import Stack, StackSettings, curl_example, run_in_foreground
+from gateway import config as gateway_config
+from profile_svc import config as profile_config
 
 
 def settings_from_env(env: Env) -> StackSettings:
+    """The stack from the processes' own settings; unset database URLs: files in var/."""
     return StackSettings(
         state_dir=Path("var"),
-        gateway_port=port(env, "GATEWAY_PORT", 8080),
-        auth_port=port(env, "AUTH_GRPC_PORT", 50051),
-        profile_port=port(env, "PROFILE_GRPC_PORT", 50052),
-        gateway_workers=env.int("GATEWAY_WORKERS", 2, minimum=1),
-        gateway_threads=env.int("GATEWAY_THREADS", 8, minimum=1),
-        auth_metrics_port=metrics_port(env, "AUTH_METRICS_PORT", 9101),
-        profile_metrics_port=metrics_port(env, "PROFILE_METRICS_PORT", 9102),
-        auth_database_url=env.values.get("AUTH_DATABASE_URL"),
-        profile_database_url=env.values.get("PROFILE_DATABASE_URL"),
+        gateway_port=gateway_config.GATEWAY_PORT.read(env),
+        auth_port=auth_config.AUTH_GRPC_PORT.read(env),
+        profile_port=profile_config.PROFILE_GRPC_PORT.read(env),
+        gateway_workers=gateway_config.GATEWAY_WORKERS.read(env),
+        gateway_threads=gateway_config.GATEWAY_THREADS.read(env),
+        auth_metrics_port=auth_config.AUTH_METRICS_PORT.read(env),
+        profile_metrics_port=profile_config.PROFILE_METRICS_PORT.read(env),
+        auth_database_url=_set_or_none(env, auth_config.AUTH_DATABASE_URL),
+        profile_database_url=_set_or_none(env, profile_config.PROFILE_DATABASE_URL),
     )
+
+
+def _set_or_none(env: Env, setting: Setting[str]) -> str | None:
+    return setting.read(env) if env.values.get(setting.name, "").strip() else None
 
 
 def main() -> int:

@@ -29,7 +29,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from auth_svc.keys import generate_key_file, key_files
 from auth_svc.migrations import AUTH_MIGRATIONS
-from authgate_common.config import ConfigError, Env
+from authgate_common.config import ConfigError, Env, SettingsTable, text
 from authgate_common.healthcheck import check_grpc, check_http
 from devstack.launcher import (
     AUTH_COMMAND,
@@ -370,11 +370,27 @@ def create_databases(server_url: str, names: Sequence[str]) -> None:
         engine.dispose()
 
 
+CLUSTER_MYSQL_URL = text(
+    "CLUSTER_MYSQL_URL",
+    ClusterSettings.mysql_server_url,
+    "`make cluster`: SQLAlchemy URL of a MySQL/MariaDB server, no database; the cluster "
+    f"makes `{ClusterSettings.auth_database}` and `{ClusterSettings.profile_database}` on it",
+    kind="URL",
+)
+CLUSTER_REDIS_URL = text(
+    "CLUSTER_REDIS_URL",
+    ClusterSettings.redis_url,
+    "`make cluster`: the Redis every gateway counts its rate limits in",
+    kind="URL",
+)
+SETTINGS = SettingsTable.of("make cluster", (CLUSTER_MYSQL_URL, CLUSTER_REDIS_URL))
+
+
 def settings_from_env(env: Env) -> ClusterSettings:
     return ClusterSettings(
         state_dir=Path("var/cluster"),
-        mysql_server_url=env.str("CLUSTER_MYSQL_URL", ClusterSettings.mysql_server_url),
-        redis_url=env.str("CLUSTER_REDIS_URL", ClusterSettings.redis_url),
+        mysql_server_url=CLUSTER_MYSQL_URL.read(env),
+        redis_url=CLUSTER_REDIS_URL.read(env),
     )
 
 

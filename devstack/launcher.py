@@ -20,14 +20,17 @@ from alembic.util import CommandError
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
 
+from auth_svc import config as auth_config
 from auth_svc.migrations import AUTH_MIGRATIONS
 from authgate_common.config import Env
 from authgate_common.healthcheck import Unhealthy, check_grpc, check_http
 from authgate_common.migrations import MigrationSet
 from authgate_common.tls import ClientTls
+from gateway import config as gateway_config
+from profile_svc import config as profile_config
 from profile_svc.migrations import PROFILE_MIGRATIONS
 
-MULTIPROC_VARIABLE = "PROMETHEUS_MULTIPROC_DIR"
+MULTIPROC_VARIABLE = gateway_config.PROMETHEUS_MULTIPROC_DIR.name
 
 
 class StackError(RuntimeError):
@@ -40,11 +43,11 @@ class StackSettings:
 
     state_dir: Path
     host: str = "127.0.0.1"
-    gateway_port: int = 8080
-    auth_port: int = 50051
-    profile_port: int = 50052
-    gateway_workers: int = 2
-    gateway_threads: int = 8
+    gateway_port: int = gateway_config.GATEWAY_PORT.default
+    auth_port: int = auth_config.AUTH_GRPC_PORT.default
+    profile_port: int = profile_config.PROFILE_GRPC_PORT.default
+    gateway_workers: int = gateway_config.GATEWAY_WORKERS.default
+    gateway_threads: int = gateway_config.GATEWAY_THREADS.default
     # The services' Prometheus endpoints; None: not served.
     auth_metrics_port: int | None = None
     profile_metrics_port: int | None = None

@@ -11,12 +11,17 @@ import sys
 
 from authgate_common.config import ConfigError, Env
 from gateway import instance_dir, metrics_dir, serving
+from gateway.config import SETTINGS as GATEWAY_SETTINGS
 
 # gunicorn finds its hooks by name in this module.
 from gateway.metrics_dir import child_exit  # noqa: F401
 
 try:
-    _settings = serving.GunicornSettings.from_env(Env.from_os())
+    _env = Env.from_os()
+    # Every row of the gateway's table, not only gunicorn's: a bad value stops the master
+    # here, in one line, rather than each worker as it boots.
+    GATEWAY_SETTINGS.validate(_env)
+    _settings = serving.GunicornSettings.from_env(_env)
 except ConfigError as exc:
     # One clear line and status 2, as the gRPC services do, instead of gunicorn's traceback.
     print(f"gateway: configuration error: {exc}", file=sys.stderr)

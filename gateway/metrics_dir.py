@@ -17,7 +17,9 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-MULTIPROC_VARIABLE = "PROMETHEUS_MULTIPROC_DIR"
+from gateway.config import PROMETHEUS_MULTIPROC_DIR
+
+MULTIPROC_VARIABLE = PROMETHEUS_MULTIPROC_DIR.name
 _OWNED_ATTRIBUTE = "authgate_owned_metrics_dir"
 
 

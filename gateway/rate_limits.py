@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import limits
 from limits import RateLimitItem
 
-from authgate_common.config import ConfigError, Env
+from authgate_common.config import ConfigError
 from gateway.rate_limit_storage import LOCAL_URI
 from gateway.routes import Route, RouteError
 
@@ -60,24 +60,8 @@ class RateLimitSettings:
     # (RPC name or full name, limit text) pairs that replace the proto options.
     overrides: tuple[tuple[str, str], ...] = ()
 
-    @classmethod
-    def from_env(cls, env: Env) -> RateLimitSettings:
-        storage_uri = env.str("GATEWAY_RATE_LIMIT_STORAGE_URI", cls.storage_uri)
-        if not storage_uri.startswith(STORAGE_SCHEMES):
-            # The URI may hold a password: the message does not repeat it.
-            raise ConfigError(
-                "GATEWAY_RATE_LIMIT_STORAGE_URI must start with one of "
-                + ", ".join(STORAGE_SCHEMES)
-            )
-        return cls(
-            enabled=env.bool("GATEWAY_RATE_LIMITS_ENABLED", cls.enabled),
-            storage_uri=storage_uri,
-            key_prefix=env.str("GATEWAY_RATE_LIMIT_KEY_PREFIX", cls.key_prefix),
-            overrides=_overrides(env.values.get("GATEWAY_RATE_LIMITS", "")),
-        )
 
-
-def _overrides(raw: str) -> tuple[tuple[str, str], ...]:
+def parse_overrides(raw: str) -> tuple[tuple[str, str], ...]:
     pairs: list[tuple[str, str]] = []
     for entry in raw.split(","):
         if not entry.strip():

@@ -5,22 +5,21 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
-from authgate_common.config import Env, port
+from authgate_common.config import Env
+from gateway import config
 
 
 @dataclass(frozen=True)
 class GunicornSettings:
-    host: str = "127.0.0.1"
-    port: int = 8080
-    workers: int = 2
-    threads: int = 8
-    # A worker silent for this long is killed and replaced (a stuck request included).
-    timeout_seconds: int = 30
-    # On SIGTERM, workers stop accepting and finish in-flight requests within this.
-    graceful_timeout_seconds: int = 10
-    # Idle keep-alive connections are closed after this; behind a load balancer, make
-    # it longer than the balancer's own idle timeout.
-    keepalive_seconds: int = 5
+    """What gunicorn_conf gives gunicorn; the settings are declared in gateway.config."""
+
+    host: str = config.GATEWAY_HOST.default
+    port: int = config.GATEWAY_PORT.default
+    workers: int = config.GATEWAY_WORKERS.default
+    threads: int = config.GATEWAY_THREADS.default
+    timeout_seconds: int = config.GATEWAY_TIMEOUT.default
+    graceful_timeout_seconds: int = config.GATEWAY_GRACEFUL_TIMEOUT.default
+    keepalive_seconds: int = config.GATEWAY_KEEPALIVE.default
     # Headers up to this size (an Authorization header with a large token fits).
     max_header_field_bytes: int = 16384
 
@@ -31,17 +30,13 @@ class GunicornSettings:
     @classmethod
     def from_env(cls, env: Env) -> GunicornSettings:
         return cls(
-            host=env.str("GATEWAY_HOST", cls.host),
-            port=port(env, "GATEWAY_PORT", cls.port),
-            workers=env.int("GATEWAY_WORKERS", cls.workers, minimum=1, maximum=256),
-            threads=env.int("GATEWAY_THREADS", cls.threads, minimum=1, maximum=1024),
-            timeout_seconds=env.int("GATEWAY_TIMEOUT", cls.timeout_seconds, minimum=1),
-            graceful_timeout_seconds=env.int(
-                "GATEWAY_GRACEFUL_TIMEOUT", cls.graceful_timeout_seconds, minimum=0
-            ),
-            keepalive_seconds=env.int(
-                "GATEWAY_KEEPALIVE", cls.keepalive_seconds, minimum=0, maximum=3600
-            ),
+            host=config.GATEWAY_HOST.read(env),
+            port=config.GATEWAY_PORT.read(env),
+            workers=config.GATEWAY_WORKERS.read(env),
+            threads=config.GATEWAY_THREADS.read(env),
+            timeout_seconds=config.GATEWAY_TIMEOUT.read(env),
+            graceful_timeout_seconds=config.GATEWAY_GRACEFUL_TIMEOUT.read(env),
+            keepalive_seconds=config.GATEWAY_KEEPALIVE.read(env),
         )
 
 

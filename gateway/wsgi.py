@@ -11,6 +11,6 @@ from gateway.config import GatewayConfig
 
 
 def create_app_from_env() -> Flask:
-    env = Env.from_os()
-    configure_logging("gateway", env.str("LOG_LEVEL", "INFO"))
-    return create_app(GatewayConfig.from_env(env))
+    config = GatewayConfig.from_env(Env.from_os())
+    configure_logging("gateway", config.log_level)
+    return create_app(config)

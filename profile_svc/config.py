@@ -1,22 +1,50 @@
-"""The profile service's configuration, read once from the environment at start."""
+"""The profile service's settings table, and its configuration read once from it at start."""
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass, field
 
-from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError
-
-from authgate_common.config import ConfigError, Env
+from authgate_common import settings as shared
+from authgate_common.config import (
+    Env,
+    SettingsTable,
+    optional_path,
+    optional_port,
+    port,
+    text,
+)
 from authgate_common.db_watch import DatabaseCheckSettings
 from authgate_common.grpc_server import ServerSettings
-from authgate_common.metrics import metrics_port
 from authgate_common.tls import ClientTls, ServerTls
 from authgate_common.tokens import TokenSettings
 
-DEFAULT_DATABASE_URL = "sqlite:///var/profile.db"
-DEFAULT_AUTH_TARGET = "127.0.0.1:50051"
+PROFILE_DATABASE_URL = shared.database_url(
+    "PROFILE_DATABASE_URL", "sqlite:///var/profile.db", "SQLAlchemy URL of the profile database"
+)
+PROFILE_GRPC_HOST = text("PROFILE_GRPC_HOST", "127.0.0.1", "address the profile service listens on")
+PROFILE_GRPC_PORT = port("PROFILE_GRPC_PORT", 50052, "port of the profile service")
+PROFILE_GRPC_TLS_CERT = optional_path(
+    "PROFILE_GRPC_TLS_CERT",
+    "PEM certificate (chain): the profile service speaks TLS. Set with `PROFILE_GRPC_TLS_KEY`",
+)
+PROFILE_GRPC_TLS_KEY = optional_path(
+    "PROFILE_GRPC_TLS_KEY", "unencrypted PEM key of `PROFILE_GRPC_TLS_CERT`"
+)
+PROFILE_METRICS_PORT = optional_port(
+    "PROFILE_METRICS_PORT", 9102, "port of the Prometheus `/metrics` on `PROFILE_GRPC_HOST`"
+)
+
+SETTINGS = SettingsTable.of(
+    "profile_svc",
+    (PROFILE_DATABASE_URL, PROFILE_GRPC_HOST, PROFILE_GRPC_PORT),
+    (PROFILE_GRPC_TLS_CERT, PROFILE_GRPC_TLS_KEY, PROFILE_METRICS_PORT),
+    shared.VERIFIER,
+    shared.TOKENS,
+    shared.GRPC_SERVER,
+    shared.CLIENT_TLS,
+    shared.DB_CHECK,
+    (shared.LOG_LEVEL,),
+)
 
 
 @dataclass(frozen=True)
@@ -25,51 +53,37 @@ class ProfileConfig:
     server: ServerSettings
     auth_target: str
     tokens: TokenSettings
-    jwks_refetch_cooldown_seconds: float = 5.0
-    log_level: str = "INFO"
+    jwks_refetch_cooldown_seconds: float = shared.JWKS_REFETCH_COOLDOWN_SECONDS.default
+    log_level: str = shared.LOG_LEVEL.default
     db_check: DatabaseCheckSettings = field(default_factory=DatabaseCheckSettings)
     # Prometheus /metrics on the gRPC host; None: not served (from_env: 9102 unless "off").
     metrics_port: int | None = None
     # TLS of the channel to the auth service (None: plaintext).
     auth_tls: ClientTls | None = None
 
+    def __post_init__(self) -> None:
+        shared.JWKS_REFETCH_COOLDOWN_SECONDS.check(self.jwks_refetch_cooldown_seconds)
+        shared.LOG_LEVEL.check(self.log_level)
+
     @classmethod
     def from_env(cls, env: Env) -> ProfileConfig:
         return cls(
-            database_url=_database_url(env, "PROFILE_DATABASE_URL"),
+            database_url=PROFILE_DATABASE_URL.read(env),
             server=ServerSettings.from_env(
                 env,
-                host_variable="PROFILE_GRPC_HOST",
-                port_variable="PROFILE_GRPC_PORT",
-                default_port=50052,
+                host=PROFILE_GRPC_HOST,
+                port=PROFILE_GRPC_PORT,
                 tls=ServerTls.from_env(
-                    env, cert_variable="PROFILE_GRPC_TLS_CERT", key_variable="PROFILE_GRPC_TLS_KEY"
+                    env,
+                    cert_variable=PROFILE_GRPC_TLS_CERT.name,
+                    key_variable=PROFILE_GRPC_TLS_KEY.name,
                 ),
             ),
-            auth_target=env.str("AUTH_GRPC_TARGET", DEFAULT_AUTH_TARGET),
+            auth_target=shared.AUTH_GRPC_TARGET.read(env),
             tokens=TokenSettings.from_env(env),
-            jwks_refetch_cooldown_seconds=env.float("JWKS_REFETCH_COOLDOWN_SECONDS", 5.0),
-            log_level=_log_level(env),
+            jwks_refetch_cooldown_seconds=shared.JWKS_REFETCH_COOLDOWN_SECONDS.read(env),
+            log_level=shared.LOG_LEVEL.read(env),
             db_check=DatabaseCheckSettings.from_env(env),
-            metrics_port=metrics_port(env, "PROFILE_METRICS_PORT", 9102),
+            metrics_port=PROFILE_METRICS_PORT.read(env),
             auth_tls=ClientTls.from_env(env),
         )
-
-
-def _database_url(env: Env, name: str) -> str:
-    url = env.str(name, DEFAULT_DATABASE_URL)
-    try:
-        backend = make_url(url).get_backend_name()
-    except ArgumentError:
-        # The value may hold a password: never echo it.
-        raise ConfigError(f"{name} is not a valid SQLAlchemy database URL") from None
-    if backend not in {"sqlite", "mysql"}:
-        raise ConfigError(f"{name} must be a sqlite:// or mysql+pymysql:// URL, got {backend}")
-    return url
-
-
-def _log_level(env: Env) -> str:
-    level = env.str("LOG_LEVEL", "INFO").upper()
-    if level not in logging.getLevelNamesMapping():
-        raise ConfigError(f"LOG_LEVEL must be a logging level such as INFO, got {level!r}")
-    return level

@@ -6,12 +6,12 @@ import sys
 
 from authgate_common.config import Env
 from authgate_common.migrate_cli import main as migrate_main
-from profile_svc.config import ProfileConfig
+from profile_svc.config import PROFILE_DATABASE_URL
 from profile_svc.migrations import PROFILE_MIGRATIONS
 
 
 def database_url(env: Env) -> str:
-    return ProfileConfig.from_env(env).database_url
+    return PROFILE_DATABASE_URL.read(env)
 
 
 def main() -> int:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from auth_svc.config import Argon2Params, AuthConfig
+from auth_svc.config import Argon2Params, AuthConfig, key_retirement_seconds
 from authgate_common.config import ConfigError, Env
 
 
@@ -79,6 +79,89 @@ def test_environment_overrides_every_setting() -> None:
 def test_invalid_setting_raises_config_error_naming_it(name: str, value: str, message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         AuthConfig.from_env(Env({name: value}))
+
+
+# --- bounds that refuse insecure values ---
+
+OWASP_MINIMUMS = [(47104, 1), (19456, 2), (12288, 3), (9216, 4), (7168, 5)]
+
+
+@pytest.mark.parametrize(("memory_kib", "time_cost"), OWASP_MINIMUMS)
+def test_owasps_minimum_argon2id_parameters_are_accepted(memory_kib: int, time_cost: int) -> None:
+    env = Env(
+        {
+            "AUTH_ARGON2_MEMORY_KIB": str(memory_kib),
+            "AUTH_ARGON2_TIME_COST": str(time_cost),
+            "AUTH_ARGON2_PARALLELISM": "1",
+        }
+    )
+    assert AuthConfig.from_env(env).argon2 == Argon2Params(time_cost, memory_kib, 1)
+
+
+@pytest.mark.parametrize(("memory_kib", "time_cost"), OWASP_MINIMUMS)
+def test_argon2id_just_below_owasps_curve_is_refused(memory_kib: int, time_cost: int) -> None:
+    env = Env(
+        {"AUTH_ARGON2_MEMORY_KIB": str(memory_kib - 1), "AUTH_ARGON2_TIME_COST": str(time_cost)}
+    )
+    with pytest.raises(ConfigError, match=r"^AUTH_ARGON2_MEMORY_KIB must be at least") as raised:
+        AuthConfig.from_env(env)
+    assert str(raised.value).endswith(f"got {memory_kib - 1}")
+
+
+def test_argon2id_with_one_pass_needs_owasps_46_mib() -> None:
+    env = Env({"AUTH_ARGON2_MEMORY_KIB": "19456", "AUTH_ARGON2_TIME_COST": "1"})
+    with pytest.raises(ConfigError) as raised:
+        AuthConfig.from_env(env)
+    assert str(raised.value) == (
+        "AUTH_ARGON2_MEMORY_KIB must be at least 47104 with AUTH_ARGON2_TIME_COST 1 "
+        "(OWASP's argon2id minimum), got 19456"
+    )
+
+
+def test_weak_argon2id_is_refused_when_built_in_code_too() -> None:
+    # As the test fixtures once did: argon2id with 1 MiB and one pass.
+    with pytest.raises(ConfigError, match="AUTH_ARGON2_MEMORY_KIB must be at least 7168"):
+        Argon2Params(time_cost=1, memory_kib=1024, parallelism=1)
+    with pytest.raises(ConfigError, match="AUTH_ARGON2_MEMORY_KIB must be at least 19456"):
+        Argon2Params(time_cost=2, memory_kib=16384, parallelism=1)
+    with pytest.raises(ConfigError, match="AUTH_ARGON2_PARALLELISM"):
+        Argon2Params(time_cost=5, memory_kib=7168, parallelism=0)
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("JWT_MAX_LIFETIME_SECONDS", str(24 * 3600 + 1)),
+        ("JWT_LEEWAY_SECONDS", "-1"),
+        ("AUTH_ACCESS_TOKEN_TTL_SECONDS", "59"),
+        ("AUTH_PASSWORD_MIN_LENGTH", "7"),
+        ("AUTH_LOCKOUT_THRESHOLD", "0"),
+        ("AUTH_KEYS_RELOAD_SECONDS", "-0.5"),
+    ],
+)
+def test_insecure_token_and_password_values_are_refused(name: str, value: str) -> None:
+    with pytest.raises(ConfigError, match=rf"^{name} must be"):
+        AuthConfig.from_env(Env({name: value}))
+
+
+def test_a_short_minimum_password_length_is_refused_when_built_in_code_too(
+    tmp_path: Path,
+) -> None:
+    base = AuthConfig.from_env(Env({}))
+    with pytest.raises(ConfigError, match="AUTH_PASSWORD_MIN_LENGTH must be at least 8"):
+        AuthConfig(base.database_url, tmp_path, base.server, base.tokens, password_min_length=4)
+
+
+def test_the_key_retirement_default_follows_the_table() -> None:
+    assert key_retirement_seconds(Env({})) == 900 + 30 + 30 + 1
+    env = Env(
+        {
+            "AUTH_ACCESS_TOKEN_TTL_SECONDS": "600",
+            "JWT_LEEWAY_SECONDS": "10",
+            "AUTH_KEYS_RELOAD_SECONDS": "5",
+        }
+    )
+    assert key_retirement_seconds(env) == 600 + 10 + 5 + 1
 
 
 def test_the_jwks_uri_is_under_the_public_url() -> None:

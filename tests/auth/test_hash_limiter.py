@@ -21,7 +21,7 @@ from authgate_common.errors import ResourceExhausted
 from authgate_common.grpc_server import RunningServer, ServerSettings, start_server
 
 SERVICE = "authgate.auth.v1.AuthService"
-CHEAP = Argon2Params(time_cost=1, memory_kib=1024, parallelism=1)
+CHEAP = Argon2Params(time_cost=5, memory_kib=7168, parallelism=1)
 
 
 def test_default_is_two_hashes_per_core() -> None:

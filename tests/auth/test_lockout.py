@@ -71,7 +71,7 @@ def test_policy_defaults_and_environment() -> None:
             "AUTH_LOCKOUT_MAX_SECONDS": "60",
         }
     )
-    assert LockoutPolicy.from_env(env) == LockoutPolicy(10, 5, 60)
+    assert AuthConfig.from_env(env).lockout == LockoutPolicy(10, 5, 60)
 
 
 @pytest.mark.parametrize(
@@ -87,7 +87,7 @@ def test_policy_defaults_and_environment() -> None:
 )
 def test_bad_policy_settings_are_config_errors(variables: dict[str, str], message: str) -> None:
     with pytest.raises(ConfigError, match=message):
-        LockoutPolicy.from_env(Env(variables))
+        AuthConfig.from_env(Env(variables))
 
 
 def test_failures_below_the_threshold_are_counted_without_a_lock(
@@ -183,7 +183,7 @@ def test_logins_refused_because_every_hashing_slot_is_busy_do_not_count_towards_
     # One slot, no queueing, a hash slow enough that concurrent logins find it taken.
     busy = service_factory(
         lockout=POLICY,
-        argon2=Argon2Params(time_cost=2, memory_kib=16384, parallelism=1),
+        argon2=Argon2Params(time_cost=2, memory_kib=19456, parallelism=1),
         max_concurrent_hashes=1,
         hash_queue_timeout_seconds=0.0,
     )

@@ -16,7 +16,7 @@ def test_hash_is_argon2id_with_the_configured_parameters() -> None:
 
     parameters = argon2.extract_parameters(encoded)
     assert encoded.startswith("$argon2id$")
-    assert (parameters.time_cost, parameters.memory_cost, parameters.parallelism) == (1, 1024, 1)
+    assert (parameters.time_cost, parameters.memory_cost, parameters.parallelism) == (5, 7168, 1)
     assert PASSWORD not in encoded
 
 
@@ -56,7 +56,7 @@ def test_lone_surrogate_password_does_not_crash() -> None:
 
 def test_hash_made_with_other_parameters_needs_rehash() -> None:
     old = PasswordHasher(CHEAP_ARGON2).hash(PASSWORD)
-    stronger = PasswordHasher(Argon2Params(time_cost=2, memory_kib=2048, parallelism=1))
+    stronger = PasswordHasher(Argon2Params(time_cost=2, memory_kib=19456, parallelism=1))
 
     assert stronger.needs_rehash(old)
     assert stronger.verify(old, PASSWORD)

@@ -141,14 +141,14 @@ def test_disabled_user_cannot_log_in(
 def test_login_rehashes_when_parameters_changed(
     service_factory: ServiceFactory, alice: RegisteredUser, users: UserRepository
 ) -> None:
-    stronger = Argon2Params(time_cost=2, memory_kib=2048, parallelism=1)
+    stronger = Argon2Params(time_cost=2, memory_kib=19456, parallelism=1)
 
     service_factory(argon2=stronger).login("Alice", PASSWORD)
 
     stored = users.by_id(alice.user_id)
     assert stored is not None
     parameters = argon2.extract_parameters(stored.password_hash)
-    assert (parameters.time_cost, parameters.memory_cost) == (2, 2048)
+    assert (parameters.time_cost, parameters.memory_cost) == (2, 19456)
 
 
 def test_login_keeps_a_current_hash(

@@ -4,7 +4,16 @@ from __future__ import annotations
 
 import pytest
 
-from authgate_common.config import ConfigError, Env
+from authgate_common.config import (
+    ConfigError,
+    Env,
+    SettingsTable,
+    flag,
+    number,
+    optional_port,
+    text,
+    whole,
+)
 from authgate_common.tokens import TokenSettings
 
 
@@ -31,7 +40,44 @@ def test_algorithms_other_than_rsa_are_refused_at_start(algorithm: str) -> None:
 
 
 def test_boolean_accepts_common_spellings_and_rejects_others() -> None:
-    assert Env({"X": "yes"}).bool("X", False) is True
-    assert Env({"X": "0"}).bool("X", True) is False
+    assert flag("X", False, "a test flag").read(Env({"X": "yes"})) is True
+    assert flag("X", True, "a test flag").read(Env({"X": "0"})) is False
     with pytest.raises(ConfigError, match="X must be true or false"):
-        Env({"X": "maybe"}).bool("X", True)
+        flag("X", True, "a test flag").read(Env({"X": "maybe"}))
+
+
+def test_a_blank_number_means_the_default_and_blank_text_is_refused() -> None:
+    assert whole("X_COUNT", 7, "a count").read(Env({"X_COUNT": "  "})) == 7
+    with pytest.raises(ConfigError, match=r"^X_NAME must not be empty$"):
+        text("X_NAME", "n", "a name").read(Env({"X_NAME": "  "}))
+
+
+@pytest.mark.parametrize("value", ["nan", "-0.5", "inf"])
+def test_a_number_outside_its_bounds_is_refused_with_them(value: str) -> None:
+    setting = number("X_SECONDS", 1.0, "a delay", minimum=0.0, maximum=60.0)
+    with pytest.raises(ConfigError, match=r"^X_SECONDS must be at least 0 and at most 60, got"):
+        setting.read(Env({"X_SECONDS": value}))
+
+
+def test_a_port_may_be_switched_off() -> None:
+    setting = optional_port("X_METRICS_PORT", 9100, "a metrics port")
+    assert setting.read(Env({})) == 9100
+    assert setting.read(Env({"X_METRICS_PORT": "OFF"})) is None
+    with pytest.raises(ConfigError, match="X_METRICS_PORT must be at least 0 and at most 65535"):
+        setting.read(Env({"X_METRICS_PORT": "65536"}))
+
+
+def test_check_holds_a_value_made_in_code_to_the_same_bounds() -> None:
+    setting = whole("X_WORKERS", 2, "workers", minimum=1, maximum=8)
+    assert setting.check(8) == 8
+    with pytest.raises(ConfigError, match=r"^X_WORKERS must be at least 1 and at most 8, got 9$"):
+        setting.check(9)
+
+
+def test_a_table_validates_every_row_and_names_the_first_bad_one() -> None:
+    table = SettingsTable.of(
+        "x", [whole("X_A", 1, "a"), flag("X_B", True, "b"), whole("X_C", 1, "c")]
+    )
+    table.validate(Env({"X_A": "3"}))
+    with pytest.raises(ConfigError, match=r"^X_B must be true or false"):
+        table.validate(Env({"X_B": "perhaps", "X_C": "none"}))

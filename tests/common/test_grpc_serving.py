@@ -12,7 +12,7 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from authgate_common.channels import open_channel
-from authgate_common.config import ConfigError, Env
+from authgate_common.config import ConfigError, Env, port, text
 from authgate_common.grpc_server import (
     Keepalive,
     RunningServer,
@@ -24,6 +24,9 @@ from authgate_common.tls import ClientTls, ServerTls
 from tests.fixtures.tls_fixtures import TlsFiles
 
 SLEEP_METHOD = "/authgate.test.v1.Slow/Sleep"
+# A service's own address settings, as auth_svc and profile_svc declare theirs.
+X_HOST = text("X_HOST", "127.0.0.1", "address of a test service")
+X_PORT = port("X_PORT", 50051, "port of a test service")
 
 
 class SlowService:
@@ -95,9 +98,7 @@ def code_of(call: Callable[[], object]) -> grpc.StatusCode:
 
 
 def test_settings_from_env_defaults() -> None:
-    settings = ServerSettings.from_env(
-        Env({}), host_variable="X_HOST", port_variable="X_PORT", default_port=50051
-    )
+    settings = ServerSettings.from_env(Env({}), host=X_HOST, port=X_PORT)
     assert settings == ServerSettings("127.0.0.1", 50051)
     assert settings.max_workers == 16
     assert settings.max_concurrent_rpcs == 256
@@ -117,20 +118,17 @@ def test_settings_from_env_reads_every_variable() -> None:
             "GRPC_MAX_CONCURRENT_RPCS": "0",
             "GRPC_KEEPALIVE_TIME_SECONDS": "30",
             "GRPC_KEEPALIVE_TIMEOUT_SECONDS": "5",
-            "GRPC_KEEPALIVE_PERMIT_WITHOUT_CALLS": "false",
-            "GRPC_KEEPALIVE_MIN_PING_INTERVAL_SECONDS": "15",
             "GRPC_MAX_CONNECTION_IDLE_SECONDS": "60",
             "GRPC_MAX_CONNECTION_AGE_SECONDS": "120",
         }
     )
-    settings = ServerSettings.from_env(
-        env, host_variable="X_HOST", port_variable="X_PORT", default_port=1
-    )
+    settings = ServerSettings.from_env(env, host=X_HOST, port=X_PORT)
     assert (settings.host, settings.port, settings.max_workers) == ("0.0.0.0", 6000, 4)
     assert settings.max_message_bytes == 2048
     assert settings.grace_seconds == 2.5
     assert settings.max_concurrent_rpcs is None  # 0: no limit
-    assert settings.keepalive == Keepalive(30, 5, False, 15, 60, 120)
+    # Permit-without-calls and the least ping interval suit authgate's own clients: not settings.
+    assert settings.keepalive == Keepalive(30, 5, True, 10, 60, 120)
 
 
 @pytest.mark.parametrize(
@@ -141,7 +139,6 @@ def test_settings_from_env_reads_every_variable() -> None:
         ("GRPC_GRACE_SECONDS", "-1"),
         ("GRPC_MAX_CONCURRENT_RPCS", "many"),
         ("GRPC_KEEPALIVE_TIME_SECONDS", "0"),
-        ("GRPC_KEEPALIVE_PERMIT_WITHOUT_CALLS", "maybe"),
         ("GRPC_MAX_CONNECTION_AGE_SECONDS", "nan"),
     ],
 )
@@ -149,9 +146,7 @@ def test_bad_serving_values_are_config_errors_naming_the_variable(
     variable: str, value: str
 ) -> None:
     with pytest.raises(ConfigError, match=variable):
-        ServerSettings.from_env(
-            Env({variable: value}), host_variable="H", port_variable="P", default_port=1
-        )
+        ServerSettings.from_env(Env({variable: value}), host=X_HOST, port=X_PORT)
 
 
 def test_keepalive_and_limits_become_grpc_options() -> None:

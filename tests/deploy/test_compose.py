@@ -11,8 +11,11 @@ import pytest
 import yaml
 from sqlalchemy.engine import make_url
 
+from auth_svc.config import SETTINGS as AUTH_SETTINGS
 from authgate_common.config import Env
+from gateway.config import SETTINGS as GATEWAY_SETTINGS
 from gateway.serving import GunicornSettings
+from profile_svc.config import SETTINGS as PROFILE_SETTINGS
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE_FILE = ROOT / "docker-compose.yml"
@@ -22,37 +25,12 @@ APP_SERVICES = ("auth", "profile", "gateway")
 # Run to completion and exit (restart "no"): no healthcheck; others wait for their success.
 ONE_SHOT_SERVICES = ("migrate",)
 DEFAULT_PORTS = {"gateway": 8080, "auth": 50051, "profile": 50052}
-# The modules whose string literals name the environment variables each process reads:
-# its configuration, its entry point, and the token settings all three share.
-# The shared gRPC serving settings (GRPC_*) and TLS files (GRPC_TLS_*) are read in
-# authgate_common; the gateway's gunicorn settings in gateway/serving.py.
-_GRPC_SERVER_SOURCES = ("authgate_common/grpc_server.py", "authgate_common/tls.py")
-ENV_SOURCES = {
-    "auth": (
-        "auth_svc/config.py",
-        "auth_svc/__main__.py",
-        "authgate_common/tokens.py",
-        *_GRPC_SERVER_SOURCES,
-    ),
-    "profile": (
-        "profile_svc/config.py",
-        "profile_svc/__main__.py",
-        "authgate_common/tokens.py",
-        *_GRPC_SERVER_SOURCES,
-    ),
-    "gateway": (
-        "gateway/config.py",
-        "gateway/wsgi.py",
-        "gateway/serving.py",
-        "authgate_common/tokens.py",
-        "authgate_common/tls.py",
-    ),
-    "migrate": (
-        "auth_svc/config.py",
-        "profile_svc/config.py",
-        "authgate_common/tokens.py",
-        *_GRPC_SERVER_SOURCES,
-    ),
+# The variables each process reads: its settings table (the migrate job reads both services').
+ENV_TABLES = {
+    "auth": (AUTH_SETTINGS,),
+    "profile": (PROFILE_SETTINGS,),
+    "gateway": (GATEWAY_SETTINGS,),
+    "migrate": (AUTH_SETTINGS, PROFILE_SETTINGS),
 }
 HEALTHY = {"condition": "service_healthy"}
 COMPLETED = {"condition": "service_completed_successfully"}
@@ -63,7 +41,6 @@ EXPECTED_DEPENDENCIES = {
     "gateway": {"auth": HEALTHY, "profile": HEALTHY},
 }
 SECRET_NAME = re.compile(r"PASSWORD|SECRET|TOKEN|PRIVATE", re.IGNORECASE)
-ENV_NAME_LITERAL = re.compile(r"""["']([A-Z][A-Z0-9]*(?:_[A-Z0-9]+)+)["']""")
 # ${NAME}, ${NAME:-default}, ${NAME-default}, ${NAME:?message}, ${NAME?message}
 INTERPOLATION = re.compile(r"\$\{(?P<name>[A-Za-z_]\w*)(?:(?P<op>:?[-?])(?P<arg>[^}]*))?\}")
 REQUIRED_VARIABLE = re.compile(r"^\$\{[A-Za-z_]\w*(?::?\?[^}]*)?\}$")
@@ -103,12 +80,7 @@ def environment_of(service: Mapping[str, Any]) -> dict[str, str]:
 
 
 def env_names_read_by(service_name: str) -> set[str]:
-    missing = [path for path in ENV_SOURCES[service_name] if not (ROOT / path).is_file()]
-    assert not missing, f"configuration modules not found: {', '.join(missing)}"
-    names: set[str] = set()
-    for path in ENV_SOURCES[service_name]:
-        names.update(ENV_NAME_LITERAL.findall((ROOT / path).read_text(encoding="utf-8")))
-    return names
+    return {s.name for table in ENV_TABLES[service_name] for s in table.settings}
 
 
 def test_compose_declares_mysql_the_three_processes_and_the_migration(

@@ -39,7 +39,7 @@ GRACE_SECONDS = 5
 PASSWORD = "correct horse battery staple"
 # Logins cost some milliseconds, so that some are surely running at SIGTERM.
 SLOWER_ARGON2 = {
-    "AUTH_ARGON2_TIME_COST": "1",
+    "AUTH_ARGON2_TIME_COST": "5",
     "AUTH_ARGON2_MEMORY_KIB": "8192",
     "AUTH_ARGON2_PARALLELISM": "1",
 }

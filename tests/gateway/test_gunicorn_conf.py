@@ -96,3 +96,27 @@ def test_a_bad_value_stops_gunicorn_with_one_clear_line() -> None:
     assert result.stderr.strip() == (
         "gateway: configuration error: GATEWAY_THREADS must be at least 1 and at most 1024, got 0"
     )
+
+
+def test_a_bad_application_value_stops_gunicorn_before_any_worker() -> None:
+    result = print_config({"GATEWAY_MAX_BODY_BYTES": "0"})
+    assert result.returncode == 2
+    assert result.stderr.strip() == (
+        "gateway: configuration error: GATEWAY_MAX_BODY_BYTES must be at least 1 and at most "
+        "16777216, got 0"
+    )
+
+
+def test_the_config_module_leaves_prometheus_client_unimported() -> None:
+    # prometheus-client picks its multiprocess mode at import; the master sets the
+    # directory in on_starting, after this module is read.
+    probe = "import sys, gateway.gunicorn_conf; print('prometheus_client' in sys.modules)"
+    result = subprocess.run(
+        [sys.executable, "-c", probe],
+        env={**os.environ},
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=True,
+    )
+    assert result.stdout.strip() == "False"

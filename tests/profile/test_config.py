@@ -69,3 +69,22 @@ def test_an_unparsable_database_url_is_not_echoed() -> None:
         ProfileConfig.from_env(Env({"PROFILE_DATABASE_URL": "not a url s3cret"}))
 
     assert "s3cret" not in str(raised.value)
+
+
+@pytest.mark.parametrize("value", ["-1", "0", "0.05", "nan"])
+def test_a_jwks_cooldown_that_lets_a_kid_flood_through_is_refused(value: str) -> None:
+    # Every token with a made-up kid may trigger one fetch per cooldown: 0 means one each.
+    with pytest.raises(ConfigError, match=r"^JWKS_REFETCH_COOLDOWN_SECONDS must be at least 0\.1"):
+        ProfileConfig.from_env(Env({"JWKS_REFETCH_COOLDOWN_SECONDS": value}))
+
+
+def test_a_negative_jwks_cooldown_is_refused_when_built_in_code_too() -> None:
+    base = ProfileConfig.from_env(Env({}))
+    with pytest.raises(ConfigError, match="JWKS_REFETCH_COOLDOWN_SECONDS"):
+        ProfileConfig(
+            base.database_url,
+            base.server,
+            base.auth_target,
+            base.tokens,
+            jwks_refetch_cooldown_seconds=-1,
+        )
