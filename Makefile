@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed-stamp
 # pytest-xdist processes for `make test` (the suite takes about 2 minutes with 2 on 2 cores).
 TEST_WORKERS ?= 2
 
-.PHONY: run migrate test lint format protos lock clean rotate-keys prune-keys bench
+.PHONY: run migrate test lint format protos routes lock clean rotate-keys prune-keys bench
 
 run: $(STAMP)  ## start gateway, auth and profile services with SQLite and dev keys (migrated first)
 	$(BIN)/python -m devstack
@@ -39,6 +39,9 @@ format: $(STAMP)
 
 protos: $(STAMP)  ## regenerate generated/ from protos/
 	$(BIN)/python tools/gen_protos.py
+
+routes: $(STAMP)  ## print the gateway's route table (method, path, RPC, who may call it, rate limit)
+	$(BIN)/python -m gateway.routes
 
 lock: $(STAMP)  ## re-pin every dependency into constraints.txt
 	$(BIN)/pip freeze --exclude-editable --all | grep -v -E '^(pip|setuptools|wheel)==' > constraints.txt

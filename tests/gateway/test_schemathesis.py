@@ -9,10 +9,9 @@ rules are not in the protos, so the document cannot state them.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from typing import Any
-
-import re
 
 import pytest
 import schemathesis
