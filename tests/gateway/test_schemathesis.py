@@ -10,7 +10,7 @@ rules are not in the protos, so the document cannot state them.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -50,22 +50,35 @@ MAX_EXAMPLES = 30
 
 
 @pytest.fixture
-def live_gateway(
+def gateway_apps(
     auth_server: AuthServer,
     profile_server_factory: ProfileServerFactory,
     database_url: str,
     token_settings: TokenSettings,
-) -> Iterator[Flask]:
+) -> Iterator[Callable[[RateLimitSettings], Flask]]:
+    """Makes gateway apps in front of the real services on `database_url`; closes them after."""
     profile = profile_server_factory(database_url, auth_target=auth_server.target)
-    app = create_app(
-        GatewayConfig(
+    apps: list[Flask] = []
+
+    def make(rate_limits: RateLimitSettings) -> Flask:
+        config = GatewayConfig(
             auth_target=auth_server.target,
             profile_target=f"127.0.0.1:{profile.port}",
             tokens=token_settings,
+            rate_limits=rate_limits,
         )
-    )
-    yield app
-    close_app(app)
+        apps.append(create_app(config))
+        return apps[-1]
+
+    yield make
+    for app in apps:
+        close_app(app)
+
+
+@pytest.fixture
+def live_gateway(gateway_apps: Callable[[RateLimitSettings], Flask]) -> Flask:
+    """The gateway with the rate limits the protos declare."""
+    return gateway_apps(RateLimitSettings())
 
 
 @pytest.fixture
@@ -132,24 +145,9 @@ UNSTATABLE_RULES = re.compile(r"password must not contain the username|password 
 
 
 @pytest.fixture
-def unlimited_gateway(
-    auth_server: AuthServer,
-    profile_server_factory: ProfileServerFactory,
-    database_url: str,
-    token_settings: TokenSettings,
-) -> Iterator[Flask]:
-    """As live_gateway, without rate limits: a 429 must not hide a refused valid request."""
-    profile = profile_server_factory(database_url, auth_target=auth_server.target)
-    app = create_app(
-        GatewayConfig(
-            auth_target=auth_server.target,
-            profile_target=f"127.0.0.1:{profile.port}",
-            tokens=token_settings,
-            rate_limits=RateLimitSettings(enabled=False),
-        )
-    )
-    yield app
-    close_app(app)
+def unlimited_gateway(gateway_apps: Callable[[RateLimitSettings], Flask]) -> Flask:
+    """Without rate limits: a 429 must not hide a refused valid request."""
+    return gateway_apps(RateLimitSettings(enabled=False))
 
 
 @pytest.mark.parametrize(
