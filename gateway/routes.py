@@ -21,9 +21,15 @@ from authgate.options.v1 import options_pb2
 from authgate.profile.v1 import profile_pb2  # noqa: F401
 from google.api import annotations_pb2, http_pb2
 from google.protobuf import descriptor_pool, empty_pb2, message_factory
-from google.protobuf.descriptor import FieldDescriptor, MethodDescriptor, ServiceDescriptor
+from google.protobuf.descriptor import (
+    Descriptor,
+    FieldDescriptor,
+    MethodDescriptor,
+    ServiceDescriptor,
+)
 from google.protobuf.message import Message
 
+from authgate_common.field_rules import FieldRulesError
 from gateway.contract import field_contract
 
 AUTH_UPSTREAM = "auth"
@@ -126,8 +132,27 @@ def build_routes(services: Mapping[ServiceDescriptor, str]) -> list[Route]:
             bindings = [rule, *rule.additional_bindings]
             for index, binding in enumerate(bindings):
                 routes.append(_route(method, upstream, binding, index))
+            _check_field_rules(method)
     _check_unique(routes)
     return routes
+
+
+def _check_field_rules(method: MethodDescriptor) -> None:
+    """Read every field's contract of the request now, so a bad field_rules fails at start."""
+    seen: set[str] = set()
+    stack: list[Descriptor] = [method.input_type]
+    while stack:
+        message = stack.pop()
+        if message.full_name in seen:
+            continue
+        seen.add(message.full_name)
+        for field in message.fields:
+            try:
+                field_contract(field)
+            except FieldRulesError as exc:
+                raise RouteError(f"{method.full_name}: {exc}") from None
+            if field.message_type is not None:
+                stack.append(field.message_type)
 
 
 def _route(method: MethodDescriptor, upstream: str, rule: http_pb2.HttpRule, index: int) -> Route:

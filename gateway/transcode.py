@@ -162,8 +162,7 @@ def build_request(
         for name in variable.field_path[:-1]:
             target = target.setdefault(name, {})
         target[variable.field_path[-1]] = value
-    for name, value in _query_values(route, query).items():
-        values[name] = value
+    values.update(_query_values(route, query))
     message = route.request_class()
     _check_message(descriptor_of(message), values, prefix="")
     try:

@@ -226,3 +226,35 @@ def test_python_m_gateway_routes_prints_the_gateways_route_table() -> None:
         "-",
     ] in rows
     assert len(rows) == 1 + len(build_routes(fronted_services()))
+
+
+def test_field_rules_that_cannot_be_enforced_fail_at_start() -> None:
+    package = "authgate.gatewaytest.roles.badrules"
+    file = descriptor_pb2.FileDescriptorProto(
+        name="authgate/gatewaytest/roles/badrules.proto",
+        package=package,
+        syntax="proto3",
+        dependency=["google/api/annotations.proto", "authgate/options/v1/options.proto"],
+    )
+    inner = file.message_type.add(name="Inner")
+    count = inner.field.add(name="count", number=1, type=_F.TYPE_INT32, label=_F.LABEL_OPTIONAL)
+    extensions: Any = count.options.Extensions
+    extensions[options_pb2.field_rules].CopyFrom(options_pb2.FieldRules(max_length=3))
+    outer = file.message_type.add(name="Req")
+    outer.field.add(
+        name="inner",
+        number=1,
+        type=_F.TYPE_MESSAGE,
+        type_name=f".{package}.Inner",
+        label=_F.LABEL_OPTIONAL,
+    )
+    method = file.service.add(name="Bad").method.add(
+        name="Call", input_type=f".{package}.Req", output_type=f".{package}.Req"
+    )
+    method.options.Extensions[annotations_pb2.http].CopyFrom(
+        http_pb2.HttpRule(post="/v1/bad-rules", body="*")
+    )
+    pool = descriptor_pool.Default()
+    pool.Add(file)
+    with pytest.raises(RouteError, match="field_rules apply to string fields only"):
+        build_routes({pool.FindServiceByName(f"{package}.Bad"): "x"})
