@@ -47,6 +47,14 @@ CHECKS = [
 ]
 # Per operation and mode; the whole file stays well under 30 s on both backends.
 MAX_EXAMPLES = 30
+EXAMPLES = settings(
+    max_examples=MAX_EXAMPLES,
+    deadline=None,
+    database=None,
+    derandomize=True,
+    suppress_health_check=list(HealthCheck),
+    phases=[Phase.explicit, Phase.generate],
+)
 
 
 @pytest.fixture
@@ -108,14 +116,7 @@ def exercise(
     headers = bearer_headers if mode.is_positive or operation.body else None
 
     @given(case=operation.as_strategy(generation_mode=mode))
-    @settings(
-        max_examples=MAX_EXAMPLES,
-        deadline=None,
-        database=None,
-        derandomize=True,
-        suppress_health_check=list(HealthCheck),
-        phases=[Phase.explicit, Phase.generate],
-    )
+    @EXAMPLES
     def run(case: Case[Any]) -> None:
         case.call_and_validate(headers=headers, checks=CHECKS)
 
@@ -166,14 +167,7 @@ def test_requests_the_document_calls_valid_are_not_refused_as_bad_input(
     operation = schema[path][method]
 
     @given(case=operation.as_strategy(generation_mode=GenerationMode.POSITIVE))
-    @settings(
-        max_examples=MAX_EXAMPLES,
-        deadline=None,
-        database=None,
-        derandomize=True,
-        suppress_health_check=list(HealthCheck),
-        phases=[Phase.explicit, Phase.generate],
-    )
+    @EXAMPLES
     def run(case: Case[Any]) -> None:
         response = case.call(headers=headers)
         if response.status_code == 400:
