@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed-stamp
 # pytest-xdist processes for `make test` (the suite takes about 2 minutes with 2 on 2 cores).
 TEST_WORKERS ?= 2
 
-.PHONY: run cluster migrate test lint format protos lock clean rotate-keys prune-keys bench config-doc
+.PHONY: run cluster migrate test lint format protos routes lock clean rotate-keys prune-keys bench config-doc
 
 run: $(STAMP)  ## start gateway, auth and profile services with SQLite and dev keys (migrated first)
 	$(BIN)/python -m devstack
@@ -46,6 +46,9 @@ protos: $(STAMP)  ## regenerate generated/ from protos/
 
 config-doc: $(STAMP)  ## regenerate docs/configuration.md from the settings tables
 	$(BIN)/python -m tools.gen_config_doc
+
+routes: $(STAMP)  ## print the gateway's route table (method, path, RPC, who may call it, rate limit)
+	$(BIN)/python -m gateway.routes
 
 lock: $(STAMP)  ## re-pin every dependency into constraints.txt
 	$(BIN)/pip freeze --exclude-editable --all | grep -v -E '^(pip|setuptools|wheel)==' > constraints.txt

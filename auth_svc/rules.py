@@ -1,24 +1,29 @@
 """Registration rules of the contract: usernames, passwords, email addresses, display names.
 
-Each check raises InvalidArgument with a message safe to show; none echoes the password.
+Lengths, patterns and text rules are declared on RegisterRequest's fields in the proto
+(`authgate.options.v1.field_rules`) and read from its descriptor, so this service, a
+direct gRPC call and the gateway's OpenAPI document agree. Each check raises
+InvalidArgument with a message safe to show; none echoes the password.
 """
 
 from __future__ import annotations
 
-import re
-import unicodedata
+from authgate.auth.v1 import auth_pb2
 
 from authgate_common.errors import InvalidArgument
+from authgate_common.field_rules import rules_for
 
-MIN_USERNAME_LENGTH = 3
-MAX_USERNAME_LENGTH = 64
-MAX_PASSWORD_LENGTH = 128
-MAX_EMAIL_LENGTH = 254
-MAX_DISPLAY_NAME_LENGTH = 100
+_REGISTER = auth_pb2.RegisterRequest
+USERNAME_RULES = rules_for(_REGISTER, "username")
+PASSWORD_RULES = rules_for(_REGISTER, "password")
+EMAIL_RULES = rules_for(_REGISTER, "email")
+DISPLAY_NAME_RULES = rules_for(_REGISTER, "display_name")
 
-_USERNAME = re.compile(r"[A-Za-z0-9._-]{3,64}", re.ASCII)
-# Deliberately simple: one @, a non-empty local part, a dotted domain, no spaces.
-_EMAIL = re.compile(r"[^@\s]{1,64}@[^@\s.]+(\.[^@\s.]+)+")
+MIN_USERNAME_LENGTH = USERNAME_RULES.min_length
+MAX_USERNAME_LENGTH = USERNAME_RULES.max_length
+MAX_PASSWORD_LENGTH = PASSWORD_RULES.max_length
+MAX_EMAIL_LENGTH = EMAIL_RULES.max_length
+MAX_DISPLAY_NAME_LENGTH = DISPLAY_NAME_RULES.max_length
 
 
 def normalize_username(username: str) -> str:
@@ -27,16 +32,15 @@ def normalize_username(username: str) -> str:
 
 
 def is_valid_username(username: str) -> bool:
-    return _USERNAME.fullmatch(username) is not None
+    try:
+        USERNAME_RULES.check(username)
+    except InvalidArgument:
+        return False
+    return True
 
 
 def check_username(username: str) -> str:
-    if not is_valid_username(username):
-        raise InvalidArgument(
-            f"username must be {MIN_USERNAME_LENGTH} to {MAX_USERNAME_LENGTH} characters of "
-            "letters, digits, '.', '_' or '-'"
-        )
-    return username
+    return USERNAME_RULES.check(username)
 
 
 def check_password(
@@ -66,30 +70,13 @@ def check_password(
 
 def check_email(email: str) -> str | None:
     """None when not given (empty); the address as sent when it looks like one."""
-    if not email:
-        return None
-    if len(email) > MAX_EMAIL_LENGTH or _EMAIL.fullmatch(email) is None or _has_controls(email):
-        raise InvalidArgument(
-            f"email must be an address like name@example.com of at most {MAX_EMAIL_LENGTH} "
-            "characters"
-        )
-    return email
+    return EMAIL_RULES.check(email) or None
 
 
 def check_display_name(display_name: str) -> str | None:
-    """None when not given (empty or only spaces); otherwise the name without outer spaces."""
-    name = display_name.strip()
-    if not name:
-        return None
-    if len(name) > MAX_DISPLAY_NAME_LENGTH or _has_controls(name) or not _encodable(name):
-        raise InvalidArgument(
-            f"display_name must be at most {MAX_DISPLAY_NAME_LENGTH} printable characters"
-        )
-    return name
-
-
-def _has_controls(text: str) -> bool:
-    return any(unicodedata.category(char) in {"Cc", "Cs"} for char in text)
+    """None when not given (empty or only spaces); otherwise the NFC name without outer spaces."""
+    name = DISPLAY_NAME_RULES.check(display_name).strip()
+    return name or None
 
 
 def _encodable(text: str) -> bool:

@@ -1,9 +1,10 @@
 """The OpenAPI 3.1 document of the gateway, built from the same routes and descriptors it serves.
 
 Nothing here knows a particular RPC: paths, parameters and schemas come from the
-`google.api.http` annotations and the message descriptors, descriptions from the proto
-comments, `required` from `google.api.field_behavior`, security from the `public`
-option, and the RPC-specific error statuses from the `http_error_statuses` option.
+route model (gateway.routes) and the message descriptors (gateway.contract), descriptions
+from the proto comments, `required` from `google.api.field_behavior`, security from the
+`public` and `required_roles` options, error statuses from the route model, and
+minLength, maxLength and pattern from the declared field rules.
 The schemas describe what the gateway enforces: request objects refuse unknown fields
 (`additionalProperties: false`) and never contain OUTPUT_ONLY fields, which responses
 mark `readOnly`.
@@ -15,14 +16,19 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Literal
 
-from authgate.options.v1 import options_pb2
-from google.api import field_behavior_pb2
 from google.protobuf.descriptor import Descriptor, FieldDescriptor
 
+from gateway.contract import (
+    FLOAT_TYPES,
+    INT32_TYPES,
+    INT64_TYPES,
+    INTEGER_RANGES,
+    field_contract,
+    message_type,
+)
 from gateway.errors import PROBLEM_CONTENT_TYPE, title_of
 from gateway.proto_comments import ProtoComments
 from gateway.routes import Route
-from gateway.transcode import INT64_TYPES, INTEGER_RANGES
 
 OPENAPI_VERSION = "3.1.0"
 JSON_CONTENT_TYPE = "application/json"
@@ -52,14 +58,6 @@ _ERROR_MEANINGS: Mapping[int, str] = {
 _DEFAULT_ERROR_MEANING = (
     "Any other error: the upstream's gRPC status mapped to HTTP by the google.rpc.Code table."
 )
-# Every generic route may answer these: bad query or body, and an upstream that is down or slow.
-_ALWAYS = (400, 503, 504)
-_WITH_BODY = (413, 415)
-_WITHOUT_TOKEN = (401,)
-
-_INT32_TYPES = frozenset(
-    {FieldDescriptor.TYPE_INT32, FieldDescriptor.TYPE_SINT32, FieldDescriptor.TYPE_SFIXED32}
-)
 _DECIMAL_TEXT = "^-?[0-9]+$"
 _NON_FINITE = ("NaN", "Infinity", "-Infinity")
 # proto3 JSON of the well-known types, the same both ways.
@@ -82,7 +80,6 @@ _WELL_KNOWN: Mapping[str, Schema] = {
     "google.protobuf.DoubleValue": {"type": "number", "format": "double"},
     "google.protobuf.FloatValue": {"type": "number", "format": "float"},
 }
-_VARIABLE = re.compile(r"\{([^}=]+)(?:=[^}]*)?\}")
 
 
 def build_document(
@@ -106,7 +103,7 @@ def build_document(
         operation_id = (
             base_id if operation_ids[base_id] == 1 else f"{base_id}_{operation_ids[base_id]}"
         )
-        path = paths.setdefault(_openapi_path(route.template), {})
+        path = paths.setdefault(route.openapi_path, {})
         path[route.http_method.lower()] = _operation(route, operation_id, schemas, comments)
     paths.update(_operational_paths())
     document: dict[str, Any] = {
@@ -155,9 +152,14 @@ def _operation(
         "tags": [method.containing_service.name],
         "summary": _summary(text) or method.name,
     }
+    if route.required_roles:
+        roles = ", ".join(f"`{role}`" for role in route.required_roles)
+        text = (text + "\n\n" if text else "") + f"Requires one of the roles: {roles}."
     if text and text != operation["summary"]:
         operation["description"] = text
     operation["security"] = [] if route.public else [{BEARER_SCHEME: []}]
+    if route.required_roles:
+        operation["x-required-roles"] = list(route.required_roles)
     parameters = _parameters(route, schemas)
     if parameters:
         operation["parameters"] = parameters
@@ -168,7 +170,7 @@ def _operation(
         }
     operation["responses"] = {
         str(route.success_status): _success_response(route, schemas),
-        **{str(status): _error_ref(status) for status in _error_statuses(route)},
+        **{str(status): _error_ref(status) for status in route.error_statuses},
         "default": _error_ref(None),
     }
     operation["x-grpc-method"] = route.grpc_path
@@ -182,52 +184,32 @@ def _summary(text: str) -> str:
     return match.group(1) if match else paragraph
 
 
-def _openapi_path(template: str) -> str:
-    """`/v1/{name=shelves/*}` -> `/v1/{name}`: OpenAPI templates have no patterns."""
-    return _VARIABLE.sub(lambda match: "{" + match.group(1) + "}", template)
-
-
 def _parameters(route: Route, schemas: _Schemas) -> list[dict[str, Any]]:
     parameters: list[dict[str, Any]] = []
-    path_template = dict(
-        (match.group(1), match.group(0)) for match in _VARIABLE.finditer(route.template)
-    )
-    bound = set()
     for variable in route.path_variables:
-        name = ".".join(variable.field_path)
-        bound.add(variable.field_path[0])
-        field = _leaf_field(route.method.input_type, variable.field_path)
+        field = variable.field
         schema = _text_schema(field)
         if field.type == FieldDescriptor.TYPE_STRING:
             # One path segment, unless the template says `**`.
-            if not path_template.get(name, "").endswith("=**}"):
+            if not variable.multi_segment and "pattern" not in schema:
                 schema["pattern"] = "^[^/]+$"
-            schema["minLength"] = 1
+            schema["minLength"] = max(1, schema.get("minLength", 0))
         parameters.append(
             {
-                "name": name,
+                "name": variable.name,
                 "in": "path",
                 "required": True,
                 "schema": schema,
                 **_described(schemas.comments.of(field.full_name)),
             }
         )
-    if route.body == "*":
-        return parameters
-    for field in route.method.input_type.fields:
-        queryable = (
-            field.name != route.body
-            and field.name not in bound
-            and not field.is_repeated
-            and field.message_type is None
-            and not _is_output_only(field)
-        )
-        if not queryable:
-            continue
+    fields = route.method.input_type.fields_by_name
+    for name in route.query_fields:
+        field = fields[name]
         schema = _text_schema(field)
-        required = _is_required(field)
+        required = field_contract(field).required
         if required and field.type == FieldDescriptor.TYPE_STRING:
-            schema["minLength"] = 1
+            schema["minLength"] = max(1, schema.get("minLength", 0))
         parameters.append(
             {
                 "name": field.name,
@@ -240,20 +222,12 @@ def _parameters(route: Route, schemas: _Schemas) -> list[dict[str, Any]]:
     return parameters
 
 
-def _leaf_field(message: Descriptor, field_path: Sequence[str]) -> FieldDescriptor:
-    field = message.fields_by_name[field_path[0]]
-    for name in field_path[1:]:
-        assert field.message_type is not None  # checked by build_routes
-        field = field.message_type.fields_by_name[name]
-    return field
-
-
 def _text_schema(field: FieldDescriptor) -> Schema:
     """A scalar sent as URL text (path segment or query value)."""
     if field.type in INTEGER_RANGES:
         low, high = INTEGER_RANGES[field.type]
         schema: Schema = {"type": "integer", "minimum": low, "maximum": high}
-        if field.type in _INT32_TYPES:
+        if field.type in INT32_TYPES:
             schema["format"] = "int32"
         return schema
     return _scalar_schema(field, "request")
@@ -271,21 +245,6 @@ def _success_response(route: Route, schemas: _Schemas) -> dict[str, Any]:
     return response
 
 
-def _error_statuses(route: Route) -> list[int]:
-    statuses = set(_ALWAYS) | set(_declared_error_statuses(route))
-    if route.body:
-        statuses.update(_WITH_BODY)
-    if not route.public:
-        statuses.update(_WITHOUT_TOKEN)
-    return sorted(statuses)
-
-
-def _declared_error_statuses(route: Route) -> list[int]:
-    # The generated stubs type custom options loosely; read them untyped.
-    extensions: Any = route.method.GetOptions().Extensions
-    return [int(status) for status in extensions[options_pb2.http_error_statuses]]
-
-
 def _error_ref(status: int | None) -> dict[str, str]:
     return {"$ref": f"#/components/responses/{_error_response_name(status)}"}
 
@@ -297,7 +256,7 @@ def _error_response_name(status: int | None) -> str:
 
 
 def _error_responses(routes: Iterable[Route]) -> dict[str, Any]:
-    statuses = {status for route in routes for status in _error_statuses(route)}
+    statuses = {status for route in routes for status in route.error_statuses}
     responses = {
         _error_response_name(status): _error_response(status, _ERROR_MEANINGS.get(status))
         for status in sorted(statuses | {503})
@@ -468,13 +427,13 @@ class _Schemas:
     ) -> Schema:
         fields = [field for field in message.fields if field.name not in leave_out]
         if direction == "request":
-            fields = [field for field in fields if not _is_output_only(field)]
+            fields = [field for field in fields if not field_contract(field).output_only]
         properties: dict[str, Schema] = {}
         required: list[str] = []
         for field in fields:
             property_schema = self.field_schema(field, direction)
             property_schema.update(_described(self.comments.of(field.full_name)))
-            if direction == "response" and _is_output_only(field):
+            if direction == "response" and field_contract(field).output_only:
                 property_schema["readOnly"] = True
             properties[field.name] = property_schema
             if _is_required_in(field, direction):
@@ -491,8 +450,8 @@ class _Schemas:
         return schema
 
     def field_schema(self, field: FieldDescriptor, direction: Direction) -> Schema:
-        if _is_map(field):
-            entry = _message_type(field)
+        if field_contract(field).is_map:
+            entry = message_type(field)
             key, value = entry.fields_by_name["key"], entry.fields_by_name["value"]
             schema: Schema = {
                 "type": "object",
@@ -506,8 +465,9 @@ class _Schemas:
         if field.is_repeated:
             return {"type": "array", "items": self._single(field, direction)}
         schema = self._single(field, direction)
-        if direction == "request" and _is_required(field) and _is_string(field):
-            schema["minLength"] = 1  # the gateway refuses "" for a required string
+        if direction == "request" and field_contract(field).required and _is_string(field):
+            # The gateway refuses "" for a required string.
+            schema["minLength"] = max(1, schema.get("minLength", 0))
         return schema
 
     def _single(self, field: FieldDescriptor, direction: Direction) -> Schema:
@@ -519,6 +479,8 @@ class _Schemas:
 def _scalar_schema(field: FieldDescriptor, direction: Direction) -> Schema:
     kind = field.type
     if kind == FieldDescriptor.TYPE_STRING:
+        if direction == "request":
+            return {"type": "string", **field_contract(field).rules.json_schema()}
         return {"type": "string"}
     if kind == FieldDescriptor.TYPE_BOOL:
         return {"type": "boolean"}
@@ -531,10 +493,10 @@ def _scalar_schema(field: FieldDescriptor, direction: Direction) -> Schema:
     if kind in INTEGER_RANGES:
         low, high = INTEGER_RANGES[kind]
         schema: Schema = {"type": "integer", "minimum": low, "maximum": high}
-        if kind in _INT32_TYPES:
+        if kind in INT32_TYPES:
             schema["format"] = "int32"
         return schema
-    if kind in (FieldDescriptor.TYPE_DOUBLE, FieldDescriptor.TYPE_FLOAT):
+    if kind in FLOAT_TYPES:
         number: Schema = {
             "type": "number",
             "format": "double" if kind == FieldDescriptor.TYPE_DOUBLE else "float",
@@ -589,7 +551,7 @@ def _oneof_pairs(fields: Sequence[FieldDescriptor]) -> list[tuple[str, str]]:
 
 def _is_required_in(field: FieldDescriptor, direction: Direction) -> bool:
     if direction == "request":
-        return _is_required(field)
+        return field_contract(field).required
     # The gateway writes every field without presence, default values included.
     return field.is_repeated or (field.message_type is None and not _has_presence(field))
 
@@ -598,33 +560,8 @@ def _has_presence(field: FieldDescriptor) -> bool:
     return field.containing_oneof is not None or field.message_type is not None
 
 
-def _is_required(field: FieldDescriptor) -> bool:
-    return field_behavior_pb2.REQUIRED in _behaviours(field)
-
-
-def _is_output_only(field: FieldDescriptor) -> bool:
-    return field_behavior_pb2.OUTPUT_ONLY in _behaviours(field)
-
-
-def _behaviours(field: FieldDescriptor) -> list[int]:
-    return list(field.GetOptions().Extensions[field_behavior_pb2.field_behavior])
-
-
-def _is_map(field: FieldDescriptor) -> bool:
-    return (
-        field.is_repeated
-        and field.message_type is not None
-        and field.message_type.GetOptions().map_entry
-    )
-
-
 def _is_string(field: FieldDescriptor) -> bool:
     return field.type == FieldDescriptor.TYPE_STRING and not field.is_repeated
-
-
-def _message_type(field: FieldDescriptor) -> Descriptor:
-    assert field.message_type is not None
-    return field.message_type
 
 
 def _described(text: str) -> dict[str, str]:

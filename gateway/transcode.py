@@ -1,54 +1,45 @@
-"""JSON <-> protobuf for the generic routes, validated strictly against the descriptors.
+"""JSON <-> protobuf for the generic routes, validated strictly against the route model.
 
-Every message names the field the way the contract does (snake_case JSON paths such
-as `keys[0].kid`), never protobuf's internal type names.
+`json_format.ParseDict` does the conversion (types, integer ranges, base64, enums, maps,
+well-known types). A short pre-pass over the descriptors comes first, for what ParseDict
+does not do or words in protobuf's own terms: it refuses camelCase aliases, null,
+OUTPUT_ONLY fields, two members of a oneof, fields the URL path sets, and missing
+REQUIRED fields, and it names every bad value the way the contract does (snake_case
+JSON paths such as `inners[1].name`), never protobuf's internal type names.
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
 import json
 import math
 import re
 from collections.abc import Iterable, Mapping
-from typing import Any, cast
+from typing import Any
 
-from google.api import field_behavior_pb2
-from google.protobuf import json_format
-from google.protobuf.descriptor import Descriptor, EnumDescriptor, FieldDescriptor
+from google.protobuf import json_format, message_factory
+from google.protobuf.descriptor import Descriptor, FieldDescriptor
 from google.protobuf.message import Message
 
+from gateway.contract import (
+    FLOAT_TYPES,
+    INT64_TYPES,
+    INTEGER_RANGES,
+    descriptor_of,
+    enum_type,
+    field_contract,
+    message_type,
+)
 from gateway.routes import Route
 
 MAX_JSON_DEPTH = 32
+# A JSON integer literal may have enough digits for any double (about 1.8e308), far
+# below Python's limit on integer conversion (4300 digits, a ValueError past it).
+MAX_JSON_INTEGER_DIGITS = 400
 
-_REQUIRED = field_behavior_pb2.REQUIRED
-_OUTPUT_ONLY = field_behavior_pb2.OUTPUT_ONLY
-# The integer rules of proto3 JSON, which the OpenAPI document (gateway.openapi) states too.
-INTEGER_RANGES: Mapping[int, tuple[int, int]] = {
-    FieldDescriptor.TYPE_INT32: (-(2**31), 2**31 - 1),
-    FieldDescriptor.TYPE_SINT32: (-(2**31), 2**31 - 1),
-    FieldDescriptor.TYPE_SFIXED32: (-(2**31), 2**31 - 1),
-    FieldDescriptor.TYPE_UINT32: (0, 2**32 - 1),
-    FieldDescriptor.TYPE_FIXED32: (0, 2**32 - 1),
-    FieldDescriptor.TYPE_INT64: (-(2**63), 2**63 - 1),
-    FieldDescriptor.TYPE_SINT64: (-(2**63), 2**63 - 1),
-    FieldDescriptor.TYPE_SFIXED64: (-(2**63), 2**63 - 1),
-    FieldDescriptor.TYPE_UINT64: (0, 2**64 - 1),
-    FieldDescriptor.TYPE_FIXED64: (0, 2**64 - 1),
-}
-# proto3 JSON writes 64-bit integers as strings, so they are accepted as strings too.
-INT64_TYPES = frozenset(
-    {
-        FieldDescriptor.TYPE_INT64,
-        FieldDescriptor.TYPE_SINT64,
-        FieldDescriptor.TYPE_SFIXED64,
-        FieldDescriptor.TYPE_UINT64,
-        FieldDescriptor.TYPE_FIXED64,
-    }
-)
-_DECIMAL = re.compile(r"-?[0-9]+")
+# Integer text (64-bit as strings, path and query values, map keys): ASCII digits only,
+# more than any protobuf integer has but few enough to convert cheaply.
+_DECIMAL = re.compile(r"-?[0-9]{1,32}")
+_BASE64 = re.compile(r"[A-Za-z0-9+/_-]*={0,2}")
 _FLOAT32_MAX = 3.4028234663852886e38
 _WELL_KNOWN_FORMATS: Mapping[str, str] = {
     "google.protobuf.Timestamp": "an RFC 3339 timestamp such as 2024-01-31T12:00:00Z",
@@ -82,6 +73,7 @@ def parse_json_object(data: bytes) -> dict[str, Any]:
             object_pairs_hook=_object_without_duplicates,
             parse_constant=_reject_constant,
             parse_float=_finite_float,
+            parse_int=_bounded_int,
         )
     except RecursionError:
         raise InvalidInput("the JSON body is nested too deeply") from None
@@ -114,6 +106,12 @@ def _finite_float(text: str) -> float:
     if not math.isfinite(value):
         raise InvalidInput("the JSON body contains a number that is too large")
     return value
+
+
+def _bounded_int(text: str) -> int:
+    if len(text.lstrip("-")) > MAX_JSON_INTEGER_DIGITS:
+        raise InvalidInput("the JSON body contains a number with too many digits")
+    return int(text)
 
 
 def _depth(value: Any) -> int:
@@ -150,87 +148,71 @@ def build_request(
     query: Iterable[tuple[str, str]],
 ) -> Message:
     """The request message of route from the URL path, the query string and the body."""
-    message = route.request_class()
-    present: set[str] = set()
-    for variable in route.path_variables:
-        _set_from_text(message, variable.field_path, path_arguments[variable.argument], "path")
-        present.add(variable.field_path[0])
-    bound_by_path = frozenset(present)
+    values: dict[str, Any] = {}
     if route.body == "*":
-        _fill(message, body or {}, prefix="", bound=bound_by_path)
-        present.update((body or {}).keys())
-    elif route.body:
-        field = _descriptor_of(message).fields_by_name[route.body]
-        if body is not None:
-            _set_field(message, field, body, route.body)
-            present.add(route.body)
-    present.update(_apply_query(route, message, query, bound_by_path))
-    _check_required(_descriptor_of(message), message, present, prefix="")
+        for key in body or {}:
+            if key in route.bound_by_path:
+                raise InvalidInput(f"field {_quote(key)} is set by the URL path, not the body")
+        values.update(body or {})
+    elif route.body and body is not None:
+        values[route.body] = body
+    for variable in route.path_variables:
+        value = _from_text(variable.field, path_arguments[variable.argument], "path", variable.name)
+        target = values
+        for name in variable.field_path[:-1]:
+            target = target.setdefault(name, {})
+        target[variable.field_path[-1]] = value
+    values.update(_query_values(route, query))
+    message = route.request_class()
+    _check_message(descriptor_of(message), values, prefix="")
+    try:
+        json_format.ParseDict(values, message)
+    except (json_format.ParseError, ValueError, TypeError):  # the pre-pass let a value through
+        raise InvalidInput("the request does not fit the contract") from None
     return message
 
 
-def _apply_query(
-    route: Route, message: Message, query: Iterable[tuple[str, str]], bound: frozenset[str]
-) -> set[str]:
-    seen: set[str] = set()
+def _query_values(route: Route, query: Iterable[tuple[str, str]]) -> dict[str, Any]:
+    fields = route.method.input_type.fields_by_name
+    values: dict[str, Any] = {}
     for name, text in query:
-        field = _descriptor_of(message).fields_by_name.get(name)
-        usable = (
-            route.body != "*"
-            and field is not None
-            and name != route.body
-            and name not in bound
-            and not field.is_repeated
-            and field.message_type is None
-        )
-        if not usable:
+        if name not in route.query_fields:
             raise InvalidInput(f"unknown query parameter {_quote(name)}")
-        if name in seen:
+        if name in values:
             raise InvalidInput(f"query parameter {_quote(name)} is given more than once")
-        assert field is not None
-        _check_writable(field, name)
-        seen.add(name)
-        _set_from_text(message, (name,), text, "query parameter")
-    return seen
+        values[name] = _from_text(fields[name], text, "query parameter", name)
+    return values
 
 
-def _set_from_text(message: Message, field_path: tuple[str, ...], text: str, where: str) -> None:
-    """Set a scalar from URL text (path segment or query value), converted by field type."""
-    target = message
-    for name in field_path[:-1]:
-        target = getattr(target, name)
-    field = _descriptor_of(target).fields_by_name[field_path[-1]]
-    label = ".".join(field_path)
-    value: Any = text
+def _from_text(field: FieldDescriptor, text: str, where: str, label: str) -> Any:
+    """A scalar sent as URL text (path segment or query value) as its JSON value."""
     kind = field.type
     if kind == FieldDescriptor.TYPE_BOOL:
         if text not in ("true", "false"):
             raise InvalidInput(f"{where} {_quote(label)} must be true or false")
-        value = text == "true"
-    elif kind in INTEGER_RANGES:
+        return text == "true"
+    if kind in INTEGER_RANGES:
+        if not _DECIMAL.fullmatch(text):
+            raise InvalidInput(f"{where} {_quote(label)} must be a whole number")
+        return int(text, 10)
+    if kind in FLOAT_TYPES:
         try:
-            value = int(text, 10)
-        except ValueError:
-            raise InvalidInput(f"{where} {_quote(label)} must be a whole number") from None
-    elif kind in (FieldDescriptor.TYPE_DOUBLE, FieldDescriptor.TYPE_FLOAT):
-        try:
-            value = float(text)
+            return float(text)
         except ValueError:
             raise InvalidInput(f"{where} {_quote(label)} must be a number") from None
-    setattr(target, field.name, _scalar(field, value, label))
+    return text
 
 
-def _fill(message: Message, data: Mapping[str, Any], *, prefix: str, bound: frozenset[str]) -> None:
-    descriptor = _descriptor_of(message)
+def _check_message(descriptor: Descriptor, data: Mapping[str, Any], *, prefix: str) -> None:
+    """The pre-pass: data fits descriptor, or InvalidInput names the first field that does not."""
     oneofs_set: dict[str, str] = {}
     for key, value in data.items():
         label = prefix + key
         field = descriptor.fields_by_name.get(key)
         if field is None:
             raise InvalidInput(f"unknown field {_quote(label)}")
-        if key in bound:
-            raise InvalidInput(f"field {_quote(label)} is set by the URL path, not the body")
-        _check_writable(field, label)
+        if field_contract(field).output_only:
+            raise InvalidInput(f"field {_quote(label)} is read-only and cannot be set")
         if value is None:
             raise InvalidInput(f"field {_quote(label)} must not be null")
         oneof = field.containing_oneof
@@ -241,133 +223,70 @@ def _fill(message: Message, data: Mapping[str, Any], *, prefix: str, bound: froz
                     "cannot both be set"
                 )
             oneofs_set[oneof.name] = label
-        _set_field(message, field, value, label)
-    if prefix:
-        _check_required(descriptor, message, set(data.keys()), prefix=prefix)
-
-
-def _check_writable(field: FieldDescriptor, label: str) -> None:
-    if _OUTPUT_ONLY in _behaviours(field):
-        raise InvalidInput(f"field {_quote(label)} is read-only and cannot be set")
-
-
-def _check_required(
-    descriptor: Descriptor, message: Message, present: set[str], *, prefix: str
-) -> None:
+        _check_field(field, value, label)
     for field in descriptor.fields:
-        if _REQUIRED not in _behaviours(field):
+        if not field_contract(field).required:
             continue
         label = prefix + field.name
-        if field.name not in present:
+        if field.name not in data:
             raise InvalidInput(f"field {_quote(label)} is required")
-        is_string = field.type == FieldDescriptor.TYPE_STRING and not field.is_repeated
-        if is_string and getattr(message, field.name) == "":
+        if field.type == FieldDescriptor.TYPE_STRING and data[field.name] == "":
             raise InvalidInput(f"field {_quote(label)} must not be empty")
 
 
-def _descriptor_of(message: Message) -> Descriptor:
-    # The upb runtime's descriptor classes are typed apart from the pure-Python ones.
-    return cast(Descriptor, message.DESCRIPTOR)
-
-
-def _message_type(field: FieldDescriptor) -> Descriptor:
-    assert field.message_type is not None
-    return field.message_type
-
-
-def _enum_type(field: FieldDescriptor) -> EnumDescriptor:
-    assert field.enum_type is not None
-    return field.enum_type
-
-
-def _behaviours(field: FieldDescriptor) -> list[int]:
-    return list(field.GetOptions().Extensions[field_behavior_pb2.field_behavior])
-
-
-def _set_field(message: Message, field: FieldDescriptor, value: Any, label: str) -> None:
-    if _is_map(field):
-        _set_map(message, field, value, label)
+def _check_field(field: FieldDescriptor, value: Any, label: str) -> None:
+    if field_contract(field).is_map:
+        if not isinstance(value, dict):
+            raise InvalidInput(f"field {_quote(label)} must be an object")
+        entry = message_type(field)
+        key_field, value_field = entry.fields_by_name["key"], entry.fields_by_name["value"]
+        for key, item in value.items():
+            _check_map_key(key_field, key, label)
+            _check_item(value_field, item, f"{label}.{key}")
     elif field.is_repeated:
-        _set_list(message, field, value, label)
-    elif field.message_type is not None:
-        _set_message(getattr(message, field.name), field, value, label)
+        if not isinstance(value, list):
+            raise InvalidInput(f"field {_quote(label)} must be a list")
+        for index, item in enumerate(value):
+            _check_item(field, item, f"{label}[{index}]")
     else:
-        setattr(message, field.name, _scalar(field, value, label))
+        _check_item(field, value, label)
 
 
-def _is_map(field: FieldDescriptor) -> bool:
-    return (
-        field.is_repeated
-        and field.message_type is not None
-        and field.message_type.GetOptions().map_entry
-    )
-
-
-def _set_map(message: Message, field: FieldDescriptor, value: Any, label: str) -> None:
-    if not isinstance(value, dict):
-        raise InvalidInput(f"field {_quote(label)} must be an object")
-    entry = _message_type(field)
-    key_field = entry.fields_by_name["key"]
-    value_field = entry.fields_by_name["value"]
-    container = getattr(message, field.name)
-    for raw_key, item in value.items():
-        item_label = f"{label}.{raw_key}"
-        if item is None:
-            raise InvalidInput(f"field {_quote(item_label)} must not be null")
-        key = _map_key(key_field, raw_key, label)
-        if value_field.message_type is not None:
-            _set_message(container[key], value_field, item, item_label)
-        else:
-            container[key] = _scalar(value_field, item, item_label)
-
-
-def _map_key(key_field: FieldDescriptor, raw_key: str, label: str) -> Any:
-    if key_field.type == FieldDescriptor.TYPE_STRING:
-        return _scalar(key_field, raw_key, label)
-    if key_field.type == FieldDescriptor.TYPE_BOOL:
-        if raw_key not in ("true", "false"):
-            raise InvalidInput(f"keys of field {_quote(label)} must be true or false")
-        return raw_key == "true"
-    try:
-        return _scalar(key_field, int(raw_key, 10), label)
-    except ValueError:
-        raise InvalidInput(f"keys of field {_quote(label)} must be whole numbers") from None
-
-
-def _set_list(message: Message, field: FieldDescriptor, value: Any, label: str) -> None:
-    if not isinstance(value, list):
-        raise InvalidInput(f"field {_quote(label)} must be a list")
-    container = getattr(message, field.name)
-    for index, item in enumerate(value):
-        item_label = f"{label}[{index}]"
-        if item is None:
-            raise InvalidInput(f"field {_quote(item_label)} must not be null")
-        if field.message_type is not None:
-            _set_message(container.add(), field, item, item_label)
-        else:
-            container.append(_scalar(field, item, item_label))
-
-
-def _set_message(target: Message, field: FieldDescriptor, value: Any, label: str) -> None:
-    full_name = _message_type(field).full_name
+def _check_item(field: FieldDescriptor, value: Any, label: str) -> None:
+    """One singular value (a field, a list item or a map value) of field's type."""
+    if value is None:
+        raise InvalidInput(f"field {_quote(label)} must not be null")
+    if field.message_type is None:
+        _check_scalar(field, value, label)
+        return
+    full_name = field.message_type.full_name
     if full_name.startswith("google.protobuf."):
-        _set_well_known(target, full_name, value, label)
+        # Their JSON forms (RFC 3339 text, durations, ...) are ParseDict's alone.
+        try:
+            json_format.ParseDict(value, message_factory.GetMessageClass(field.message_type)())
+        except (json_format.ParseError, ValueError, TypeError, AttributeError):
+            expected = _WELL_KNOWN_FORMATS.get(full_name, "a valid value")
+            raise InvalidInput(f"field {_quote(label)} must be {expected}") from None
         return
     if not isinstance(value, dict):
         raise InvalidInput(f"field {_quote(label)} must be an object")
-    target.SetInParent()
-    _fill(target, value, prefix=label + ".", bound=frozenset())
+    _check_message(field.message_type, value, prefix=label + ".")
 
 
-def _set_well_known(target: Message, full_name: str, value: Any, label: str) -> None:
-    expected = _WELL_KNOWN_FORMATS.get(full_name, "a valid value")
-    try:
-        json_format.ParseDict(value, target)
-    except (json_format.ParseError, ValueError, TypeError, AttributeError):
-        raise InvalidInput(f"field {_quote(label)} must be {expected}") from None
+def _check_map_key(key_field: FieldDescriptor, key: str, label: str) -> None:
+    if key_field.type == FieldDescriptor.TYPE_BOOL:
+        if key not in ("true", "false"):
+            raise InvalidInput(f"keys of field {_quote(label)} must be true or false")
+    elif key_field.type in INTEGER_RANGES:
+        if not _DECIMAL.fullmatch(key):
+            raise InvalidInput(f"keys of field {_quote(label)} must be whole numbers")
+        _check_range(key_field.type, int(key, 10), label)
+    else:
+        _check_scalar(key_field, key, label)
 
 
-def _scalar(field: FieldDescriptor, value: Any, label: str) -> Any:
+def _check_scalar(field: FieldDescriptor, value: Any, label: str) -> None:
+    """The JSON kind of value is the one proto3 JSON gives field's type."""
     kind = field.type
     if kind == FieldDescriptor.TYPE_STRING:
         if not isinstance(value, str):
@@ -376,53 +295,34 @@ def _scalar(field: FieldDescriptor, value: Any, label: str) -> Any:
             value.encode("utf-8")
         except UnicodeEncodeError:
             raise InvalidInput(f"field {_quote(label)} must be valid Unicode text") from None
-        return value
-    if kind == FieldDescriptor.TYPE_BOOL:
+    elif kind == FieldDescriptor.TYPE_BOOL:
         if not isinstance(value, bool):
             raise InvalidInput(f"field {_quote(label)} must be true or false")
-        return value
-    if kind in INTEGER_RANGES:
-        return _integer(kind, value, label)
-    if kind in (FieldDescriptor.TYPE_DOUBLE, FieldDescriptor.TYPE_FLOAT):
+    elif kind in INTEGER_RANGES:
+        is_int = isinstance(value, int) and not isinstance(value, bool)
+        is_text = isinstance(value, str) and kind in INT64_TYPES and _DECIMAL.fullmatch(value)
+        if not (is_int or is_text):
+            raise InvalidInput(f"field {_quote(label)} must be a whole number")
+        _check_range(kind, int(value), label)
+    elif kind in FLOAT_TYPES:
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise InvalidInput(f"field {_quote(label)} must be a number")
-        number = float(value)
-        if kind == FieldDescriptor.TYPE_FLOAT and abs(number) > _FLOAT32_MAX:
+        if kind == FieldDescriptor.TYPE_FLOAT and abs(float(value)) > _FLOAT32_MAX:
             raise InvalidInput(f"field {_quote(label)} is too large")
-        return number
-    if kind == FieldDescriptor.TYPE_BYTES:
-        return _bytes(value, label)
-    if kind == FieldDescriptor.TYPE_ENUM:
-        enum = _enum_type(field)
+    elif kind == FieldDescriptor.TYPE_BYTES:
+        if not isinstance(value, str) or not _BASE64.fullmatch(value) or len(value) % 4 == 1:
+            raise InvalidInput(f"field {_quote(label)} must be base64 text")
+    elif kind == FieldDescriptor.TYPE_ENUM:
+        enum = enum_type(field)
         if not isinstance(value, str) or value not in enum.values_by_name:
             names = ", ".join(v.name for v in enum.values)
             raise InvalidInput(f"field {_quote(label)} must be one of {names}")
-        return enum.values_by_name[value].number
-    raise InvalidInput(f"field {_quote(label)} cannot be set")
 
 
-def _integer(kind: int, value: Any, label: str) -> int:
+def _check_range(kind: int, number: int, label: str) -> None:
     low, high = INTEGER_RANGES[kind]
-    number: int | None = None
-    if isinstance(value, int) and not isinstance(value, bool):
-        number = value
-    elif isinstance(value, str) and kind in INT64_TYPES and _DECIMAL.fullmatch(value):
-        number = int(value, 10)
-    if number is None:
-        raise InvalidInput(f"field {_quote(label)} must be a whole number")
     if not low <= number <= high:
         raise InvalidInput(f"field {_quote(label)} must be between {low} and {high}")
-    return number
-
-
-def _bytes(value: Any, label: str) -> bytes:
-    if not isinstance(value, str):
-        raise InvalidInput(f"field {_quote(label)} must be base64 text")
-    text = value.replace("-", "+").replace("_", "/")
-    try:
-        return base64.b64decode(text + "=" * (-len(text) % 4), validate=True)
-    except (binascii.Error, ValueError):
-        raise InvalidInput(f"field {_quote(label)} must be base64 text") from None
 
 
 # --- response message -> JSON ------------------------------------------------------------
@@ -436,5 +336,5 @@ def response_json(message: Message) -> dict[str, Any]:
         always_print_fields_with_no_presence=True,
     )
     # In the order of the proto fields, as the contract lists them.
-    order = [field.name for field in _descriptor_of(message).fields]
+    order = [field.name for field in descriptor_of(message).fields]
     return {name: converted[name] for name in order if name in converted}

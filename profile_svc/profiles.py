@@ -5,27 +5,28 @@ Knows nothing of gRPC or SQL; raises authgate_common.errors for the edges to tra
 
 from __future__ import annotations
 
-import re
-import unicodedata
 from dataclasses import dataclass
 
+from authgate.profile.v1 import profile_pb2
+
+from authgate_common import text
 from authgate_common.clock import Clock, utc_now
 from authgate_common.errors import InvalidArgument, NotFound, Unauthenticated
+from authgate_common.field_rules import rules_for
 from authgate_common.tokens import Identity
 from profile_svc.models import (
-    BIO_MAX,
     DISPLAY_NAME_MAX,
-    EMAIL_MAX,
     USER_ID_MAX,
     USERNAME_MAX,
     Profile,
 )
 from profile_svc.repository import ProfileRepository
 
-# One "@", something on each side, a dot in the domain, no spaces: a shape check,
-# not proof that the mailbox exists.
-_EMAIL_SHAPE = re.compile(r"[^@\s]{1,64}@[^@\s.]+(\.[^@\s.]+)+")
-_BIO_ALLOWED_CONTROLS = frozenset("\n\t")
+# Lengths, patterns and text rules are declared on the request's fields in the proto.
+_UPDATE = profile_pb2.UpdateProfileRequest
+DISPLAY_NAME_RULES = rules_for(_UPDATE, "display_name")
+EMAIL_RULES = rules_for(_UPDATE, "email")
+BIO_RULES = rules_for(_UPDATE, "bio")
 
 
 @dataclass(frozen=True)
@@ -69,8 +70,8 @@ class Profiles:
             username=_clip(identity.username, USERNAME_MAX),
             # Claims come from a token we trust, but are only copied when they fit
             # the profile's rules, so that a stored profile is always a valid one.
-            display_name=_clip(_without_controls(identity.display_name), DISPLAY_NAME_MAX),
-            email=identity.email if _email_error(identity.email) is None else "",
+            display_name=_as_display_name(identity.display_name),
+            email=_valid_email_or_empty(identity.email),
             bio="",
             created_at=now,
             updated_at=now,
@@ -81,44 +82,25 @@ def validated_changes(changes: ProfileChanges) -> dict[str, str]:
     """The present fields as column values; InvalidArgument names the first bad field."""
     values: dict[str, str] = {}
     if changes.display_name is not None:
-        _check_text("display_name", changes.display_name, DISPLAY_NAME_MAX, allowed=frozenset())
-        values["display_name"] = changes.display_name
+        values["display_name"] = DISPLAY_NAME_RULES.check(changes.display_name)
     if changes.email is not None:
-        error = _email_error(changes.email)
-        if error is not None:
-            raise InvalidArgument(f"email {error}")
-        values["email"] = changes.email
+        values["email"] = EMAIL_RULES.check(changes.email)
     if changes.bio is not None:
-        _check_text("bio", changes.bio, BIO_MAX, allowed=_BIO_ALLOWED_CONTROLS)
-        values["bio"] = changes.bio
+        values["bio"] = BIO_RULES.check(changes.bio)
     return values
 
 
-def _check_text(field: str, value: str, maximum: int, *, allowed: frozenset[str]) -> None:
-    if len(value) > maximum:
-        raise InvalidArgument(f"{field} must be at most {maximum} characters")
-    if any(_is_control(ch) and ch not in allowed for ch in value):
-        extra = " other than newline and tab" if allowed else ""
-        raise InvalidArgument(f"{field} must not contain control characters{extra}")
+def _valid_email_or_empty(email: str) -> str:
+    try:
+        return EMAIL_RULES.check(email)
+    except InvalidArgument:
+        return ""
 
 
-def _email_error(email: str) -> str | None:
-    """Why email is not acceptable, or None; "" is acceptable (no address)."""
-    if email == "":
-        return None
-    if len(email) > EMAIL_MAX:
-        return f"must be at most {EMAIL_MAX} characters"
-    if any(_is_control(ch) for ch in email) or not _EMAIL_SHAPE.fullmatch(email):
-        return 'must be an e-mail address such as "name@example.com", or "" to clear it'
-    return None
-
-
-def _is_control(ch: str) -> bool:
-    return unicodedata.category(ch) == "Cc"
-
-
-def _without_controls(value: str) -> str:
-    return "".join(ch for ch in value if not _is_control(ch))
+def _as_display_name(value: str) -> str:
+    """A claim made to fit the display name's rules: refused characters dropped, NFC, clipped."""
+    kept = "".join(ch for ch in value if not text.is_refused(ch))
+    return _clip(text.normalize(kept), DISPLAY_NAME_MAX)
 
 
 def _clip(value: str, maximum: int) -> str:

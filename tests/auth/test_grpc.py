@@ -184,3 +184,23 @@ def test_no_secret_reaches_the_logs(auth_stub: Any, caplog: pytest.LogCaptureFix
 def test_server_binds_an_ephemeral_port_and_stops(auth_server: AuthServer) -> None:
     assert auth_server.port > 0
     assert auth_server.target == f"127.0.0.1:{auth_server.port}"
+
+
+def test_a_display_name_posing_as_another_is_invalid_argument(auth_stub: Any) -> None:
+    # Shows as "Alice", then a zero-width space and a line separator before "admin".
+    error = _error(
+        auth_stub.Register,
+        auth_pb2.RegisterRequest(
+            username="mallory", password=PASSWORD, display_name="\u202eecilA\u200b\u2028admin"
+        ),
+    )
+
+    assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert (error.details() or "").startswith("display_name must be")
+
+
+def test_username_rules_declared_in_the_proto_apply_to_direct_calls(auth_stub: Any) -> None:
+    error = _error(auth_stub.Register, auth_pb2.RegisterRequest(username="0", password=PASSWORD))
+
+    assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert (error.details() or "").startswith("username must be 3 to 64 characters")

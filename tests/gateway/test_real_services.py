@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from flask.testing import FlaskClient
+from werkzeug.test import TestResponse
 
 PASSWORD = "correct horse battery staple"
 PROBLEM = "application/problem+json"
@@ -44,3 +45,54 @@ def test_the_jwks_of_the_auth_service_is_served(stack_client: FlaskClient) -> No
     response = stack_client.get("/.well-known/jwks.json")
     assert response.status_code == 200
     assert response.get_json()["keys"][0]["alg"] == "RS256"
+
+
+# Shows as "Alice", then a zero-width space and a line separator before "admin".
+SPOOFED_NAME = "\u202eecilA\u200b\u2028admin"
+
+
+def _problem_detail(response: TestResponse, status: int) -> str:
+    assert response.status_code == status, response.get_data(as_text=True)
+    assert response.content_type == PROBLEM
+    detail: str = response.get_json(force=True)["detail"]
+    return detail
+
+
+def test_a_display_name_posing_as_another_is_refused_at_register_and_update(
+    stack_client: FlaskClient,
+) -> None:
+    refused = stack_client.post(
+        "/v1/auth/register",
+        json={"username": "mallory", "password": PASSWORD, "display_name": SPOOFED_NAME},
+    )
+    assert _problem_detail(refused, 400).startswith("display_name must be")
+
+    credentials = {"username": "mallory", "password": PASSWORD}
+    assert stack_client.post("/v1/auth/register", json=credentials).status_code == 201
+    login = stack_client.post("/v1/auth/login", json=credentials)
+    headers = {"Authorization": f"Bearer {login.get_json()['access_token']}"}
+    updated = stack_client.patch(
+        "/v1/profile", json={"display_name": SPOOFED_NAME}, headers=headers
+    )
+    assert _problem_detail(updated, 400).startswith("display_name must be")
+    assert stack_client.get("/v1/profile", headers=headers).get_json()["display_name"] == ""
+
+
+def test_a_username_shorter_than_the_declared_minimum_is_a_400(stack_client: FlaskClient) -> None:
+    response = stack_client.post("/v1/auth/register", json={"username": "0", "password": PASSWORD})
+    assert _problem_detail(response, 400).startswith("username must be 3 to 64 characters")
+
+
+def test_a_control_character_in_the_bio_is_a_400_and_newlines_are_kept(
+    stack_client: FlaskClient,
+) -> None:
+    credentials = {"username": "bob", "password": PASSWORD}
+    assert stack_client.post("/v1/auth/register", json=credentials).status_code == 201
+    login = stack_client.post("/v1/auth/login", json=credentials)
+    headers = {"Authorization": f"Bearer {login.get_json()['access_token']}"}
+
+    refused = stack_client.patch("/v1/profile", json={"bio": "bell\x07"}, headers=headers)
+    assert _problem_detail(refused, 400).startswith("bio must be")
+    kept = stack_client.patch("/v1/profile", json={"bio": "one\ntwo"}, headers=headers)
+    assert kept.status_code == 200
+    assert kept.get_json()["bio"] == "one\ntwo"

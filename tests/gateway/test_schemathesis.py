@@ -9,7 +9,8 @@ rules are not in the protos, so the document cannot state them.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import re
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -32,6 +33,7 @@ from auth_svc.server import AuthServer
 from authgate_common.tokens import TokenSettings
 from gateway.app import close_app, create_app
 from gateway.config import GatewayConfig
+from gateway.rate_limits import RateLimitSettings
 from tests.fixtures.profile_fixtures import ProfileServerFactory
 
 USERNAME = "schemathesis"
@@ -45,25 +47,46 @@ CHECKS = [
 ]
 # Per operation and mode; the whole file stays well under 30 s on both backends.
 MAX_EXAMPLES = 30
+EXAMPLES = settings(
+    max_examples=MAX_EXAMPLES,
+    deadline=None,
+    database=None,
+    derandomize=True,
+    suppress_health_check=list(HealthCheck),
+    phases=[Phase.explicit, Phase.generate],
+)
 
 
 @pytest.fixture
-def live_gateway(
+def gateway_apps(
     auth_server: AuthServer,
     profile_server_factory: ProfileServerFactory,
     database_url: str,
     token_settings: TokenSettings,
-) -> Iterator[Flask]:
+) -> Iterator[Callable[[RateLimitSettings], Flask]]:
+    """Makes gateway apps in front of the real services on `database_url`; closes them after."""
     profile = profile_server_factory(database_url, auth_target=auth_server.target)
-    app = create_app(
-        GatewayConfig(
+    apps: list[Flask] = []
+
+    def make(rate_limits: RateLimitSettings) -> Flask:
+        config = GatewayConfig(
             auth_target=auth_server.target,
             profile_target=f"127.0.0.1:{profile.port}",
             tokens=token_settings,
+            rate_limits=rate_limits,
         )
-    )
-    yield app
-    close_app(app)
+        apps.append(create_app(config))
+        return apps[-1]
+
+    yield make
+    for app in apps:
+        close_app(app)
+
+
+@pytest.fixture
+def live_gateway(gateway_apps: Callable[[RateLimitSettings], Flask]) -> Flask:
+    """The gateway with the rate limits the protos declare."""
+    return gateway_apps(RateLimitSettings())
 
 
 @pytest.fixture
@@ -93,14 +116,7 @@ def exercise(
     headers = bearer_headers if mode.is_positive or operation.body else None
 
     @given(case=operation.as_strategy(generation_mode=mode))
-    @settings(
-        max_examples=MAX_EXAMPLES,
-        deadline=None,
-        database=None,
-        derandomize=True,
-        suppress_health_check=list(HealthCheck),
-        phases=[Phase.explicit, Phase.generate],
-    )
+    @EXAMPLES
     def run(case: Case[Any]) -> None:
         case.call_and_validate(headers=headers, checks=CHECKS)
 
@@ -123,3 +139,41 @@ def test_every_generated_request_is_answered_as_the_document_says(
         except Exception as exc:  # one report for every operation
             failures.append(f"{operation.label}:\n{exc}")
     assert not failures, "\n\n".join(failures)
+
+
+# The only refusals of schema-valid input allowed: rules JSON Schema cannot state.
+UNSTATABLE_RULES = re.compile(r"password must not contain the username|password is too common")
+
+
+@pytest.fixture
+def unlimited_gateway(gateway_apps: Callable[[RateLimitSettings], Flask]) -> Flask:
+    """Without rate limits: a 429 must not hide a refused valid request."""
+    return gateway_apps(RateLimitSettings(enabled=False))
+
+
+@pytest.mark.parametrize(
+    ("method", "path"), [("POST", "/v1/auth/register"), ("PATCH", "/v1/profile")]
+)
+def test_requests_the_document_calls_valid_are_not_refused_as_bad_input(
+    unlimited_gateway: Flask, method: str, path: str
+) -> None:
+    """The field rules the document states are the services' rules: no 400 for valid data."""
+    schema = schemathesis.openapi.from_wsgi("/openapi.json", unlimited_gateway)
+    client = unlimited_gateway.test_client()
+    credentials = {"username": USERNAME, "password": PASSWORD}
+    assert client.post("/v1/auth/register", json=credentials).status_code == 201
+    login = client.post("/v1/auth/login", json=credentials).get_json()
+    headers = {"Authorization": f"Bearer {login['access_token']}"}
+    operation = schema[path][method]
+
+    @given(case=operation.as_strategy(generation_mode=GenerationMode.POSITIVE))
+    @EXAMPLES
+    def run(case: Case[Any]) -> None:
+        response = case.call(headers=headers)
+        if response.status_code == 400:
+            detail = response.json()["detail"]
+            assert UNSTATABLE_RULES.search(detail), f"{case.body!r} refused: {detail}"
+        else:
+            assert response.status_code < 400 or response.status_code == 409, response.text
+
+    run()

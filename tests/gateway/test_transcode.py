@@ -314,3 +314,37 @@ def test_int32_reply_fields_stay_json_numbers() -> None:
     reply = auth_pb2.TokenResponse(access_token="a", token_type="Bearer", expires_in=900)
     assert response_json(reply)["expires_in"] == 900
     assert response_json(reply)["refresh_expires_in"] == 0
+
+
+# --- numbers with too many digits ----------------------------------------------------------
+
+
+def test_an_integer_past_pythons_conversion_limit_is_refused_not_crashed() -> None:
+    with pytest.raises(InvalidInput) as caught:
+        parse_json_object(b'{"refresh_token": "x", "a": -' + b"9" * 5000 + b"}")
+    assert caught.value.message == "the JSON body contains a number with too many digits"
+
+
+def test_an_integer_with_as_many_digits_as_a_double_can_have_is_parsed() -> None:
+    assert parse_json_object(b'{"a": ' + b"9" * 400 + b"}") == {"a": int("9" * 400)}
+
+
+def test_integer_text_with_thousands_of_digits_is_not_a_whole_number() -> None:
+    _rejects("CreateEvery", {**EVERY_OK, "i64": "9" * 5000}, "field 'i64' must be a whole number")
+    _rejects(
+        "GetThing",
+        None,
+        "query parameter 'page_size' must be a whole number",
+        path={"v0": "t1"},
+        query=[("page_size", "9" * 5000)],
+    )
+
+
+@pytest.mark.parametrize("text", ["1_000", "\u0661", " 1", "+1"])
+def test_integer_text_is_ascii_digits_only(text: str) -> None:
+    _rejects("CreateEvery", {**EVERY_OK, "i64": text}, "field 'i64' must be a whole number")
+
+
+def test_base64_with_characters_outside_the_alphabet_is_refused() -> None:
+    # ParseDict alone would skip the "!" and decode the rest.
+    _rejects("CreateEvery", {**EVERY_OK, "data": "ab!cdefg"}, "field 'data' must be base64 text")

@@ -109,3 +109,31 @@ def test_each_caller_sees_only_their_own_profile(
     profile = profile_stub.GetProfile(profile_pb2.GetProfileRequest(), metadata=bob, timeout=5)
 
     assert (profile.username, profile.bio) == ("bob", "")
+
+
+# Shows as "Alice", then a zero-width space and a line separator before "admin".
+SPOOFED_NAME = "\u202eecilA\u200b\u2028admin"
+
+
+def test_text_with_bidi_zero_width_or_separator_characters_is_invalid_argument(
+    profile_stub: profile_pb2_grpc.ProfileServiceStub, auth: Metadata
+) -> None:
+    for request in (
+        profile_pb2.UpdateProfileRequest(display_name=SPOOFED_NAME),
+        profile_pb2.UpdateProfileRequest(bio="right-to-left \u202e override"),
+    ):
+        with pytest.raises(grpc.RpcError) as raised:
+            profile_stub.UpdateProfile(request, metadata=auth, timeout=5)
+        assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+
+
+def test_free_text_is_stored_nfc_normalised(
+    profile_stub: profile_pb2_grpc.ProfileServiceStub, auth: Metadata
+) -> None:
+    after = profile_stub.UpdateProfile(
+        profile_pb2.UpdateProfileRequest(display_name="Zoe\u0308", bio="cafe\u0301\nline two"),
+        metadata=auth,
+        timeout=5,
+    )
+
+    assert (after.display_name, after.bio) == ("Zo\u00eb", "caf\u00e9\nline two")

@@ -25,11 +25,15 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import descriptor_pb2 as google_dot_protobuf_dot_descriptor__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n!authgate/options/v1/options.proto\x12\x13\x61uthgate.options.v1\x1a google/protobuf/descriptor.proto:0\n\x06public\x12\x1e.google.protobuf.MethodOptions\x18\xd1\x86\x03 \x01(\x08:=\n\x13http_success_status\x12\x1e.google.protobuf.MethodOptions\x18\xd2\x86\x03 \x01(\x05:=\n\x13http_error_statuses\x12\x1e.google.protobuf.MethodOptions\x18\xd3\x86\x03 \x03(\x05:4\n\nrate_limit\x12\x1e.google.protobuf.MethodOptions\x18\xd4\x86\x03 \x01(\tb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n!authgate/options/v1/options.proto\x12\x13\x61uthgate.options.v1\x1a google/protobuf/descriptor.proto\"\x87\x01\n\nFieldRules\x12\x12\n\nmin_length\x18\x01 \x01(\r\x12\x12\n\nmax_length\x18\x02 \x01(\r\x12\x0f\n\x07pattern\x18\x03 \x01(\t\x12+\n\x04text\x18\x04 \x01(\x0e\x32\x1d.authgate.options.v1.TextKind\x12\x13\n\x0b\x64\x65scription\x18\x05 \x01(\t*Z\n\x08TextKind\x12\x19\n\x15TEXT_KIND_UNSPECIFIED\x10\x00\x12\x19\n\x15TEXT_KIND_SINGLE_LINE\x10\x01\x12\x18\n\x14TEXT_KIND_MULTI_LINE\x10\x02:0\n\x06public\x12\x1e.google.protobuf.MethodOptions\x18\xd1\x86\x03 \x01(\x08:=\n\x13http_success_status\x12\x1e.google.protobuf.MethodOptions\x18\xd2\x86\x03 \x01(\x05:=\n\x13http_error_statuses\x12\x1e.google.protobuf.MethodOptions\x18\xd3\x86\x03 \x03(\x05:4\n\nrate_limit\x12\x1e.google.protobuf.MethodOptions\x18\xd4\x86\x03 \x01(\t:8\n\x0erequired_roles\x12\x1e.google.protobuf.MethodOptions\x18\xd5\x86\x03 \x03(\t:U\n\x0b\x66ield_rules\x12\x1d.google.protobuf.FieldOptions\x18\xb5\x87\x03 \x01(\x0b\x32\x1f.authgate.options.v1.FieldRulesb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'authgate.options.v1.options_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
+  _globals['_TEXTKIND']._serialized_start=230
+  _globals['_TEXTKIND']._serialized_end=320
+  _globals['_FIELDRULES']._serialized_start=93
+  _globals['_FIELDRULES']._serialized_end=228
 # @@protoc_insertion_point(module_scope)
