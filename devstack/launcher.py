@@ -26,6 +26,11 @@ from authgate_common.tls import ClientTls
 from profile_svc.migrations import PROFILE_MIGRATIONS
 
 MULTIPROC_VARIABLE = "PROMETHEUS_MULTIPROC_DIR"
+# The state folder holds password hashes (the SQLite files) and private keys:
+# owner only, for what the launcher makes and for what the children make.
+PRIVATE_DIR_MODE = 0o700
+PRIVATE_FILE_MODE = 0o600
+CHILD_UMASK = 0o077
 
 
 class StackError(RuntimeError):
@@ -154,8 +159,10 @@ class Stack:
     def start(self, timeout: float = 30.0) -> None:
         """Migrate SQLite files, then start the services in dependency order, each once the
         one it needs is serving."""
-        self.settings.state_dir.mkdir(parents=True, exist_ok=True)
-        migrate_sqlite_databases(self.settings.environment_of("auth", self._base_env))
+        environment = self.settings.environment_of("auth", self._base_env)
+        make_private_dir(self.settings.state_dir)
+        make_sqlite_files_private(environment)
+        migrate_sqlite_databases(environment)
         deadline = time.monotonic() + timeout
         try:
             for name, command in self.commands():
@@ -204,6 +211,7 @@ class Stack:
             stdout=output,
             stderr=subprocess.STDOUT if output else None,
             start_new_session=True,
+            umask=CHILD_UMASK,
         )
         self._processes.append(_Process(name, popen))
 
@@ -264,6 +272,32 @@ def with_parent_death_signal(command: list[str]) -> list[str]:
     if setpriv is None or not sys.platform.startswith("linux"):
         return command
     return [setpriv, "--pdeathsig", "TERM", "--", *command]
+
+
+def make_private_dir(directory: Path) -> None:
+    """directory, made or tightened to owner-only (mkdir's mode is subject to the umask)."""
+    directory.mkdir(mode=PRIVATE_DIR_MODE, parents=True, exist_ok=True)
+    os.chmod(directory, PRIVATE_DIR_MODE)
+
+
+def sqlite_files(env: Mapping[str, str]) -> list[Path]:
+    """The services' SQLite database files named by env (other backends have none)."""
+    files = []
+    for variable in ("AUTH_DATABASE_URL", "PROFILE_DATABASE_URL"):
+        url = make_url(env[variable])
+        if url.get_backend_name() == "sqlite" and url.database not in (None, "", ":memory:"):
+            files.append(Path(url.database))
+    return files
+
+
+def make_sqlite_files_private(env: Mapping[str, str]) -> None:
+    """The SQLite files, created empty at 0600 or tightened to it: they hold the password
+    hashes. Run before migrating, so no file is ever readable by others; the journals
+    SQLite makes later take the database file's mode."""
+    for database in sqlite_files(env):
+        database.parent.mkdir(parents=True, exist_ok=True)
+        os.close(os.open(database, os.O_WRONLY | os.O_CREAT, PRIVATE_FILE_MODE))
+        os.chmod(database, PRIVATE_FILE_MODE)
 
 
 def migrate_sqlite_databases(env: Mapping[str, str]) -> None:

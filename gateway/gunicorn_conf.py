@@ -14,6 +14,9 @@ from gateway import serving
 
 # gunicorn finds its hooks by name in this module.
 from gateway.metrics_dir import child_exit, on_exit, on_starting  # noqa: F401
+from gateway.server_name import hide_server_software
+
+hide_server_software()
 
 try:
     _settings = serving.GunicornSettings.from_env(Env.from_os())
