@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from typing import Any
 
@@ -18,6 +19,11 @@ CHANNEL_OPTIONS: Sequence[tuple[str, Any]] = (
     ("grpc.max_receive_message_length", 4 * 1024 * 1024),
     # Internal targets are dialled directly, whatever http_proxy says.
     ("grpc.enable_http_proxy", 0),
+    # Client-side balancing: a target resolving to several replicas (dns:///auth:50051
+    # on a headless Service or a scaled compose service, or an ipv4: list) gets a
+    # connection to each, and the calls go round them; gRPC's default, pick_first,
+    # would send every call to one replica.
+    ("grpc.service_config", json.dumps({"loadBalancingConfig": [{"round_robin": {}}]})),
 )
 
 
