@@ -33,21 +33,22 @@ def start_replica(name: bytes, calls: Counter[bytes]) -> tuple[grpc.Server, int]
 
 
 @pytest.fixture
-def replicas() -> Iterator[tuple[str, Counter[bytes]]]:
+def replicas() -> Iterator[tuple[list[int], Counter[bytes]]]:
+    """Two replicas, b"one" and b"two", on loopback: their ports, and the calls each got."""
     calls: Counter[bytes] = Counter()
     started = [start_replica(name, calls) for name in (b"one", b"two")]
     try:
-        yield "ipv4:" + ",".join(f"127.0.0.1:{port}" for _, port in started), calls
+        yield [port for _, port in started], calls
     finally:
         for server, _ in started:
             server.stop(None)
 
 
 def test_calls_go_round_every_replica_of_a_target(
-    replicas: tuple[str, Counter[bytes]],
+    replicas: tuple[list[int], Counter[bytes]],
 ) -> None:
-    target, calls = replicas
-    with open_channel(target) as channel:
+    ports, calls = replicas
+    with open_channel("ipv4:" + ",".join(f"127.0.0.1:{port}" for port in ports)) as channel:
         call: grpc.UnaryUnaryMultiCallable[bytes, bytes] = channel.unary_unary(METHOD)
         # round_robin sends to the replicas whose connection is up: wait for both (with
         # pick_first the second would never be called).
@@ -59,3 +60,15 @@ def test_calls_go_round_every_replica_of_a_target(
         answers = Counter(call(b"", timeout=5) for _ in range(20))
     assert answers == calls
     assert min(answers[b"one"], answers[b"two"]) >= 5, answers
+
+
+def test_a_dns_target_reaches_the_replica_behind_the_name(
+    replicas: tuple[list[int], Counter[bytes]],
+) -> None:
+    # The form the deployment files use (dns:///auth:50051); here the name is localhost,
+    # and only the replica listening on 127.0.0.1 at that port answers.
+    ports, calls = replicas
+    with open_channel(f"dns:///localhost:{ports[0]}") as channel:
+        call: grpc.UnaryUnaryMultiCallable[bytes, bytes] = channel.unary_unary(METHOD)
+        assert {call(b"", timeout=5, wait_for_ready=True) for _ in range(5)} == {b"one"}
+    assert calls == Counter({b"one": 5})
