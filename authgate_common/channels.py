@@ -8,11 +8,6 @@ from typing import Any
 
 import grpc
 
-# A target may name several replicas (`ipv4:10.0.0.1:50051,10.0.0.2:50051`, or a DNS
-# name with several addresses, e.g. a Kubernetes headless Service): calls are spread
-# over every replica that is up, and a replica that goes away is skipped at once.
-SERVICE_CONFIG = json.dumps({"loadBalancingConfig": [{"round_robin": {}}]})
-
 CHANNEL_OPTIONS: Sequence[tuple[str, Any]] = (
     # An upstream that was down (or not yet up) is redialled within a second,
     # not after gRPC's default backoff of up to two minutes.
@@ -24,7 +19,11 @@ CHANNEL_OPTIONS: Sequence[tuple[str, Any]] = (
     ("grpc.max_receive_message_length", 4 * 1024 * 1024),
     # Internal targets are dialled directly, whatever http_proxy says.
     ("grpc.enable_http_proxy", 0),
-    ("grpc.service_config", SERVICE_CONFIG),
+    # Client-side balancing: a target resolving to several replicas (dns:///auth:50051
+    # on a headless Service or a scaled compose service, or an ipv4: list) gets a
+    # connection to each, and the calls go round them; gRPC's default, pick_first,
+    # would send every call to one replica.
+    ("grpc.service_config", json.dumps({"loadBalancingConfig": [{"round_robin": {}}]})),
 )
 
 

@@ -31,6 +31,11 @@ from profile_svc import config as profile_config
 from profile_svc.migrations import PROFILE_MIGRATIONS
 
 MULTIPROC_VARIABLE = gateway_config.PROMETHEUS_MULTIPROC_DIR.name
+# The state folder holds password hashes (the SQLite files) and private keys:
+# owner only, for what the launcher makes and for what the children make.
+PRIVATE_DIR_MODE = 0o700
+PRIVATE_FILE_MODE = 0o600
+CHILD_UMASK = 0o077
 
 
 class StackError(RuntimeError):
@@ -207,6 +212,7 @@ class ProcessGroup:
             stdout=output,
             stderr=subprocess.STDOUT if output else None,
             start_new_session=True,
+            umask=CHILD_UMASK,
         )
         self._processes.append(_Process(name, popen))
 
@@ -291,9 +297,12 @@ class Stack(ProcessGroup):
         return self.settings.environment_of(name, self._base_env)
 
     def prepare(self) -> None:
-        """Migrate SQLite files (zero setup); other databases are migrated on purpose."""
-        self.settings.state_dir.mkdir(parents=True, exist_ok=True)
-        migrate_sqlite_databases(self.environment_of("auth"))
+        """Make the state folder and SQLite files private, then migrate the SQLite files
+        (zero setup); other databases are migrated on purpose."""
+        environment = self.environment_of("auth")
+        make_private_dir(self.settings.state_dir)
+        make_sqlite_files_private(environment)
+        migrate_sqlite_databases(environment)
 
     def readiness(self, name: str) -> Callable[[], None]:
         s = self.settings
@@ -343,6 +352,32 @@ def with_parent_death_signal(command: list[str]) -> list[str]:
     if setpriv is None or not sys.platform.startswith("linux"):
         return command
     return [setpriv, "--pdeathsig", "TERM", "--", *command]
+
+
+def make_private_dir(directory: Path) -> None:
+    """directory, made or tightened to owner-only (mkdir's mode is subject to the umask)."""
+    directory.mkdir(mode=PRIVATE_DIR_MODE, parents=True, exist_ok=True)
+    os.chmod(directory, PRIVATE_DIR_MODE)
+
+
+def sqlite_files(env: Mapping[str, str]) -> list[Path]:
+    """The services' SQLite database files named by env (other backends have none)."""
+    files = []
+    for variable in ("AUTH_DATABASE_URL", "PROFILE_DATABASE_URL"):
+        url = make_url(env[variable])
+        if url.get_backend_name() == "sqlite" and url.database not in (None, "", ":memory:"):
+            files.append(Path(url.database))
+    return files
+
+
+def make_sqlite_files_private(env: Mapping[str, str]) -> None:
+    """The SQLite files, created empty at 0600 or tightened to it: they hold the password
+    hashes. Run before migrating, so no file is ever readable by others; the journals
+    SQLite makes later take the database file's mode."""
+    for database in sqlite_files(env):
+        database.parent.mkdir(parents=True, exist_ok=True)
+        os.close(os.open(database, os.O_WRONLY | os.O_CREAT, PRIVATE_FILE_MODE))
+        os.chmod(database, PRIVATE_FILE_MODE)
 
 
 def migrate_sqlite_databases(env: Mapping[str, str]) -> None:

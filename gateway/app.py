@@ -103,6 +103,8 @@ def _register_request_tracing(app: Flask, metrics: GatewayMetrics) -> None:
         request_id = g.get("request_id") or uuid.uuid4().hex
         response.headers[REQUEST_ID_HEADER] = request_id
         response.headers.setdefault("Cache-Control", "no-store")
+        # Browsers must take Content-Type as sent (JSON, problem+json), never sniff HTML.
+        response.headers["X-Content-Type-Options"] = "nosniff"
         started = g.get("started")
         seconds = None if started is None else time.perf_counter() - started
         route = request.url_rule.rule if request.url_rule else None

@@ -15,6 +15,9 @@ from gateway.config import SETTINGS as GATEWAY_SETTINGS
 
 # gunicorn finds its hooks by name in this module.
 from gateway.metrics_dir import child_exit  # noqa: F401
+from gateway.server_name import hide_server_software
+
+hide_server_software()
 
 try:
     _env = Env.from_os()

@@ -14,31 +14,40 @@ from sqlalchemy.engine import make_url
 from auth_svc.config import SETTINGS as AUTH_SETTINGS
 from authgate_common.config import Env
 from gateway.config import SETTINGS as GATEWAY_SETTINGS
+from gateway.config import GatewayConfig
 from gateway.serving import GunicornSettings
 from profile_svc.config import SETTINGS as PROFILE_SETTINGS
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE_FILE = ROOT / "docker-compose.yml"
+PUBLISH_GRPC_FILE = ROOT / "deploy" / "compose" / "publish-grpc.yml"
 MYSQL_INIT_DIR = ROOT / "deploy" / "mysql-init"
 
 APP_SERVICES = ("auth", "profile", "gateway")
+# Images of their own: the database, the rate-limit counters, the balancer.
+INFRA_SERVICES = ("mysql", "redis", "nginx")
 # Run to completion and exit (restart "no"): no healthcheck; others wait for their success.
-ONE_SHOT_SERVICES = ("migrate",)
+ONE_SHOT_SERVICES = ("keys", "migrate")
 DEFAULT_PORTS = {"gateway": 8080, "auth": 50051, "profile": 50052}
-# The variables each process reads: its settings table (the migrate job reads both services').
+REPLICAS = {"auth": 2, "profile": 2, "gateway": 2}
+# The variables each process reads: its settings table (the migrate job reads both services',
+# the keys job the auth service's).
 ENV_TABLES = {
     "auth": (AUTH_SETTINGS,),
     "profile": (PROFILE_SETTINGS,),
     "gateway": (GATEWAY_SETTINGS,),
+    "keys": (AUTH_SETTINGS,),
     "migrate": (AUTH_SETTINGS, PROFILE_SETTINGS),
 }
 HEALTHY = {"condition": "service_healthy"}
 COMPLETED = {"condition": "service_completed_successfully"}
 EXPECTED_DEPENDENCIES = {
     "migrate": {"mysql": HEALTHY},
-    "auth": {"mysql": HEALTHY, "migrate": COMPLETED},
+    # Migrations and the first signing key are done once, before any replica starts.
+    "auth": {"mysql": HEALTHY, "migrate": COMPLETED, "keys": COMPLETED},
     "profile": {"mysql": HEALTHY, "migrate": COMPLETED, "auth": HEALTHY},
-    "gateway": {"auth": HEALTHY, "profile": HEALTHY},
+    "gateway": {"auth": HEALTHY, "profile": HEALTHY, "redis": HEALTHY},
+    "nginx": {"gateway": HEALTHY},
 }
 SECRET_NAME = re.compile(r"PASSWORD|SECRET|TOKEN|PRIVATE", re.IGNORECASE)
 # ${NAME}, ${NAME:-default}, ${NAME-default}, ${NAME:?message}, ${NAME?message}
@@ -86,7 +95,7 @@ def env_names_read_by(service_name: str) -> set[str]:
 def test_compose_declares_mysql_the_three_processes_and_the_migration(
     services: dict[str, Any],
 ) -> None:
-    assert set(services) == {"mysql", *APP_SERVICES, *ONE_SHOT_SERVICES}
+    assert set(services) == {*INFRA_SERVICES, *APP_SERVICES, *ONE_SHOT_SERVICES}
 
 
 def test_only_the_declared_one_shot_services_run_to_completion(services: dict[str, Any]) -> None:
@@ -104,7 +113,7 @@ def test_one_shot_services_have_no_healthcheck_to_wait_for(
     assert "healthcheck" not in services[name]
 
 
-@pytest.mark.parametrize("name", ["mysql", *APP_SERVICES])
+@pytest.mark.parametrize("name", [*INFRA_SERVICES, *APP_SERVICES])
 def test_every_long_running_service_has_a_healthcheck(services: dict[str, Any], name: str) -> None:
     assert services[name].get("restart") != "no"
     healthcheck = services[name].get("healthcheck") or {}
@@ -115,7 +124,7 @@ def test_every_long_running_service_has_a_healthcheck(services: dict[str, Any], 
     assert len(test) > 1
 
 
-@pytest.mark.parametrize("name", [*APP_SERVICES, *ONE_SHOT_SERVICES])
+@pytest.mark.parametrize("name", EXPECTED_DEPENDENCIES)
 def test_services_start_only_after_their_dependencies_are_healthy_or_done(
     services: dict[str, Any], name: str
 ) -> None:
@@ -154,13 +163,39 @@ def test_service_environment_names_are_read_by_the_code(
     assert not unread, f"{name} sets variables its code never reads: {sorted(unread)}"
 
 
-@pytest.mark.parametrize("name", APP_SERVICES)
-def test_published_ports_are_the_default_ports_on_loopback(
-    services: dict[str, Any], name: str
+def test_only_nginx_is_published_on_the_gateway_port_on_loopback(
+    services: dict[str, Any],
 ) -> None:
-    port = DEFAULT_PORTS[name]
-    published = [resolve_defaults(str(entry)) for entry in services[name].get("ports", [])]
-    assert published == [f"127.0.0.1:{port}:{port}"]
+    published = {
+        name: [resolve_defaults(str(entry)) for entry in service["ports"]]
+        for name, service in services.items()
+        if service.get("ports")
+    }
+    port = DEFAULT_PORTS["gateway"]
+    assert published == {"nginx": [f"127.0.0.1:{port}:{port}"]}
+
+
+def test_no_grpc_port_is_published_unless_the_override_file_asks(
+    services: dict[str, Any],
+) -> None:
+    # A direct gRPC call skips the gateway's rate limits: the services stay on the network.
+    for name in ("auth", "profile"):
+        assert "ports" not in services[name]
+    override = yaml.safe_load(PUBLISH_GRPC_FILE.read_text(encoding="utf-8"))
+    assert set(override) == {"services"}
+    assert set(override["services"]) == {"auth", "profile"}
+    for name, first in (("auth", 50061), ("profile", 50071)):
+        assert set(override["services"][name]) == {"ports"}
+        (entry,) = override["services"][name]["ports"]
+        # One host port per replica, on loopback unless AUTHGATE_PUBLISH_HOST says otherwise.
+        last = first + REPLICAS[name] - 1
+        assert resolve_defaults(entry) == f"127.0.0.1:{first}-{last}:{DEFAULT_PORTS[name]}"
+
+
+@pytest.mark.parametrize(("name", "replicas"), REPLICAS.items())
+def test_each_process_runs_as_replicas(services: dict[str, Any], name: str, replicas: int) -> None:
+    assert services[name]["deploy"]["replicas"] == replicas
+    assert "container_name" not in services[name], "a fixed name allows one container only"
 
 
 def test_mysql_is_not_published(services: dict[str, Any]) -> None:
@@ -234,9 +269,11 @@ def test_mysql_healthcheck_pings_the_server_over_tcp(services: dict[str, Any]) -
 @pytest.mark.parametrize(
     ("name", "variable", "expected"),
     [
-        ("profile", "AUTH_GRPC_TARGET", f"auth:{DEFAULT_PORTS['auth']}"),
-        ("gateway", "AUTH_GRPC_TARGET", f"auth:{DEFAULT_PORTS['auth']}"),
-        ("gateway", "PROFILE_GRPC_TARGET", f"profile:{DEFAULT_PORTS['profile']}"),
+        # dns:/// resolves the service name to every replica; the channels balance
+        # round_robin over them (authgate_common.channels).
+        ("profile", "AUTH_GRPC_TARGET", f"dns:///auth:{DEFAULT_PORTS['auth']}"),
+        ("gateway", "AUTH_GRPC_TARGET", f"dns:///auth:{DEFAULT_PORTS['auth']}"),
+        ("gateway", "PROFILE_GRPC_TARGET", f"dns:///profile:{DEFAULT_PORTS['profile']}"),
     ],
 )
 def test_grpc_targets_name_a_service_and_its_port(
@@ -314,9 +351,37 @@ def test_signing_keys_live_on_the_auth_keys_volume(
 ) -> None:
     assert "auth_keys" in (compose.get("volumes") or {})
     keys_dir = environment_of(services["auth"])["AUTH_KEYS_DIR"]
-    assert f"auth_keys:{keys_dir}" in services["auth"]["volumes"]
-    for name in ("profile", "gateway", *ONE_SHOT_SERVICES):
+    # Every auth replica reads the one key set; only the one-shot `keys` writes it.
+    assert services["auth"]["volumes"] == [f"auth_keys:{keys_dir}:ro"]
+    assert environment_of(services["keys"])["AUTH_KEYS_DIR"] == keys_dir
+    assert services["keys"]["volumes"] == [f"auth_keys:{keys_dir}"]
+    assert "python -m auth_svc.keys rotate" in services["keys"]["command"][-1]
+    assert f"ls {keys_dir}/*.pem" in services["keys"]["command"][-1], "only when it has none"
+    for name in ("profile", "gateway", "migrate"):
         assert not services[name].get("volumes"), f"{name} needs no volume (and no keys)"
+
+
+def test_every_gateway_worker_counts_rate_limits_in_the_one_redis(
+    services: dict[str, Any],
+) -> None:
+    environment = {
+        name: resolve_defaults(value) for name, value in environment_of(services["gateway"]).items()
+    }
+    settings = GatewayConfig.from_env(Env(environment)).rate_limits
+    url = make_url(settings.storage_uri)
+    assert (url.drivername, url.host, url.port) == ("redis", "redis", 6379)
+    assert url.password == "<REDIS_PASSWORD>"
+    # Redis requires that same password, given as a required variable.
+    assert environment_of(services["redis"])["REDISCLI_AUTH"] == (
+        "${REDIS_PASSWORD:?set REDIS_PASSWORD in .env or the environment}"
+    )
+    assert "--requirepass" in services["redis"]["command"][-1]
+
+
+def test_the_gateway_trusts_exactly_the_one_proxy_in_front(services: dict[str, Any]) -> None:
+    # nginx appends the client to X-Forwarded-For (deploy/nginx/nginx.conf); one hop trusted.
+    assert environment_of(services["gateway"])["GATEWAY_TRUSTED_PROXY_COUNT"] == "1"
+    assert "./deploy/nginx/nginx.conf:/etc/nginx/nginx.conf:ro" in services["nginx"]["volumes"]
 
 
 def test_app_services_share_one_image_and_run_unprivileged(services: dict[str, Any]) -> None:

@@ -111,7 +111,9 @@ def test_image_keys_folder_is_where_compose_mounts_the_keys_volume() -> None:
     match = re.search(r"AUTH_KEYS_DIR=(\S+)", env)
     assert match, "the image sets AUTH_KEYS_DIR"
     compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text(encoding="utf-8"))
-    assert f"auth_keys:{match[1]}" in compose["services"]["auth"]["volumes"]
+    # The one-shot `keys` writes the volume, the auth replicas read it.
+    assert f"auth_keys:{match[1]}" in compose["services"]["keys"]["volumes"]
+    assert f"auth_keys:{match[1]}:ro" in compose["services"]["auth"]["volumes"]
     created = " ".join(arguments_of("RUN"))
     assert re.search(rf"install -d -o authgate -g authgate -m 0700 {re.escape(match[1])}", created)
 

@@ -103,6 +103,27 @@ def test_json_content_type_with_utf8_charset_is_accepted(client: FlaskClient) ->
     assert response.status_code == 201
 
 
+def test_every_kind_of_answer_forbids_content_sniffing(
+    client: FlaskClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    answers = {
+        "success": client.post("/v1/auth/register", json={"username": "bob", "password": PASSWORD}),
+        "problem": client.get("/v1/profile"),
+        "unmatched": client.get("/no/such/route"),
+        "health": client.get("/healthz"),
+        "openapi": client.get("/openapi.json"),
+    }
+    upstreams = client.application.extensions["authgate"]["upstreams"]
+    monkeypatch.setattr(upstreams, "call", lambda *args, **kwargs: 1 / 0)
+    answers["internal error"] = client.post(
+        "/v1/auth/login", json={"username": "a", "password": PASSWORD}
+    )
+    assert answers["internal error"].status_code == 500
+    assert {
+        kind: response.headers.get("X-Content-Type-Options") for kind, response in answers.items()
+    } == dict.fromkeys(answers, "nosniff")
+
+
 # --- default deny and identity --------------------------------------------------------------
 
 
