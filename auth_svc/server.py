@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import signal
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import cast
@@ -148,8 +149,14 @@ def build_server(config: AuthConfig, *, clock: Clock = utc_now) -> AuthServer:
 
 def serve(config: AuthConfig) -> None:
     """Run until SIGTERM or SIGINT, then stop gracefully; SIGHUP reloads the signing keys."""
+    # The port answers before build_server returns: a SIGHUP sent as soon as it does must
+    # not find the default action (which ends the process), so it is noted from the start.
+    early_hup = threading.Event()
+    signal.signal(signal.SIGHUP, lambda _signum, _frame: early_hup.set())
     running = build_server(config)
     reloader = running.key_reloader
     if reloader is not None:
         signal.signal(signal.SIGHUP, lambda _signum, _frame: reloader.trigger())
+        if early_hup.is_set():
+            reloader.trigger()
     run_until_signalled(running, config.server.grace_seconds)

@@ -42,6 +42,7 @@ def main() -> int:
     except StackError as exc:
         print(f"authgate did not start: {exc}", file=sys.stderr)
         return 1
+    settings = stack.settings  # with the ports the processes bound (a 0 picks a free one)
     url = settings.gateway_url
     metrics = settings.metrics_urls()
 

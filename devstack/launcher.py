@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -26,6 +29,9 @@ from authgate_common.tls import ClientTls
 from profile_svc.migrations import PROFILE_MIGRATIONS
 
 MULTIPROC_VARIABLE = "PROMETHEUS_MULTIPROC_DIR"
+NAMES = ("auth", "profile", "gateway")
+# gunicorn's master, once it has bound: "[INFO] Listening at: http://127.0.0.1:8080 (123)".
+_GUNICORN_LISTENING = re.compile(r"Listening at: https?://[^\s]*:(\d+) ")
 
 
 class StackError(RuntimeError):
@@ -34,7 +40,11 @@ class StackError(RuntimeError):
 
 @dataclass(frozen=True)
 class StackSettings:
-    """Where the three processes listen and keep their state."""
+    """Where the three processes listen and keep their state.
+
+    A port of 0 lets the process pick a free one; once it has started, `Stack.settings`
+    holds the port it reported (so a restart binds the same one).
+    """
 
     state_dir: Path
     host: str = "127.0.0.1"
@@ -109,10 +119,91 @@ def _port_or_off(port: int | None) -> str:
     return "off" if port is None else str(port)
 
 
+@dataclass(frozen=True)
+class BoundPorts:
+    """The ports a process said it bound, in its first log lines."""
+
+    port: int
+    metrics_port: int | None = None
+
+
+def reported_ports(name: str, line: str) -> BoundPorts | None:
+    """The ports in `line` if it is the line with which process `name` says it listens.
+
+    The services' start line is JSON with the gRPC "address" and the "metrics_port";
+    the gateway's is gunicorn's own "Listening at:" line.
+    """
+    if name == "gateway":
+        match = _GUNICORN_LISTENING.search(line)
+        return None if match is None else BoundPorts(int(match.group(1)))
+    try:
+        record = json.loads(line)
+    except ValueError:
+        return None
+    if not isinstance(record, dict) or "address" not in record or "metrics_port" not in record:
+        return None
+    metrics = record["metrics_port"]
+    return BoundPorts(
+        int(str(record["address"]).rpartition(":")[2]),
+        None if metrics is None else int(metrics),
+    )
+
+
+class _Output:
+    """A process's output lines: appended to its log file, or copied to our stdout."""
+
+    def __init__(self, path: Path | None) -> None:
+        self.path = path
+        self._file: IO[bytes] | None = None
+        self._offset = 0
+        self._lines: list[str] = []
+        self._read = 0
+        self._lock = threading.Lock()
+        if path is not None:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            self._file = path.open("ab")
+            # Earlier runs of the same process appended before: only what comes next counts.
+            self._offset = path.stat().st_size
+
+    @property
+    def stdout(self) -> IO[bytes] | int:
+        """What the process writes to: the log file, else a pipe that we copy from."""
+        return subprocess.PIPE if self._file is None else self._file
+
+    def attach(self, popen: subprocess.Popen[bytes]) -> None:
+        if popen.stdout is not None:
+            threading.Thread(target=self._copy, args=(popen.stdout,), daemon=True).start()
+
+    def _copy(self, stream: IO[bytes]) -> None:
+        for raw in iter(stream.readline, b""):
+            sys.stdout.buffer.write(raw)
+            sys.stdout.buffer.flush()
+            with self._lock:
+                self._lines.append(raw.decode(errors="replace"))
+
+    def new_lines(self) -> list[str]:
+        """Complete lines written since the last call."""
+        if self.path is None:
+            with self._lock:
+                lines, self._read = self._lines[self._read :], len(self._lines)
+            return lines
+        with self.path.open("rb") as log:
+            log.seek(self._offset)
+            chunk = log.read()
+        complete = chunk[: chunk.rfind(b"\n") + 1]
+        self._offset += len(complete)
+        return complete.decode(errors="replace").splitlines()
+
+    def close(self) -> None:
+        if self._file is not None:
+            self._file.close()
+
+
 @dataclass
 class _Process:
     name: str
     popen: subprocess.Popen[bytes]
+    output: _Output
 
 
 class Stack:
@@ -129,7 +220,6 @@ class Stack:
         self._log_dir = log_dir
         self._base_env = dict(os.environ if base_env is None else base_env)
         self._processes: list[_Process] = []
-        self._logs: list[IO[bytes]] = []
 
     def commands(self) -> list[tuple[str, list[str]]]:
         # Bind address, workers, threads and timeouts come from the environment
@@ -151,16 +241,17 @@ class Stack:
     def log_path(self, name: str) -> Path | None:
         return None if self._log_dir is None else self._log_dir / f"{name}.log"
 
-    def start(self, timeout: float = 30.0) -> None:
+    def start(self, timeout: float = 30.0, *, only: tuple[str, ...] = NAMES) -> None:
         """Migrate SQLite files, then start the services in dependency order, each once the
-        one it needs is serving."""
+        one it needs is serving (`only`: a subset, e.g. ("auth",))."""
         self.settings.state_dir.mkdir(parents=True, exist_ok=True)
         migrate_sqlite_databases(self.settings.environment_of("auth", self._base_env))
         deadline = time.monotonic() + timeout
         try:
             for name, command in self.commands():
-                self._spawn(name, command, self.settings.environment_of(name, self._base_env))
-                self._wait_until(self._readiness(name), name, deadline)
+                if name in only:
+                    self._spawn(name, command, self.settings.environment_of(name, self._base_env))
+                    self._wait_until_serving(name, deadline)
         except BaseException:
             self.stop()
             raise
@@ -176,8 +267,39 @@ class Stack:
             name, dict(self.commands())[name], self.settings.environment_of(name, self._base_env)
         )
         # Keep the start order, which stop() walks backwards.
+        self._processes[index].output.close()
         self._processes[index] = self._processes.pop()
-        self._wait_until(self._readiness(name), name, time.monotonic() + timeout)
+        self._wait_until_serving(name, time.monotonic() + timeout)
+
+    def _wait_until_serving(self, name: str, deadline: float) -> None:
+        self._wait_until(self._bound(name), name, deadline)
+        self._wait_until(self._readiness(name), name, deadline)
+
+    def _bound(self, name: str) -> Callable[[], None]:
+        """Waits for the line saying which ports `name` bound, and records them in settings."""
+        output = self._find(name).output
+
+        def reported() -> None:
+            for line in output.new_lines():
+                ports = reported_ports(name, line)
+                if ports is not None:
+                    self._record(name, ports)
+                    return
+            raise Unhealthy(f"{name} has not said where it listens yet")
+
+        return reported
+
+    def _record(self, name: str, ports: BoundPorts) -> None:
+        s = self.settings
+        if name == "auth":
+            s = dataclasses.replace(s, auth_port=ports.port, auth_metrics_port=ports.metrics_port)
+        elif name == "profile":
+            s = dataclasses.replace(
+                s, profile_port=ports.port, profile_metrics_port=ports.metrics_port
+            )
+        else:
+            s = dataclasses.replace(s, gateway_port=ports.port)
+        self.settings = s
 
     def _readiness(self, name: str) -> Callable[[], None]:
         s = self.settings
@@ -190,22 +312,18 @@ class Stack:
         }[name]
 
     def _spawn(self, name: str, command: list[str], env: dict[str, str]) -> None:
-        output: IO[bytes] | None = None
-        path = self.log_path(name)
-        if path is not None:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            output = path.open("ab")
-            self._logs.append(output)
+        output = _Output(self.log_path(name))
         # A session of its own: Ctrl-C reaches the launcher only, which stops
         # the children in order instead of all of them at once.
         popen = subprocess.Popen(
             with_parent_death_signal(command),
             env=env,
-            stdout=output,
-            stderr=subprocess.STDOUT if output else None,
+            stdout=output.stdout,
+            stderr=subprocess.STDOUT,
             start_new_session=True,
         )
-        self._processes.append(_Process(name, popen))
+        output.attach(popen)
+        self._processes.append(_Process(name, popen, output))
 
     def check_alive(self) -> None:
         for process in self._processes:
@@ -228,9 +346,12 @@ class Stack:
             time.sleep(0.1)
 
     def process(self, name: str) -> subprocess.Popen[bytes]:
+        return self._find(name).popen
+
+    def _find(self, name: str) -> _Process:
         for process in self._processes:
             if process.name == name:
-                return process.popen
+                return process
         raise KeyError(name)
 
     def stop(self, timeout: float = 15.0) -> dict[str, int | None]:
@@ -246,10 +367,9 @@ class Stack:
             except subprocess.TimeoutExpired:
                 process.popen.kill()
                 codes[process.name] = process.popen.wait()
-        for log in self._logs:
-            log.close()
+        for process in self._processes:
+            process.output.close()
         self._processes.clear()
-        self._logs.clear()
         shutil.rmtree(self.settings.gateway_metrics_dir, ignore_errors=True)
         return codes
 

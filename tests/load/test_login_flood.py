@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from tests.faults.harness import PASSWORD, FaultStack, fault_stack
+from tests.harness import PASSWORD, RealStack, real_stack
 
 pytestmark = pytest.mark.load
 
@@ -25,7 +25,7 @@ BASELINE_RSS_BYTES = 160 * 1024 * 1024  # the auth process before any hash (abou
 
 
 @pytest.fixture(scope="module")
-def flood_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FaultStack]:
+def flood_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RealStack]:
     env = {
         "AUTH_ARGON2_TIME_COST": "1",
         "AUTH_ARGON2_MEMORY_KIB": str(HASH_MEMORY_KIB),
@@ -33,7 +33,7 @@ def flood_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FaultStack
         "AUTH_MAX_CONCURRENT_HASHES": "1",
         "AUTH_HASH_QUEUE_TIMEOUT_SECONDS": "0.05",
     }
-    with fault_stack(
+    with real_stack(
         tmp_path_factory.mktemp("flood"), mysql_server_url=None, extra_env=env
     ) as stack:
         yield stack
@@ -47,7 +47,7 @@ def peak_rss_bytes(pid: int) -> int:
 
 
 def test_login_flood_gets_429_with_retry_after_while_profile_reads_are_served(
-    flood_stack: FaultStack,
+    flood_stack: RealStack,
 ) -> None:
     username = flood_stack.register()
     token = flood_stack.token(username)
