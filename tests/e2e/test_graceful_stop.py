@@ -30,7 +30,7 @@ from authgate.profile.v1 import profile_pb2, profile_pb2_grpc
 from authgate_common.channels import open_channel
 from tests.harness import RealStack, real_stack, wait_until
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.serial]
 
 GRACE_SECONDS = 5
 PASSWORD = "correct horse battery staple"

@@ -12,7 +12,7 @@ import pytest
 
 from tests.harness import Outcome, RealStack, new_username
 
-pytestmark = [pytest.mark.faults, pytest.mark.mysql]
+pytestmark = [pytest.mark.faults, pytest.mark.mysql, pytest.mark.serial]
 
 WRITERS = 8
 BEFORE_SIGNAL_SECONDS = 0.4

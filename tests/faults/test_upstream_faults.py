@@ -12,7 +12,7 @@ import pytest
 from tests.faults.conftest import SHORT_GRPC_TIMEOUT_SECONDS as GRPC_TIMEOUT_SECONDS
 from tests.harness import Outcome, RealStack
 
-pytestmark = [pytest.mark.faults, pytest.mark.mysql]
+pytestmark = [pytest.mark.faults, pytest.mark.mysql, pytest.mark.serial]
 
 # Every request of each check goes to one gunicorn worker or the other: enough to reach both.
 ATTEMPTS = 6

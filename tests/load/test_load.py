@@ -16,7 +16,7 @@ import requests
 
 from tests.harness import PASSWORD, RealStack, new_username, real_stack
 
-pytestmark = [pytest.mark.load, pytest.mark.mysql]
+pytestmark = [pytest.mark.load, pytest.mark.mysql, pytest.mark.serial]
 
 READS = 2000
 READ_CONCURRENCY = 50

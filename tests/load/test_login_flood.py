@@ -15,7 +15,7 @@ import requests
 
 from tests.harness import PASSWORD, RealStack, real_stack
 
-pytestmark = pytest.mark.load
+pytestmark = [pytest.mark.load, pytest.mark.serial]
 
 HASH_MEMORY_KIB = 32 * 1024
 FLOOD_THREADS = 24  # more than the gateway's 2 workers x 8 threads: every thread busy

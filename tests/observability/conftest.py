@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -106,15 +105,6 @@ def health_status(target: str) -> str:
             return "UNREACHABLE"
     name: str = health_pb2.HealthCheckResponse.ServingStatus.Name(response.status)
     return name
-
-
-def wait_for(condition: Callable[[], bool], *, timeout: float = 5.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.05)
-    return condition()
 
 
 def login(gateway: FlaskClient, username: str = "alice") -> dict[str, str]:
