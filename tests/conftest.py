@@ -17,6 +17,7 @@ pytest_plugins = [
     "tests.fixtures.auth_fixtures",
     "tests.fixtures.profile_fixtures",
     "tests.fixtures.gateway_fixtures",
+    "tests.fixtures.services_fixtures",
     "tests.fixtures.tls_fixtures",
     "tests.fixtures.response_scan",
 ]

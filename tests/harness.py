@@ -10,8 +10,9 @@
   and fails with `what` at the deadline. Waits are for something to happen (a log line,
   a status); a test never sleeps and then asserts that something did not happen.
 
-In-process servers (a started `grpc.Server` on port 0, `.port` read from it) are the
-`auth_server` and `profile_server_factory` fixtures of tests/fixtures.
+In-process servers (started on port 0, the bound port read from the server) are the
+fixtures of tests/fixtures: `auth_server`, `profile_server_factory`, `services_factory`
+(both services and a gateway test client) and the gateway's `gateway_client_factory`.
 """
 
 from __future__ import annotations

@@ -12,8 +12,8 @@ import pytest
 from sqlalchemy.engine import make_url
 
 from tests.conftest import temporary_mysql_database
+from tests.fixtures.services_fixtures import Services, ServicesFactory, health_status
 from tests.harness import wait_until
-from tests.observability.conftest import Services, ServicesFactory, health_status
 from tests.tcp_proxy import TcpProxy
 
 pytestmark = pytest.mark.mysql
