@@ -20,11 +20,9 @@ from __future__ import annotations
 import json
 import os
 import signal
-import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -92,19 +90,6 @@ def json_lines(path: Path) -> list[dict[str, Any]]:
         if isinstance(record, dict):
             records.append(record)
     return records
-
-
-def wait_for_log_line(
-    path: Path, matches: Callable[[dict[str, Any]], bool], *, within: float = 10.0
-) -> dict[str, Any]:
-    """The first JSON record of the log that `matches`, once it has been written."""
-
-    def first_match() -> dict[str, Any] | None:
-        return next((r for r in json_lines(path) if matches(r)), None)
-
-    found = wait_until(first_match, within=within, what=f"a matching line in {path.name}")
-    assert found is not None
-    return found
 
 
 # --- one request's outcome -----------------------------------------------------------------
@@ -500,32 +485,3 @@ def _via(database_url: str, proxy: TcpProxy | None) -> str:
         return database_url
     url = make_url(database_url).set(host="127.0.0.1", port=proxy.port)
     return url.render_as_string(hide_password=False)
-
-
-# --- load ----------------------------------------------------------------------------------
-
-
-def burst(calls: list[Callable[[], Outcome]], *, concurrency: int) -> list[Outcome]:
-    with ThreadPoolExecutor(max_workers=concurrency) as pool:
-        return list(pool.map(lambda call: call(), calls))
-
-
-@contextmanager
-def running_in_background(calls: Callable[[], Outcome], *, threads: int) -> Iterator[list[Outcome]]:
-    """Call `calls` in a loop on `threads` threads until the block ends; every outcome."""
-    outcomes: list[Outcome] = []
-    stop = threading.Event()
-
-    def loop() -> None:
-        while not stop.is_set():
-            outcomes.append(calls())
-
-    workers = [threading.Thread(target=loop, daemon=True) for _ in range(threads)]
-    for worker in workers:
-        worker.start()
-    try:
-        yield outcomes
-    finally:
-        stop.set()
-        for worker in workers:
-            worker.join(timeout=30)
