@@ -12,7 +12,10 @@ CHANNEL_OPTIONS: Sequence[tuple[str, Any]] = (
     # An upstream that was down (or not yet up) is redialled within a second,
     # not after gRPC's default backoff of up to two minutes.
     ("grpc.initial_reconnect_backoff_ms", 100),
-    ("grpc.min_reconnect_backoff_ms", 100),
+    # gRPC core reads this one as the time a connection attempt may take (MIN_CONNECT_TIMEOUT
+    # of doc/connection-backoff.md), not as a backoff: at 100 ms a handshake on a busy machine
+    # failed, and calls with it (503). A few seconds, as long as a call's own deadline.
+    ("grpc.min_reconnect_backoff_ms", 5000),
     ("grpc.max_reconnect_backoff_ms", 1000),
     ("grpc.keepalive_time_ms", 30_000),
     ("grpc.keepalive_timeout_ms", 10_000),

@@ -169,8 +169,37 @@ def _close(closers: list[Callable[[], None]]) -> None:
         closers.pop()()
 
 
-def serve(running: RunningServer, *, grace_seconds: float) -> None:
-    """Block until SIGTERM or SIGINT, then stop gracefully; other signals run their handlers."""
+# Signals that may come while the service starts: noted, then acted on once it serves.
+_EARLY_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
+
+
+def note_early_signals() -> list[signal.Signals]:
+    """Note the signals that come before `serve` installs its handlers, and return the list.
+
+    The port answers before the service has finished starting (health and metrics come
+    up in order): a SIGTERM or SIGHUP sent as soon as it does must not find the default
+    action, which ends the process at once.
+    """
+    received: list[signal.Signals] = []
+
+    def note(signum: int, _frame: object) -> None:
+        received.append(signal.Signals(signum))
+
+    for signum in _EARLY_SIGNALS:
+        signal.signal(signum, note)
+    return received
+
+
+def serve(
+    running: RunningServer,
+    *,
+    grace_seconds: float,
+    early_signals: Sequence[signal.Signals] = (),
+) -> None:
+    """Block until SIGTERM or SIGINT, then stop gracefully; other signals run their handlers.
+
+    early_signals (from `note_early_signals`) are acted on first, in the order they came.
+    """
     stop = threading.Event()
 
     def request_stop(signum: int, _frame: object) -> None:
@@ -181,6 +210,11 @@ def serve(running: RunningServer, *, grace_seconds: float) -> None:
     signal.signal(signal.SIGINT, request_stop)
     for signum, handle in running.signal_handlers.items():
         signal.signal(signum, _calling(handle))
+    for early in early_signals:
+        if early in (signal.SIGTERM, signal.SIGINT):
+            request_stop(early, None)
+        elif early in running.signal_handlers:
+            running.signal_handlers[early]()
     stop.wait()
     running.stop(grace_seconds)
     log.info("stopped")
@@ -208,6 +242,7 @@ def main(
     except ConfigError as exc:
         return _refuse(name, f"configuration error: {exc}")
     configure_logging(name, config.log_level)
+    early_signals = note_early_signals()
     try:
         running = build_server(config)
     except ConfigError as exc:  # found while assembling, e.g. an unusable keys folder
@@ -221,7 +256,7 @@ def main(
             extra={"database": redact_url(config.database_url), "error": type(exc.orig).__name__},
         )
         return EXIT_DATABASE_UNREACHABLE
-    serve(running, grace_seconds=config.server.grace_seconds)
+    serve(running, grace_seconds=config.server.grace_seconds, early_signals=early_signals)
     return EXIT_STOPPED
 
 

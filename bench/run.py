@@ -7,7 +7,6 @@ import dataclasses
 import json
 import os
 import random
-import socket
 import subprocess
 import sys
 import tempfile
@@ -36,7 +35,7 @@ from authgate_common.config import Env
 from authgate_common.tokens import TokenSettings
 from bench import seed
 from bench.measure import Result, cpu_seconds, lua_rotating_requests, run_threads, run_wrk
-from devstack.launcher import Stack, StackSettings
+from devstack.launcher import Stack, StackSettings, reported_ports
 
 PASSWORD = "bench password that is long enough"  # noqa: S105 - a benchmark user's password
 REPO = Path(__file__).resolve().parent.parent
@@ -84,13 +83,6 @@ class BackendResults:
     seed_seconds: dict[int, float] = field(default_factory=dict)
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
-
-
 def log(message: str) -> None:
     print(f"[bench {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
 
@@ -130,9 +122,9 @@ def databases(backend: str, state: Path, mysql_server_url: str) -> Iterator[tupl
 def running_stack(state: Path, auth_db: str, profile_db: str) -> Iterator[Target]:
     settings = StackSettings(
         state_dir=state,
-        gateway_port=free_port(),
-        auth_port=free_port(),
-        profile_port=free_port(),
+        gateway_port=0,  # each process picks a free port; the launcher reads which
+        auth_port=0,
+        profile_port=0,
         gateway_workers=GATEWAY_WORKERS,
         gateway_threads=GATEWAY_THREADS,
         auth_database_url=auth_db,
@@ -140,6 +132,7 @@ def running_stack(state: Path, auth_db: str, profile_db: str) -> Iterator[Target
     )
     stack = Stack(settings, log_dir=state / "logs")
     stack.start(timeout=120)
+    settings = stack.settings  # with the bound ports
     try:
         yield Target(
             gateway_url=settings.gateway_url,
@@ -174,13 +167,12 @@ def gunicorn_app(
     app: str, *, workers: int, threads: int, env: dict[str, str]
 ) -> Iterator[tuple[str, int]]:
     """One of bench.apps under gunicorn with the gateway's worker class; URL and master pid."""
-    port = free_port()
     with tempfile.TemporaryFile() as log_file:
-        yield from _serve(app, port, log_file, workers=workers, threads=threads, env=env)
+        yield from _serve(app, log_file, workers=workers, threads=threads, env=env)
 
 
 def _serve(
-    app: str, port: int, log_file: Any, *, workers: int, threads: int, env: dict[str, str]
+    app: str, log_file: Any, *, workers: int, threads: int, env: dict[str, str]
 ) -> Iterator[tuple[str, int]]:
     process = subprocess.Popen(
         [
@@ -188,7 +180,7 @@ def _serve(
             "-m",
             "gunicorn",
             "--bind",
-            f"127.0.0.1:{port}",
+            "127.0.0.1:0",
             "--workers",
             str(workers),
             "--threads",
@@ -203,13 +195,24 @@ def _serve(
         stdout=log_file,
         stderr=subprocess.STDOUT,
     )
-    url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 60
+        url = ""
         while True:
+            log_file.seek(0)
+            output = log_file.read().decode(errors="replace")
             if process.poll() is not None:
-                log_file.seek(0)
-                raise RuntimeError(f"{app} exited: {log_file.read().decode()[-2000:]}")
+                raise RuntimeError(f"{app} exited: {output[-2000:]}")
+            if not url:
+                ports = [
+                    p for line in output.splitlines() if (p := reported_ports("gateway", line))
+                ]
+                if not ports:
+                    if time.monotonic() > deadline:
+                        raise RuntimeError(f"{app} did not say where it listens")
+                    time.sleep(0.1)
+                    continue
+                url = f"http://127.0.0.1:{ports[0].port}"
             try:
                 with urllib.request.urlopen(f"{url}/healthz-none", timeout=1):  # noqa: S310
                     pass

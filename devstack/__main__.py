@@ -39,20 +39,25 @@ def main() -> int:
         print(f"configuration error: {exc}", file=sys.stderr)
         return 2
     stack = Stack(settings)
-    url = settings.gateway_url
-    metrics = settings.metrics_urls()
 
-    def metrics_of(name: str) -> str:
-        return f"   (metrics {metrics[name]})" if name in metrics else ""
+    def banner() -> str:
+        # After the start: with the ports the processes bound (a 0 picks a free one).
+        running = stack.settings
+        url = running.gateway_url
+        metrics = running.metrics_urls()
 
-    banner = (
-        f"\nauthgate is running (state in {settings.state_dir.resolve()}):\n"
-        f"  gateway      {url}   (API docs {url}/docs, readiness {url}/readyz,"
-        f" metrics {metrics['gateway']})\n"
-        f"  auth gRPC    {settings.host}:{settings.auth_port}{metrics_of('auth')}\n"
-        f"  profile gRPC {settings.host}:{settings.profile_port}{metrics_of('profile')}\n\n"
-        f"Try it:\n{curl_example(url)}\n\nCtrl-C stops all three.\n"
-    )
+        def metrics_of(name: str) -> str:
+            return f"   (metrics {metrics[name]})" if name in metrics else ""
+
+        return (
+            f"\nauthgate is running (state in {running.state_dir.resolve()}):\n"
+            f"  gateway      {url}   (API docs {url}/docs, readiness {url}/readyz,"
+            f" metrics {metrics['gateway']})\n"
+            f"  auth gRPC    {running.host}:{running.auth_port}{metrics_of('auth')}\n"
+            f"  profile gRPC {running.host}:{running.profile_port}{metrics_of('profile')}\n\n"
+            f"Try it:\n{curl_example(url)}\n\nCtrl-C stops all three.\n"
+        )
+
     return run_in_foreground(stack, banner, timeout=60)
 
 

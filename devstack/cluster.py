@@ -401,11 +401,14 @@ def main() -> int:
         print(f"configuration error: {exc}", file=sys.stderr)
         return 2
     cluster = Cluster(settings)
-    banner = (
-        f"\nauthgate cluster is running (state and logs in {settings.state_dir.resolve()}):\n"
-        f"{cluster.topology()}\n\nTry it:\n{curl_example(settings.url)}\n\n"
-        "Ctrl-C stops every process.\n"
-    )
+
+    def banner() -> str:
+        return (
+            f"\nauthgate cluster is running (state and logs in {settings.state_dir.resolve()}):\n"
+            f"{cluster.topology()}\n\nTry it:\n{curl_example(settings.url)}\n\n"
+            "Ctrl-C stops every process.\n"
+        )
+
     return run_in_foreground(cluster, banner, timeout=120)
 
 

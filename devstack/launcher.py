@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
@@ -36,6 +38,9 @@ MULTIPROC_VARIABLE = gateway_config.PROMETHEUS_MULTIPROC_DIR.name
 PRIVATE_DIR_MODE = 0o700
 PRIVATE_FILE_MODE = 0o600
 CHILD_UMASK = 0o077
+NAMES = ("auth", "profile", "gateway")
+# gunicorn's master, once it has bound: "[INFO] Listening at: http://127.0.0.1:8080 (123)".
+_GUNICORN_LISTENING = re.compile(r"Listening at: https?://[^\s]*:(\d+) ")
 
 
 class StackError(RuntimeError):
@@ -44,7 +49,11 @@ class StackError(RuntimeError):
 
 @dataclass(frozen=True)
 class StackSettings:
-    """Where the three processes listen and keep their state."""
+    """Where the three processes listen and keep their state.
+
+    A port of 0 lets the process pick a free one; once it has started, `Stack.settings`
+    holds the port it reported (so a restart binds the same one).
+    """
 
     state_dir: Path
     host: str = "127.0.0.1"
@@ -119,10 +128,91 @@ def _port_or_off(port: int | None) -> str:
     return "off" if port is None else str(port)
 
 
+@dataclass(frozen=True)
+class BoundPorts:
+    """The ports a process said it bound, in its first log lines."""
+
+    port: int
+    metrics_port: int | None = None
+
+
+def reported_ports(name: str, line: str) -> BoundPorts | None:
+    """The ports in `line` if it is the line with which process `name` says it listens.
+
+    The services' start line is JSON with the gRPC "address" and the "metrics_port";
+    the gateway's is gunicorn's own "Listening at:" line.
+    """
+    if name == "gateway":
+        match = _GUNICORN_LISTENING.search(line)
+        return None if match is None else BoundPorts(int(match.group(1)))
+    try:
+        record = json.loads(line)
+    except ValueError:
+        return None
+    if not isinstance(record, dict) or "address" not in record or "metrics_port" not in record:
+        return None
+    metrics = record["metrics_port"]
+    return BoundPorts(
+        int(str(record["address"]).rpartition(":")[2]),
+        None if metrics is None else int(metrics),
+    )
+
+
+class _Output:
+    """A process's output lines: appended to its log file, or copied to our stdout."""
+
+    def __init__(self, path: Path | None) -> None:
+        self.path = path
+        self._file: IO[bytes] | None = None
+        self._offset = 0
+        self._lines: list[str] = []
+        self._read = 0
+        self._lock = threading.Lock()
+        if path is not None:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            self._file = path.open("ab")
+            # Earlier runs of the same process appended before: only what comes next counts.
+            self._offset = path.stat().st_size
+
+    @property
+    def stdout(self) -> IO[bytes] | int:
+        """What the process writes to: the log file, else a pipe that we copy from."""
+        return subprocess.PIPE if self._file is None else self._file
+
+    def attach(self, popen: subprocess.Popen[bytes]) -> None:
+        if popen.stdout is not None:
+            threading.Thread(target=self._copy, args=(popen.stdout,), daemon=True).start()
+
+    def _copy(self, stream: IO[bytes]) -> None:
+        for raw in iter(stream.readline, b""):
+            sys.stdout.buffer.write(raw)
+            sys.stdout.buffer.flush()
+            with self._lock:
+                self._lines.append(raw.decode(errors="replace"))
+
+    def new_lines(self) -> list[str]:
+        """Complete lines written since the last call."""
+        if self.path is None:
+            with self._lock:
+                lines, self._read = self._lines[self._read :], len(self._lines)
+            return lines
+        with self.path.open("rb") as log:
+            log.seek(self._offset)
+            chunk = log.read()
+        complete = chunk[: chunk.rfind(b"\n") + 1]
+        self._offset += len(complete)
+        return complete.decode(errors="replace").splitlines()
+
+    def close(self) -> None:
+        if self._file is not None:
+            self._file.close()
+
+
 @dataclass
 class _Process:
     name: str
     popen: subprocess.Popen[bytes]
+    output: _Output
 
 
 # How each process is started; bind addresses, workers and the rest come from the
@@ -143,7 +233,8 @@ class ProcessGroup:
     """Named processes started in order, each once the one before is ready; stopped in reverse.
 
     Subclasses say what runs (`commands`), with which environment (`environment_of`), when
-    it is ready (`readiness`), and what to do before the first start and after the stop.
+    it is ready (`readiness`), what a process says once it has bound its ports (`bound`),
+    and what to do before the first start and after the stop.
     """
 
     def __init__(
@@ -152,7 +243,6 @@ class ProcessGroup:
         self._log_dir = log_dir
         self._base_env = dict(os.environ if base_env is None else base_env)
         self._processes: list[_Process] = []
-        self._logs: list[IO[bytes]] = []
 
     def commands(self) -> list[tuple[str, list[str]]]:
         raise NotImplementedError
@@ -163,6 +253,13 @@ class ProcessGroup:
     def readiness(self, name: str) -> Callable[[], None]:
         raise NotImplementedError
 
+    def bound(self, name: str, ports: BoundPorts) -> None:
+        """Process `name` said it bound ports (see `reports_ports`)."""
+
+    def reports_ports(self, name: str) -> bool:
+        """Whether to wait for `name`'s line saying which ports it bound (port 0 used)."""
+        return False
+
     def prepare(self) -> None:
         """Runs once before the first process starts (migrations, folders)."""
 
@@ -172,14 +269,16 @@ class ProcessGroup:
     def log_path(self, name: str) -> Path | None:
         return None if self._log_dir is None else self._log_dir / f"{name}.log"
 
-    def start(self, timeout: float = 30.0) -> None:
-        """Prepare, then start the processes in order, each once the one before is ready."""
+    def start(self, timeout: float = 30.0, *, only: Collection[str] | None = None) -> None:
+        """Prepare, then start the processes in order, each once the one before is ready
+        (`only`: a subset, e.g. ("auth",))."""
         deadline = time.monotonic() + timeout
         try:
             self.prepare()
             for name, command in self.commands():
-                self._spawn(name, command, self.environment_of(name))
-                self._wait_until(self.readiness(name), name, deadline)
+                if only is None or name in only:
+                    self._spawn(name, command, self.environment_of(name))
+                    self._wait_until_serving(name, deadline)
         except BaseException:
             self.stop()
             raise
@@ -193,28 +292,53 @@ class ProcessGroup:
         index = next(i for i, p in enumerate(self._processes) if p.name == name)
         self._spawn(name, dict(self.commands())[name], self.environment_of(name))
         # Keep the start order, which stop() walks backwards.
+        self._processes[index].output.close()
         self._processes[index] = self._processes.pop()
         # Only this one: others may be down on purpose (a test restarting several).
-        self._wait_until(self.readiness(name), name, time.monotonic() + timeout, only=name)
+        self._wait_until_serving(name, time.monotonic() + timeout, only=name)
+
+    def kill(self, name: str) -> None:
+        """SIGKILL process `name` with every process it started (gunicorn's workers too), as
+        when its machine or container dies; `restart` brings it back."""
+        popen = self.process(name)
+        with contextlib.suppress(ProcessLookupError):
+            # Each process leads a session (and process group) of its own: see _spawn.
+            os.killpg(popen.pid, signal.SIGKILL)
+        popen.wait()
+
+    def _wait_until_serving(self, name: str, deadline: float, *, only: str | None = None) -> None:
+        if self.reports_ports(name):
+            self._wait_until(self._reported(name), name, deadline, only=only)
+        self._wait_until(self.readiness(name), name, deadline, only=only)
+
+    def _reported(self, name: str) -> Callable[[], None]:
+        """Waits for the line saying which ports `name` bound, and hands them to `bound`."""
+        output = self._find(name).output
+
+        def reported() -> None:
+            for line in output.new_lines():
+                ports = reported_ports(name, line)
+                if ports is not None:
+                    self.bound(name, ports)
+                    return
+            raise Unhealthy(f"{name} has not said where it listens yet")
+
+        return reported
 
     def _spawn(self, name: str, command: list[str], env: dict[str, str]) -> None:
-        output: IO[bytes] | None = None
-        path = self.log_path(name)
-        if path is not None:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            output = path.open("ab")
-            self._logs.append(output)
+        output = _Output(self.log_path(name))
         # A session of its own: Ctrl-C reaches the launcher only, which stops
         # the children in order instead of all of them at once.
         popen = subprocess.Popen(
             with_parent_death_signal(command),
             env=env,
-            stdout=output,
-            stderr=subprocess.STDOUT if output else None,
+            stdout=output.stdout,
+            stderr=subprocess.STDOUT,
             start_new_session=True,
             umask=CHILD_UMASK,
         )
-        self._processes.append(_Process(name, popen))
+        output.attach(popen)
+        self._processes.append(_Process(name, popen, output))
 
     def check_alive(self, only: str | None = None) -> None:
         """Raise StackError if a process (or the one named `only`) has exited."""
@@ -241,23 +365,18 @@ class ProcessGroup:
                 raise StackError(f"{name} was not ready in time")
             time.sleep(0.1)
 
-    def kill(self, name: str) -> None:
-        """SIGKILL process `name` with every process it started (gunicorn's workers too), as
-        when its machine or container dies; `restart` brings it back."""
-        popen = self.process(name)
-        with contextlib.suppress(ProcessLookupError):
-            # Each process leads a session (and process group) of its own: see _spawn.
-            os.killpg(popen.pid, signal.SIGKILL)
-        popen.wait()
-
     def process(self, name: str) -> subprocess.Popen[bytes]:
+        return self._find(name).popen
+
+    def _find(self, name: str) -> _Process:
         for process in self._processes:
             if process.name == name:
-                return process.popen
+                return process
         raise KeyError(name)
 
     def stop(self, timeout: float = 15.0) -> dict[str, int | None]:
-        """SIGTERM every process (gateway first), wait, SIGKILL what is left; the exit codes."""
+        """SIGTERM every process (last started first), wait, SIGKILL what is left; the exit
+        codes."""
         for process in reversed(self._processes):
             if process.popen.poll() is None:
                 process.popen.send_signal(signal.SIGTERM)
@@ -269,10 +388,9 @@ class ProcessGroup:
             except subprocess.TimeoutExpired:
                 process.popen.kill()
                 codes[process.name] = process.popen.wait()
-        for log in self._logs:
-            log.close()
+        for process in self._processes:
+            process.output.close()
         self._processes.clear()
-        self._logs.clear()
         self.cleanup()
         return codes
 
@@ -304,6 +422,22 @@ class Stack(ProcessGroup):
         make_sqlite_files_private(environment)
         migrate_sqlite_databases(environment)
 
+    def reports_ports(self, name: str) -> bool:
+        return True
+
+    def bound(self, name: str, ports: BoundPorts) -> None:
+        """Record the ports a process bound, so that a restart binds the same ones."""
+        s = self.settings
+        if name == "auth":
+            s = dataclasses.replace(s, auth_port=ports.port, auth_metrics_port=ports.metrics_port)
+        elif name == "profile":
+            s = dataclasses.replace(
+                s, profile_port=ports.port, profile_metrics_port=ports.metrics_port
+            )
+        else:
+            s = dataclasses.replace(s, gateway_port=ports.port)
+        self.settings = s
+
     def readiness(self, name: str) -> Callable[[], None]:
         s = self.settings
         # The services speak TLS when the stack's environment says so (GRPC_TLS_CA, ...).
@@ -318,8 +452,9 @@ class Stack(ProcessGroup):
         shutil.rmtree(self.settings.gateway_metrics_dir, ignore_errors=True)
 
 
-def run_in_foreground(group: ProcessGroup, banner: str, *, timeout: float) -> int:
-    """Start group, print banner, run until Ctrl-C/SIGTERM or a process dies; the exit code."""
+def run_in_foreground(group: ProcessGroup, banner: Callable[[], str], *, timeout: float) -> int:
+    """Start group, print its banner (made once it runs: with the ports it bound), run until
+    Ctrl-C/SIGTERM or a process dies; the exit code."""
     stop = threading.Event()
     signal.signal(signal.SIGINT, lambda *_: stop.set())
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
@@ -328,7 +463,7 @@ def run_in_foreground(group: ProcessGroup, banner: str, *, timeout: float) -> in
     except StackError as exc:
         print(f"authgate did not start: {exc}", file=sys.stderr)
         return 1
-    print(banner, flush=True)
+    print(banner(), flush=True)
     code = 0
     while not stop.wait(0.5):
         try:

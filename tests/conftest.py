@@ -17,11 +17,36 @@ pytest_plugins = [
     "tests.fixtures.auth_fixtures",
     "tests.fixtures.profile_fixtures",
     "tests.fixtures.gateway_fixtures",
+    "tests.fixtures.services_fixtures",
     "tests.fixtures.tls_fixtures",
     "tests.fixtures.response_scan",
 ]
 
 MYSQL_URL_VARIABLE = "AUTHGATE_TEST_MYSQL_URL"
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--step",
+        choices=("all", "parallel", "serial"),
+        default="all",
+        help="`make test`'s steps: parallel = all but the tests marked serial, serial = only "
+        "those (an option rather than -m, so that a -m of the caller still applies)",
+    )
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    step = config.getoption("--step")
+    if step == "all":
+        return
+    wanted = step == "serial"
+    keep = [item for item in items if (item.get_closest_marker("serial") is not None) == wanted]
+    dropped = [item for item in items if item not in keep]
+    if dropped:
+        config.hook.pytest_deselected(items=dropped)
+        items[:] = keep
+
+
 DEFAULT_MYSQL_SERVER = "mysql+pymysql://root@127.0.0.1:3306/"
 
 

@@ -112,6 +112,7 @@ def held_by_another_thread(limiter: HashLimiter) -> Iterator[None]:
         holder.join()
 
 
+@pytest.mark.serial
 def test_a_caller_is_refused_with_retry_after_when_no_slot_frees_in_time() -> None:
     limiter = HashLimiter(1, queue_timeout_seconds=0.05, retry_after_seconds=1)
     with held_by_another_thread(limiter):

@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
-import sys
+import threading
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -20,12 +18,11 @@ from auth_svc import key_reload, keys
 from auth_svc.config import AuthConfig
 from auth_svc.key_reload import KeyReloader
 from auth_svc.keys import KeyRing, generate_key_file, retired_key_files
-from auth_svc.migrations import AUTH_MIGRATIONS
 from auth_svc.server import build_server
 from authgate_common.config import ConfigError, Env
 from tests.auth.conftest import PASSWORD
-from tests.auth.test_main import _free_port
 from tests.fixtures.auth_fixtures import AuthConfigFactory
+from tests.harness import real_stack, wait_until
 
 STAMP = 1_700_000_000  # file times the tests set, so "newest" never depends on timing
 
@@ -57,13 +54,6 @@ def parses(monkeypatch: pytest.MonkeyPatch) -> list[Path]:
 
     monkeypatch.setattr(key_reload, "load_key", counting)
     return seen
-
-
-def _wait_for(condition: Callable[[], bool], timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "condition not met in time"
-        time.sleep(0.02)
 
 
 def test_unchanged_folder_parses_nothing(keys_dir: Path, parses: list[Path]) -> None:
@@ -149,21 +139,39 @@ def test_the_background_thread_polls_the_folder(keys_dir: Path) -> None:
     reloader.start()
     try:
         new_file = _new_key(keys_dir, STAMP + 60)
-        _wait_for(lambda: ring.signer.path == new_file)
+        wait_until(lambda: ring.signer.path == new_file)
     finally:
         reloader.stop()
 
 
-def test_without_polling_a_trigger_reloads(keys_dir: Path) -> None:
+class _ParkingEvent(threading.Event):
+    """An Event that records how long each waiter means to wait, and says one is waiting."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.timeouts: list[float | None] = []
+        self.parked = threading.Event()
+
+    def wait(self, timeout: float | None = None) -> bool:
+        self.timeouts.append(timeout)
+        self.parked.set()
+        return super().wait(timeout)
+
+
+def test_without_polling_a_trigger_reloads(keys_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     ring = KeyRing.load(keys_dir)
     reloader = KeyReloader(ring, keys_dir, interval_seconds=0)
+    wake = _ParkingEvent()
+    monkeypatch.setattr(reloader, "_wake", wake)
     reloader.start()
     try:
         new_file = _new_key(keys_dir, STAMP + 60)
-        time.sleep(0.2)
+        # The thread is parked with no timeout: only a trigger makes it look again.
+        wait_until(wake.parked.is_set, what="the reloader waiting")
+        assert wake.timeouts == [None]
         assert ring.signer.path != new_file  # nobody looked
         reloader.trigger()
-        _wait_for(lambda: ring.signer.path == new_file)
+        wait_until(lambda: ring.signer.path == new_file)
     finally:
         reloader.stop()
 
@@ -181,7 +189,7 @@ def test_running_server_signs_with_a_rotated_key_and_publishes_both(
             [old] = stub.GetJwks(auth_pb2.GetJwksRequest()).keys
             new_file = _new_key(config.keys_dir, time.time() + 60)  # newer than the fixture key
 
-            _wait_for(lambda: len(stub.GetJwks(auth_pb2.GetJwksRequest()).keys) == 2)
+            wait_until(lambda: len(stub.GetJwks(auth_pb2.GetJwksRequest()).keys) == 2)
             login = stub.Login(auth_pb2.LoginRequest(username="alice", password=PASSWORD))
             kids = [key.kid for key in stub.GetJwks(auth_pb2.GetJwksRequest()).keys]
 
@@ -193,21 +201,10 @@ def test_running_server_signs_with_a_rotated_key_and_publishes_both(
 
 
 def test_sighup_reloads_at_once_without_polling(tmp_path: Path) -> None:
-    port = _free_port()
-    keys_dir = tmp_path / "keys"
-    env = {
-        **os.environ,
-        "AUTH_GRPC_PORT": str(port),
-        "AUTH_DATABASE_URL": f"sqlite:///{tmp_path}/auth.db",
-        "AUTH_KEYS_DIR": str(keys_dir),
-        "AUTH_KEYS_RELOAD_SECONDS": "0",
-    }
-    AUTH_MIGRATIONS.upgrade(env["AUTH_DATABASE_URL"])
-    process = subprocess.Popen(
-        [sys.executable, "-m", "auth_svc"], env=env, stderr=subprocess.PIPE, text=True
-    )
-    try:
-        with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+    keys_dir = tmp_path / "keys"  # where real_stack points AUTH_KEYS_DIR
+    with real_stack(tmp_path, only=("auth",), extra_env={"AUTH_KEYS_RELOAD_SECONDS": "0"}) as stack:
+        process = stack.process("auth")
+        with grpc.insecure_channel(stack.auth_target) as channel:
             grpc.channel_ready_future(channel).result(timeout=30)
             stub: Any = auth_pb2_grpc.AuthServiceStub(channel)
             assert len(stub.GetJwks(auth_pb2.GetJwksRequest(), timeout=5).keys) == 1
@@ -215,10 +212,10 @@ def test_sighup_reloads_at_once_without_polling(tmp_path: Path) -> None:
 
             process.send_signal(signal.SIGHUP)
 
-            _wait_for(lambda: len(stub.GetJwks(auth_pb2.GetJwksRequest(), timeout=5).keys) == 2)
-    finally:
+            wait_until(lambda: len(stub.GetJwks(auth_pb2.GetJwksRequest(), timeout=5).keys) == 2)
         process.send_signal(signal.SIGTERM)
-        _, stderr = process.communicate(timeout=30)
+        process.wait(timeout=30)
+    stderr = stack.log_path("auth").read_text()
     assert process.returncode == 0, stderr
     assert '"reloaded signing keys"' in stderr
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -13,6 +12,7 @@ import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from auth_svc.migrations import AUTH_MIGRATIONS
+from tests.harness import real_stack
 
 
 def _run_main(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
@@ -24,13 +24,6 @@ def _run_main(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
         timeout=60,
         check=False,
     )
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
 
 
 def test_bad_configuration_exits_2_with_one_clear_line() -> None:
@@ -75,26 +68,17 @@ def test_an_unmigrated_database_exits_2_with_one_line_saying_to_run_make_migrate
 
 
 def test_service_starts_serves_health_and_stops_on_sigterm(tmp_path: Path) -> None:
-    port = _free_port()
     AUTH_MIGRATIONS.upgrade(f"sqlite:///{tmp_path}/auth.db")
-    env = {
-        **os.environ,
-        "AUTH_GRPC_PORT": str(port),
-        "AUTH_DATABASE_URL": f"sqlite:///{tmp_path}/auth.db",
-        "AUTH_KEYS_DIR": str(tmp_path / "keys"),
-    }
-    process = subprocess.Popen(
-        [sys.executable, "-m", "auth_svc"], env=env, stderr=subprocess.PIPE, text=True
-    )
-    try:
-        with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+    with real_stack(tmp_path, only=("auth",)) as stack:
+        process = stack.process("auth")
+        with grpc.insecure_channel(stack.auth_target) as channel:
             grpc.channel_ready_future(channel).result(timeout=30)
             health = health_pb2_grpc.HealthStub(channel)
             response = health.Check(health_pb2.HealthCheckRequest(), timeout=5)
         assert response.status == health_pb2.HealthCheckResponse.SERVING
         assert len(list((tmp_path / "keys").glob("*.pem"))) == 1
-    finally:
         process.send_signal(signal.SIGTERM)
-        _, stderr = process.communicate(timeout=30)
+        process.wait(timeout=30)
+    stderr = stack.log_path("auth").read_text()
     assert process.returncode == 0, stderr
     assert '"stopped"' in stderr

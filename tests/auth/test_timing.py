@@ -19,6 +19,8 @@ from tests.auth.conftest import PASSWORD, ServiceFactory, SettableClock
 TIMING_ARGON2 = Argon2Params(time_cost=2, memory_kib=19456, parallelism=1)
 ROUNDS = 15
 
+pytestmark = pytest.mark.serial
+
 
 def _refusal_seconds(attempt: Callable[[], object]) -> float:
     started = time.perf_counter()

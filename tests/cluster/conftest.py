@@ -21,7 +21,7 @@ import requests
 
 from devstack.cluster import Cluster, ClusterSettings
 from tests.conftest import temporary_mysql_database
-from tests.e2e.conftest import CHEAP_ARGON2
+from tests.harness import CHEAP_ARGON2_ENV
 from tests.observability.metrics_text import sample
 
 PASSWORD = "correct horse battery staple"
@@ -77,7 +77,7 @@ def running_cluster(
             redis_url=redis_url,
             rate_limit_key_prefix=f"authgate-cluster-test-{uuid.uuid4().hex}",
             extra_env={
-                **CHEAP_ARGON2,
+                **CHEAP_ARGON2_ENV,
                 # Replicas see a new key within 0.5 s and sign with it 2 s after it is written;
                 # a verifier refetches an unknown kid 1 s after its last fetch at the latest.
                 # Activation > reload + cooldown, as the defaults are (60 > 30 + 5).

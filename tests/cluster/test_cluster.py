@@ -25,7 +25,8 @@ from auth_svc.keys import generate_key_file, load_key
 from authgate_common.channels import open_channel
 from tests.cluster.conftest import PASSWORD, Load, RunningCluster
 
-pytestmark = [pytest.mark.cluster, pytest.mark.mysql]
+# Serial: replicas are killed and timed under load, alone on the machine (make test).
+pytestmark = [pytest.mark.cluster, pytest.mark.mysql, pytest.mark.serial]
 
 LOCKOUT_THRESHOLD = 5  # auth_svc's default
 

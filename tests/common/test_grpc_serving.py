@@ -173,6 +173,7 @@ def test_keepalive_and_limits_become_grpc_options() -> None:
 # --- limits ---
 
 
+@pytest.mark.serial
 def test_calls_beyond_the_concurrency_limit_are_refused_at_once(
     serve: ServerFactory, slow: SlowService
 ) -> None:
@@ -200,6 +201,7 @@ def test_a_message_over_the_size_limit_is_refused(serve: ServerFactory) -> None:
 # --- graceful stop ---
 
 
+@pytest.mark.serial
 def test_stop_lets_in_flight_calls_finish_and_refuses_new_ones(
     serve: ServerFactory, slow: SlowService
 ) -> None:
@@ -218,6 +220,7 @@ def test_stop_lets_in_flight_calls_finish_and_refuses_new_ones(
     assert slow.finished.count(b"0") == 0, "a call that arrived during the stop was run"
 
 
+@pytest.mark.serial
 def test_stop_ends_within_the_grace_period_when_a_call_outlasts_it(
     serve: ServerFactory, slow: SlowService
 ) -> None:

@@ -5,14 +5,12 @@ from __future__ import annotations
 import dataclasses
 import uuid
 from collections.abc import Iterator
-from pathlib import Path
 
 import jwt
 import pytest
 import requests
 
-from devstack.launcher import Stack, StackSettings
-from tests.e2e.conftest import CHEAP_ARGON2, free_port
+from tests.harness import real_stack
 
 PASSWORD = "correct horse battery staple"
 ISSUER = "https://auth.example.test"
@@ -22,29 +20,18 @@ AUDIENCE = "orders-api"
 @pytest.fixture(scope="module")
 def published_gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """The stack with a URL issuer and its public URL set, as a deployment would."""
-    state: Path = tmp_path_factory.mktemp("discovery")
-    settings = StackSettings(
-        state_dir=state,
-        gateway_port=free_port(),
-        auth_port=free_port(),
-        profile_port=free_port(),
+    with real_stack(
+        tmp_path_factory.mktemp("discovery"),
         gateway_workers=1,
-        extra_env={
-            **CHEAP_ARGON2,
-            "JWT_ISSUER": ISSUER,
-            "JWT_AUDIENCE": AUDIENCE,
-            "GATEWAY_RATE_LIMITS_ENABLED": "false",
-        },
-    )
-    # Where clients reach this gateway; the discovery document's jwks_uri is under it.
-    public = {**settings.extra_env, "AUTH_PUBLIC_URL": settings.gateway_url}
-    settings = dataclasses.replace(settings, extra_env=public)
-    stack = Stack(settings, log_dir=state / "logs")
-    stack.start(timeout=60)
-    try:
-        yield settings.gateway_url
-    finally:
-        stack.stop()
+        extra_env={"JWT_ISSUER": ISSUER, "JWT_AUDIENCE": AUDIENCE},
+    ) as running:
+        # Where clients reach this gateway, known once it has bound its port: the auth
+        # service is started again with it, as an operator sets it before deploying.
+        stack = running.stack
+        public = {**stack.settings.extra_env, "AUTH_PUBLIC_URL": running.url}
+        stack.settings = dataclasses.replace(stack.settings, extra_env=public)
+        running.restart("auth")
+        yield running.url
 
 
 def _access_token(gateway: str) -> str:

@@ -10,14 +10,13 @@ from __future__ import annotations
 
 import itertools
 import json
-import os
 import signal
 import subprocess
-import sys
 import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -29,11 +28,9 @@ from authgate.auth.v1 import auth_pb2, auth_pb2_grpc
 from authgate.profile.v1 import profile_pb2, profile_pb2_grpc
 
 from authgate_common.channels import open_channel
-from authgate_common.healthcheck import Unhealthy, check_grpc
-from devstack.launcher import Stack, StackSettings, migrate_sqlite_databases
-from tests.e2e.conftest import free_port
+from tests.harness import RealStack, real_stack, wait_until
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.serial]
 
 GRACE_SECONDS = 5
 PASSWORD = "correct horse battery staple"
@@ -42,6 +39,15 @@ SLOWER_ARGON2 = {
     "AUTH_ARGON2_TIME_COST": "5",
     "AUTH_ARGON2_MEMORY_KIB": "8192",
     "AUTH_ARGON2_PARALLELISM": "1",
+}
+ENV = {
+    **SLOWER_ARGON2,
+    "GRPC_GRACE_SECONDS": str(GRACE_SECONDS),
+    "GATEWAY_GRACEFUL_TIMEOUT": str(GRACE_SECONDS),
+    "LOG_LEVEL": "INFO",
+    # The lockout counts a login in flight as a failure until it succeeds: 8 threads logging
+    # in as one user must not meet its threshold (default 5), a limit this test is not about.
+    "AUTH_LOCKOUT_THRESHOLD": "100",
 }
 Kind = Literal["ok", "refused", "failed"]
 
@@ -80,11 +86,13 @@ class Burst:
             with self._lock:
                 self.outcomes.append(Outcome(request_id, kind, started, time.monotonic(), detail))
 
-    def wait_for_successes(self, count: int, timeout: float = 20) -> None:
-        deadline = time.monotonic() + timeout
-        while sum(o.kind == "ok" for o in list(self.outcomes)) < count:
-            assert time.monotonic() < deadline, f"the burst never got going: {self.outcomes[-3:]}"
-            time.sleep(0.01)
+    def wait_for(self, kind: Kind, count: int, *, after: float = 0.0, within: float = 20) -> None:
+        """Until `count` requests started after `after` have ended as `kind`."""
+        wait_until(
+            lambda: sum(o.kind == kind and o.started > after for o in list(self.outcomes)) >= count,
+            within=within,
+            what=f"{count} {kind} requests (last: {self.outcomes[-3:]})",
+        )
 
     def finish(self) -> list[Outcome]:
         self._stop.set()
@@ -117,15 +125,18 @@ def sigterm_during_burst(
     process: subprocess.Popen[bytes], burst: Burst
 ) -> tuple[StopResult, list[Outcome]]:
     burst.start()
-    burst.wait_for_successes(10)
+    burst.wait_for("ok", 10)
     signalled_at = time.monotonic()
     process.send_signal(signal.SIGTERM)
     try:
         exit_code = process.wait(timeout=GRACE_SECONDS + 10)
     finally:
-        seconds = time.monotonic() - signalled_at
-        time.sleep(0.2)  # a few requests after the exit, refused
-        outcomes = burst.finish()
+        exited_at = time.monotonic()
+        seconds = exited_at - signalled_at
+        try:
+            burst.wait_for("refused", 3, after=exited_at)  # a few requests after the exit
+        finally:
+            outcomes = burst.finish()
     return StopResult(exit_code, seconds, signalled_at), outcomes
 
 
@@ -149,74 +160,16 @@ class Services:
 
     def __init__(self, state: Path) -> None:
         self.state = state
-        self.auth_port = free_port()
-        self.profile_port = free_port()
-        self._stack: Stack | None = None
-        self._processes: list[subprocess.Popen[bytes]] = []
-        self.env = {
-            **os.environ,
-            **SLOWER_ARGON2,
-            "AUTH_DATABASE_URL": f"sqlite:///{state / 'auth.db'}",
-            "PROFILE_DATABASE_URL": f"sqlite:///{state / 'profile.db'}",
-            "AUTH_KEYS_DIR": str(state / "keys"),
-            "AUTH_GRPC_PORT": str(self.auth_port),
-            "PROFILE_GRPC_PORT": str(self.profile_port),
-            "AUTH_GRPC_TARGET": f"127.0.0.1:{self.auth_port}",
-            "GRPC_GRACE_SECONDS": str(GRACE_SECONDS),
-            "GATEWAY_GRACEFUL_TIMEOUT": str(GRACE_SECONDS),
-            "LOG_LEVEL": "INFO",
-        }
+        self._cleanup = ExitStack()
 
-    def log(self, name: str) -> Path:
-        return self.state / f"{name}.log"
-
-    def start(self, name: str) -> subprocess.Popen[bytes]:
-        """auth_svc or profile_svc alone, once it answers SERVING."""
-        port = self.auth_port if name == "auth" else self.profile_port
-        migrate_sqlite_databases(self.env)
-        with self.log(name).open("ab") as log:
-            process = subprocess.Popen(
-                [sys.executable, "-m", f"{name}_svc"],
-                env=self.env,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-            )
-        self._processes.append(process)
-        deadline = time.monotonic() + 30
-        while True:
-            assert process.poll() is None, f"{name} exited: {self.log(name).read_text()}"
-            try:
-                check_grpc(f"127.0.0.1:{port}", timeout=1)
-                return process
-            except Unhealthy:
-                assert time.monotonic() < deadline, f"{name} did not start"
-                time.sleep(0.05)
-
-    def start_stack(self) -> Stack:
-        """All three, the gateway under gunicorn, as devstack.launcher starts them."""
-        settings = StackSettings(
-            state_dir=self.state,
-            gateway_port=free_port(),
-            auth_port=self.auth_port,
-            profile_port=self.profile_port,
-            gateway_workers=2,
-            gateway_threads=8,
+    def start(self, *names: str) -> RealStack:
+        """These processes (of auth, profile and gateway, in that order), once serving."""
+        return self._cleanup.enter_context(
+            real_stack(self.state, only=names, extra_env=ENV, gateway_workers=2)
         )
-        self._stack = Stack(settings, log_dir=self.state / "logs", base_env=self.env)
-        self._stack.start(timeout=60)
-        return self._stack
 
     def stop(self) -> None:
-        if self._stack is not None:
-            self._stack.stop()
-        for process in self._processes:
-            if process.poll() is None:
-                process.terminate()
-            try:
-                process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+        self._cleanup.close()
 
 
 @pytest.fixture
@@ -256,8 +209,8 @@ def grpc_outcome(call: Callable[[], object]) -> tuple[Kind, str]:
 
 
 def test_sigterm_to_auth_service_during_a_burst_of_logins(services: Services) -> None:
-    auth = services.start("auth")
-    target = f"127.0.0.1:{services.auth_port}"
+    stack = services.start("auth")
+    target = stack.auth_target
     register_and_login(target)
     with open_channel(target) as channel:
         stub = auth_pb2_grpc.AuthServiceStub(channel)
@@ -268,17 +221,16 @@ def test_sigterm_to_auth_service_during_a_burst_of_logins(services: Services) ->
                 lambda: stub.Login(request, timeout=10, metadata=(("x-request-id", request_id),))
             )
 
-        result, outcomes = sigterm_during_burst(auth, Burst(login, threads=8))
-    assert_clean_stop(result, outcomes, handled_request_ids(services.log("auth"), "rpc"))
+        result, outcomes = sigterm_during_burst(stack.process("auth"), Burst(login, threads=8))
+    assert_clean_stop(result, outcomes, handled_request_ids(stack.log_path("auth"), "rpc"))
 
 
 def test_sigterm_to_profile_service_during_a_burst_of_reads_and_writes(
     services: Services,
 ) -> None:
-    services.start("auth")
-    profile = services.start("profile")
-    token = register_and_login(f"127.0.0.1:{services.auth_port}")
-    with open_channel(f"127.0.0.1:{services.profile_port}") as channel:
+    stack = services.start("auth", "profile")
+    token = register_and_login(stack.auth_target)
+    with open_channel(stack.profile_target) as channel:
         stub = profile_pb2_grpc.ProfileServiceStub(channel)
         counter = itertools.count()
 
@@ -293,14 +245,16 @@ def test_sigterm_to_profile_service_during_a_burst_of_reads_and_writes(
             update = profile_pb2.UpdateProfileRequest(bio=request_id)
             return grpc_outcome(lambda: stub.UpdateProfile(update, timeout=10, metadata=metadata))
 
-        result, outcomes = sigterm_during_burst(profile, Burst(read_or_write, threads=8))
-    assert_clean_stop(result, outcomes, handled_request_ids(services.log("profile"), "rpc"))
+        result, outcomes = sigterm_during_burst(
+            stack.process("profile"), Burst(read_or_write, threads=8)
+        )
+    assert_clean_stop(result, outcomes, handled_request_ids(stack.log_path("profile"), "rpc"))
 
 
 def test_sigterm_to_gateway_during_a_burst_of_profile_reads(services: Services) -> None:
-    stack = services.start_stack()
-    token = register_and_login(f"127.0.0.1:{services.auth_port}")
-    url = f"{stack.settings.gateway_url}/v1/profile"
+    stack = services.start("auth", "profile", "gateway")
+    token = register_and_login(stack.auth_target)
+    url = f"{stack.url}/v1/profile"
 
     def read(request_id: str) -> tuple[Kind, str]:
         # requests.get opens a new connection each time: a refused one never reached a worker.
@@ -314,6 +268,5 @@ def test_sigterm_to_gateway_during_a_burst_of_profile_reads(services: Services) 
         return ("ok", "") if response.ok else ("failed", str(response.status_code))
 
     gateway_log = stack.log_path("gateway")
-    assert gateway_log is not None
     result, outcomes = sigterm_during_burst(stack.process("gateway"), Burst(read, threads=8))
     assert_clean_stop(result, outcomes, handled_request_ids(gateway_log, "request"))

@@ -402,8 +402,15 @@ def test_logs_of_a_full_flow_hold_no_password_or_token(running_stack: RunningSta
         timeout=10,
     )
     running_stack.post("/v1/auth/refresh", {"refresh_token": tokens["refresh_token"]})
-    running_stack.post("/v1/auth/login", {"username": username, "password": secret + "-wrong"})
-    time.sleep(0.5)  # let the processes flush their log lines
+    last = uuid.uuid4().hex
+    running_stack.post(
+        "/v1/auth/login",
+        {"username": username, "password": secret + "-wrong"},
+        headers={"X-Request-ID": last},
+    )
+    # The last request's lines: the gateway and auth_svc have logged the whole flow.
+    for name, message in (("gateway", "request"), ("auth", "rpc")):
+        running_stack.wait_for_lines_of(name, last, message)
     logs = running_stack.logs()
     assert logs, "expected the processes to log the flow"
     for leaked in (secret, tokens["access_token"], tokens["refresh_token"], "$argon2id$"):

@@ -13,7 +13,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import grpc
@@ -23,8 +23,7 @@ import requests
 from authgate.auth.v1 import auth_pb2, auth_pb2_grpc
 from authgate.profile.v1 import profile_pb2, profile_pb2_grpc
 
-from devstack.launcher import Stack, StackSettings
-from tests.e2e.conftest import CHEAP_ARGON2, RunningStack, free_port, install_signing_key
+from tests.harness import RealStack, real_stack, wait_until
 
 pytestmark = pytest.mark.e2e
 
@@ -36,40 +35,21 @@ COOLDOWN_SECONDS = 0.2
 @pytest.fixture(scope="module")
 def rotating_stack(
     tmp_path_factory: pytest.TempPathFactory, auth_key_pem: bytes
-) -> Iterator[RunningStack]:
-    state = tmp_path_factory.mktemp("rotation")
-    signing_key = install_signing_key(state / "keys", auth_key_pem)
-    settings = StackSettings(
-        state_dir=state,
-        gateway_port=free_port(),
-        auth_port=free_port(),
-        profile_port=free_port(),
+) -> Iterator[RealStack]:
+    with real_stack(
+        tmp_path_factory.mktemp("rotation"),
+        signing_key_pem=auth_key_pem,
         extra_env={
-            **CHEAP_ARGON2,
             "AUTH_KEYS_RELOAD_SECONDS": str(RELOAD_SECONDS),
             # One replica: nothing to wait for before signing (tests/cluster has two).
             "AUTH_KEY_ACTIVATION_SECONDS": "0",
             "JWKS_REFETCH_COOLDOWN_SECONDS": str(COOLDOWN_SECONDS),
         },
-    )
-    stack = Stack(settings, log_dir=state / "logs")
-    stack.start(timeout=60)
-    try:
-        yield RunningStack(
-            stack=stack,
-            url=settings.gateway_url,
-            auth_target=f"127.0.0.1:{settings.auth_port}",
-            profile_target=f"127.0.0.1:{settings.profile_port}",
-            auth_database_url=f"sqlite:///{state / 'auth.db'}",
-            profile_database_url=f"sqlite:///{state / 'profile.db'}",
-            log_dir=state / "logs",
-            signing_key=signing_key,
-        )
-    finally:
-        stack.stop()
+    ) as stack:
+        yield stack
 
 
-def _login(stack: RunningStack, username: str) -> str:
+def _login(stack: RealStack, username: str) -> str:
     response = stack.post("/v1/auth/login", {"username": username, "password": PASSWORD})
     assert response.status_code == 200, response.text
     token: str = response.json()["access_token"]
@@ -81,13 +61,13 @@ def _kid(token: str) -> str:
     return kid
 
 
-def _profile_at_gateway(stack: RunningStack, token: str) -> requests.Response:
+def _profile_at_gateway(stack: RealStack, token: str) -> requests.Response:
     return requests.get(
         f"{stack.url}/v1/profile", headers={"Authorization": f"Bearer {token}"}, timeout=10
     )
 
 
-def _profile_at_service(stack: RunningStack, token: str) -> Any:
+def _profile_at_service(stack: RealStack, token: str) -> Any:
     with grpc.insecure_channel(stack.profile_target) as channel:
         stub: Any = profile_pb2_grpc.ProfileServiceStub(channel)
         return stub.GetProfile(
@@ -97,20 +77,13 @@ def _profile_at_service(stack: RunningStack, token: str) -> Any:
         )
 
 
-def _published_kids(stack: RunningStack) -> list[str]:
+def _published_kids(stack: RealStack) -> list[str]:
     with grpc.insecure_channel(stack.auth_target) as channel:
         stub: Any = auth_pb2_grpc.AuthServiceStub(channel)
         return [key.kid for key in stub.GetJwks(auth_pb2.GetJwksRequest(), timeout=5).keys]
 
 
-def _wait_for(condition: Callable[[], bool], timeout: float = 15.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "condition not met in time"
-        time.sleep(0.05)
-
-
-def _rotate(stack: RunningStack) -> str:
+def _rotate(stack: RealStack) -> str:
     """`python -m auth_svc.keys rotate` as an operator runs it; the new kid it prints."""
     env = {**os.environ, **stack.stack.settings.environment()}
     result = subprocess.run(
@@ -126,7 +99,7 @@ def _rotate(stack: RunningStack) -> str:
 
 
 def test_rotation_keeps_old_tokens_valid_and_new_tokens_carry_the_new_kid(
-    rotating_stack: RunningStack,
+    rotating_stack: RealStack,
 ) -> None:
     stack = rotating_stack
     username = f"user_{uuid.uuid4().hex[:10]}"
@@ -138,7 +111,9 @@ def test_rotation_keeps_old_tokens_valid_and_new_tokens_carry_the_new_kid(
 
     new_kid = _rotate(stack)
     assert new_kid != old_kid
-    _wait_for(lambda: _published_kids(stack) == [new_kid, old_kid])  # no restart
+    wait_until(  # no restart
+        lambda: _published_kids(stack) == [new_kid, old_kid], within=15, what="both kids published"
+    )
 
     # Tokens of the old key keep working everywhere.
     assert _profile_at_gateway(stack, token_a).status_code == 200

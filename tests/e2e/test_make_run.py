@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import stat
 import subprocess
@@ -22,7 +23,7 @@ from devstack.launcher import (
     sqlite_files,
 )
 from profile_svc.migrations import PROFILE_MIGRATIONS
-from tests.e2e.conftest import CHEAP_ARGON2, free_port
+from tests.harness import CHEAP_ARGON2_ENV
 
 
 def schema_state(migrations: MigrationSet, database: Path) -> SchemaState:
@@ -75,16 +76,15 @@ def test_other_databases_than_sqlite_files_are_left_alone(tmp_path: Path) -> Non
 def test_devstack_serves_with_sqlite_and_dev_keys_then_stops_all_three_on_ctrl_c(
     tmp_path: Path,
 ) -> None:
-    gateway_port = free_port()
-    auth_metrics_port = free_port()
+    # Port 0 everywhere: each process picks a free one, and the banner says which.
     env = {
         **os.environ,
-        **CHEAP_ARGON2,
-        "GATEWAY_PORT": str(gateway_port),
-        "AUTH_GRPC_PORT": str(free_port()),
-        "PROFILE_GRPC_PORT": str(free_port()),
-        "AUTH_METRICS_PORT": str(auth_metrics_port),
-        "PROFILE_METRICS_PORT": str(free_port()),
+        **CHEAP_ARGON2_ENV,
+        "GATEWAY_PORT": "0",
+        "AUTH_GRPC_PORT": "0",
+        "PROFILE_GRPC_PORT": "0",
+        "AUTH_METRICS_PORT": "0",
+        "PROFILE_METRICS_PORT": "0",
     }
     for name in ("AUTH_DATABASE_URL", "PROFILE_DATABASE_URL", "AUTH_KEYS_DIR"):
         env.pop(name, None)
@@ -102,6 +102,11 @@ def test_devstack_serves_with_sqlite_and_dev_keys_then_stops_all_three_on_ctrl_c
         deadline = time.monotonic() + 60
         while "Ctrl-C" not in banner and time.monotonic() < deadline and launcher.poll() is None:
             banner += launcher.stdout.readline()
+        gateway = re.search(r"gateway +http://127\.0\.0\.1:(\d+)", banner)
+        auth = re.search(r"auth gRPC .*\(metrics http://127\.0\.0\.1:(\d+)/metrics\)", banner)
+        assert gateway is not None, banner
+        assert auth is not None, banner
+        gateway_port, auth_metrics_port = int(gateway.group(1)), int(auth.group(1))
         assert f"http://127.0.0.1:{gateway_port}" in banner, banner
         assert "curl" in banner
         assert requests.get(f"http://127.0.0.1:{gateway_port}/readyz", timeout=5).status_code == 200

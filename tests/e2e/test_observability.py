@@ -5,19 +5,15 @@ The gateway runs under gunicorn with two workers: /metrics must add up both.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import pytest
 import requests
 from prometheus_client.multiprocess import MultiProcessCollector
 
-from devstack.launcher import Stack, StackSettings
-from tests.e2e.conftest import CHEAP_ARGON2, free_port
+from tests.harness import RealStack, real_stack
 from tests.observability.metrics_text import sample
 
 pytestmark = pytest.mark.e2e
@@ -26,72 +22,24 @@ PASSWORD = "correct horse battery staple"
 REQUESTS = "authgate_gateway_requests_total"
 
 
-@dataclass
-class ObservedStack:
-    stack: Stack
-    settings: StackSettings
-    log_dir: Path
-
-    @property
-    def url(self) -> str:
-        return self.settings.gateway_url
-
-    def json_lines(self, name: str) -> list[dict[str, Any]]:
-        """The JSON log lines of one process (gunicorn's own plain lines are skipped)."""
-        lines = []
-        for text in (self.log_dir / f"{name}.log").read_text(errors="replace").splitlines():
-            if text.startswith("{"):
-                lines.append(json.loads(text))
-        return lines
-
-    def lines_of(self, name: str, request_id: str, message: str) -> list[dict[str, Any]]:
-        return [
-            line
-            for line in self.json_lines(name)
-            if line.get("request_id") == request_id and line.get("message") == message
-        ]
-
-
 @pytest.fixture(scope="module")
-def observed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ObservedStack]:
-    state = tmp_path_factory.mktemp("observed")
-    settings = StackSettings(
-        state_dir=state,
-        gateway_port=free_port(),
-        auth_port=free_port(),
-        profile_port=free_port(),
-        auth_metrics_port=free_port(),
-        profile_metrics_port=free_port(),
-        gateway_workers=2,
-        extra_env={**CHEAP_ARGON2, "JWT_ISSUER": "authgate-obs", "JWT_AUDIENCE": "obs-api"},
-    )
-    stack = Stack(settings, log_dir=state / "logs")
-    stack.start(timeout=60)
-    try:
-        yield ObservedStack(stack, settings, state / "logs")
-    finally:
-        stack.stop()
+def observed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RealStack]:
+    with real_stack(tmp_path_factory.mktemp("observed"), metrics=True, gateway_workers=2) as stack:
+        yield stack
 
 
-def post(observed: ObservedStack, path: str, body: object, request_id: str) -> requests.Response:
+def post(observed: RealStack, path: str, body: object, request_id: str) -> requests.Response:
     return requests.post(
         f"{observed.url}{path}", json=body, headers={"X-Request-ID": request_id}, timeout=10
     )
 
 
-def lines_appear(observed: ObservedStack, name: str, request_id: str, message: str) -> bool:
-    import time
-
-    deadline = time.monotonic() + 5
-    while time.monotonic() < deadline:
-        if observed.lines_of(name, request_id, message):
-            return True
-        time.sleep(0.05)
-    return False
+def lines_appear(observed: RealStack, name: str, request_id: str, message: str) -> bool:
+    return bool(observed.wait_for_lines_of(name, request_id, message, within=5))
 
 
 def test_one_request_id_ties_the_gateway_line_to_the_service_line_of_each_request(
-    observed: ObservedStack,
+    observed: RealStack,
 ) -> None:
     registered = post(
         observed, "/v1/auth/register", {"username": "tracy", "password": PASSWORD}, "e2e-reg"
@@ -149,7 +97,7 @@ def healthz_served_per_worker(metrics_dir: Path) -> dict[str, float]:
     return served
 
 
-def test_gateway_metrics_add_up_every_gunicorn_worker(observed: ObservedStack) -> None:
+def test_gateway_metrics_add_up_every_gunicorn_worker(observed: RealStack) -> None:
     def healthz(_: int) -> int:
         # A new connection each time, so that both workers get to accept some.
         return requests.get(f"{observed.url}/healthz", timeout=10).status_code
@@ -171,7 +119,7 @@ def test_gateway_metrics_add_up_every_gunicorn_worker(observed: ObservedStack) -
     assert sum(served.values()) == sent
 
 
-def test_each_service_serves_its_metrics_on_its_configured_port(observed: ObservedStack) -> None:
+def test_each_service_serves_its_metrics_on_its_configured_port(observed: RealStack) -> None:
     post(observed, "/v1/auth/register", {"username": "metra", "password": PASSWORD}, "e2e-m1")
     post(observed, "/v1/auth/login", {"username": "metra", "password": PASSWORD}, "e2e-m2")
 

@@ -4,13 +4,11 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 import requests
 
-from devstack.launcher import Stack, StackSettings
-from tests.e2e.conftest import CHEAP_ARGON2, free_port
+from tests.harness import real_stack
 
 LOGIN_LIMIT = 3
 PASSWORD = "correct horse battery staple"
@@ -19,29 +17,20 @@ PASSWORD = "correct horse battery staple"
 @pytest.fixture(scope="module")
 def limited_gateway(tmp_path_factory: pytest.TempPathFactory, redis_url: str) -> Iterator[str]:
     """The stack (SQLite) with Login limited per client in Redis, behind one trusted proxy."""
-    state: Path = tmp_path_factory.mktemp("limited")
     # A prefix of this run's own on the shared Redis; its keys expire within the minute.
     key_prefix = f"authgate-e2e-{uuid.uuid4().hex}"
-    settings = StackSettings(
-        state_dir=state,
-        gateway_port=free_port(),
-        auth_port=free_port(),
-        profile_port=free_port(),
+    with real_stack(
+        tmp_path_factory.mktemp("limited"),
+        rate_limits=True,
         gateway_workers=2,  # the count must be shared between them
         extra_env={
-            **CHEAP_ARGON2,
             "GATEWAY_RATE_LIMIT_STORAGE_URI": redis_url,
             "GATEWAY_RATE_LIMIT_KEY_PREFIX": key_prefix,
             "GATEWAY_RATE_LIMITS": f"Login={LOGIN_LIMIT}/minute",
             "GATEWAY_TRUSTED_PROXY_COUNT": "1",
         },
-    )
-    stack = Stack(settings, log_dir=state / "logs")
-    stack.start(timeout=60)
-    try:
-        yield settings.gateway_url
-    finally:
-        stack.stop()
+    ) as stack:
+        yield stack.url
 
 
 def login_from(gateway: str, client: str) -> requests.Response:
@@ -71,21 +60,10 @@ def test_the_limit_holds_across_gunicorn_workers_and_per_forwarded_client(
 @pytest.fixture(scope="module")
 def default_gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """The stack as `make run` starts it: two gunicorn workers, no Redis, the protos' limits."""
-    state: Path = tmp_path_factory.mktemp("default-limits")
-    settings = StackSettings(
-        state_dir=state,
-        gateway_port=free_port(),
-        auth_port=free_port(),
-        profile_port=free_port(),
-        gateway_workers=2,
-        extra_env=dict(CHEAP_ARGON2),
-    )
-    stack = Stack(settings, log_dir=state / "logs")
-    stack.start(timeout=60)
-    try:
-        yield settings.gateway_url
-    finally:
-        stack.stop()
+    with real_stack(
+        tmp_path_factory.mktemp("default-limits"), rate_limits=True, gateway_workers=2
+    ) as stack:
+        yield stack.url
 
 
 def test_the_declared_login_limit_is_exact_over_two_workers_without_redis(

@@ -10,7 +10,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.faults.harness import FaultStack, fault_stack
+from tests.harness import RealStack, real_stack
 
 # Small, so that a frozen upstream is noticed quickly (issue 5.2).
 SHORT_GRPC_TIMEOUT_SECONDS = 1.0
@@ -27,17 +27,20 @@ def faults_stack(
     mysql_server_url: str,
     tmp_path_factory: pytest.TempPathFactory,
     grpc_timeout_seconds: float | None,
-) -> Iterator[FaultStack]:
+) -> Iterator[RealStack]:
     env = {}
     if grpc_timeout_seconds is not None:
         env["GATEWAY_GRPC_TIMEOUT_SECONDS"] = str(grpc_timeout_seconds)
-    with fault_stack(
-        tmp_path_factory.mktemp("faults"), mysql_server_url=mysql_server_url, extra_env=env
+    with real_stack(
+        tmp_path_factory.mktemp("faults"),
+        mysql_server_url=mysql_server_url,
+        db_proxy=True,
+        extra_env=env,
     ) as stack:
         yield stack
 
 
 @pytest.fixture
-def healthy_stack(faults_stack: FaultStack) -> FaultStack:
+def healthy_stack(faults_stack: RealStack) -> RealStack:
     faults_stack.ensure_running()
     return faults_stack

@@ -10,9 +10,9 @@ from collections.abc import Callable
 
 import pytest
 
-from tests.faults.harness import FaultStack, Outcome, new_username
+from tests.harness import Outcome, RealStack, new_username
 
-pytestmark = [pytest.mark.faults, pytest.mark.mysql]
+pytestmark = [pytest.mark.faults, pytest.mark.mysql, pytest.mark.serial]
 
 WRITERS = 8
 BEFORE_SIGNAL_SECONDS = 0.4
@@ -20,7 +20,7 @@ AFTER_EXIT_SECONDS = 0.3
 
 
 def write_in_a_loop_through(
-    stack: FaultStack, service: str, write: Callable[[int], Outcome]
+    stack: RealStack, service: str, write: Callable[[int], Outcome]
 ) -> list[list[Outcome]]:
     """WRITERS threads call write(thread_index) in a loop; SIGTERM `service` meanwhile.
 
@@ -50,7 +50,7 @@ def write_in_a_loop_through(
     return per_writer
 
 
-def register(stack: FaultStack) -> Callable[[int], Outcome]:
+def register(stack: RealStack) -> Callable[[int], Outcome]:
     def write(_index: int) -> Outcome:
         return stack.request(
             "POST",
@@ -62,7 +62,7 @@ def register(stack: FaultStack) -> Callable[[int], Outcome]:
 
 
 def assert_each_register_wrote_exactly_what_it_answered(
-    stack: FaultStack, outcomes: list[Outcome], *, refusals: set[int | None]
+    stack: RealStack, outcomes: list[Outcome], *, refusals: set[int | None]
 ) -> None:
     statuses = {o.status for o in outcomes}
     assert statuses <= {201} | refusals, sorted(map(str, statuses))
@@ -81,7 +81,7 @@ def assert_each_register_wrote_exactly_what_it_answered(
 
 
 def test_sigterm_to_auth_during_registers_completes_or_refuses_each_with_no_half_writes(
-    healthy_stack: FaultStack,
+    healthy_stack: RealStack,
 ) -> None:
     per_writer = write_in_a_loop_through(healthy_stack, "auth", register(healthy_stack))
     outcomes = [o for writer in per_writer for o in writer]
@@ -89,7 +89,7 @@ def test_sigterm_to_auth_during_registers_completes_or_refuses_each_with_no_half
 
 
 def test_sigterm_to_gateway_during_registers_completes_or_refuses_each_with_no_half_writes(
-    healthy_stack: FaultStack,
+    healthy_stack: RealStack,
 ) -> None:
     per_writer = write_in_a_loop_through(healthy_stack, "gateway", register(healthy_stack))
     outcomes = [o for writer in per_writer for o in writer]
@@ -99,7 +99,7 @@ def test_sigterm_to_gateway_during_registers_completes_or_refuses_each_with_no_h
 
 
 def test_sigterm_to_profile_during_updates_keeps_exactly_the_last_answered_update(
-    healthy_stack: FaultStack,
+    healthy_stack: RealStack,
 ) -> None:
     users = [healthy_stack.register() for _ in range(WRITERS)]
     tokens = [healthy_stack.token(user) for user in users]

@@ -10,9 +10,9 @@ from collections.abc import Callable
 import pytest
 
 from tests.faults.conftest import SHORT_GRPC_TIMEOUT_SECONDS as GRPC_TIMEOUT_SECONDS
-from tests.faults.harness import FaultStack, Outcome
+from tests.harness import Outcome, RealStack
 
-pytestmark = [pytest.mark.faults, pytest.mark.mysql]
+pytestmark = [pytest.mark.faults, pytest.mark.mysql, pytest.mark.serial]
 
 # Every request of each check goes to one gunicorn worker or the other: enough to reach both.
 ATTEMPTS = 6
@@ -33,7 +33,7 @@ def assert_clean_problem(outcome: Outcome, status: int) -> None:
     assert "refresh_token" not in body
 
 
-def requests_needing(stack: FaultStack, service: str) -> Callable[[], Outcome]:
+def requests_needing(stack: RealStack, service: str) -> Callable[[], Outcome]:
     """A request that the gateway can only answer by calling `service`."""
     username = stack.register()
     if service == "auth":
@@ -57,7 +57,7 @@ def recovery_time(attempt: Callable[[], Outcome], *, within: float) -> float:
 
 @pytest.mark.parametrize("service", ["auth", "profile"])
 def test_killed_service_gives_503_within_2s_and_the_gateway_recovers_after_its_restart(
-    healthy_stack: FaultStack, service: str
+    healthy_stack: RealStack, service: str
 ) -> None:
     attempt = requests_needing(healthy_stack, service)
     assert attempt().status == 200
@@ -76,7 +76,7 @@ def test_killed_service_gives_503_within_2s_and_the_gateway_recovers_after_its_r
 
 @pytest.mark.parametrize("service", ["auth", "profile"])
 def test_frozen_service_gives_504_within_the_deadline_and_recovers_on_sigcont(
-    healthy_stack: FaultStack, service: str
+    healthy_stack: RealStack, service: str
 ) -> None:
     attempt = requests_needing(healthy_stack, service)
     assert all(attempt().status == 200 for _ in range(ATTEMPTS))  # both workers connected
@@ -95,7 +95,7 @@ def test_frozen_service_gives_504_within_the_deadline_and_recovers_on_sigcont(
 
 
 def test_database_unreachable_gives_503_not_401_and_recovers_without_a_restart(
-    healthy_stack: FaultStack,
+    healthy_stack: RealStack,
 ) -> None:
     proxy = healthy_stack.db_proxy
     assert proxy is not None

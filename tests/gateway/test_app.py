@@ -268,6 +268,7 @@ def test_every_call_carries_the_configured_deadline(
     assert 1.0 < remaining <= 2.1  # the server's clock reading is not exact
 
 
+@pytest.mark.serial
 def test_a_slow_upstream_is_504_within_the_deadline(
     gateway_client_factory: GatewayClientFactory,
     token_settings: TokenSettings,

@@ -14,9 +14,9 @@ from datetime import datetime
 import pytest
 import requests
 
-from tests.faults.harness import PASSWORD, FaultStack, fault_stack, new_username
+from tests.harness import PASSWORD, RealStack, new_username, real_stack
 
-pytestmark = [pytest.mark.load, pytest.mark.mysql]
+pytestmark = [pytest.mark.load, pytest.mark.mysql, pytest.mark.serial]
 
 READS = 2000
 READ_CONCURRENCY = 50
@@ -32,8 +32,10 @@ LOGIN_PHASE_SECONDS = 15
 @pytest.fixture(scope="module")
 def load_stack(
     mysql_server_url: str, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[FaultStack]:
-    with fault_stack(tmp_path_factory.mktemp("load"), mysql_server_url=mysql_server_url) as stack:
+) -> Iterator[RealStack]:
+    with real_stack(
+        tmp_path_factory.mktemp("load"), mysql_server_url=mysql_server_url, db_proxy=True
+    ) as stack:
         yield stack
 
 
@@ -72,7 +74,7 @@ class Client:
 
 
 def test_reads_updates_and_logins_under_load_keep_the_contract_and_memory_bounded(
-    load_stack: FaultStack,
+    load_stack: RealStack,
 ) -> None:
     client = Client(load_stack.url)
     with ThreadPoolExecutor(max_workers=WRITERS) as pool:

@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 import requests
 
-from tests.faults.harness import PASSWORD, FaultStack, fault_stack
+from tests.harness import PASSWORD, RealStack, real_stack
 
-pytestmark = pytest.mark.load
+pytestmark = [pytest.mark.load, pytest.mark.serial]
 
 HASH_MEMORY_KIB = 32 * 1024
 FLOOD_THREADS = 24  # more than the gateway's 2 workers x 8 threads: every thread busy
@@ -25,7 +25,7 @@ BASELINE_RSS_BYTES = 160 * 1024 * 1024  # the auth process before any hash (abou
 
 
 @pytest.fixture(scope="module")
-def flood_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FaultStack]:
+def flood_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RealStack]:
     env = {
         "AUTH_ARGON2_TIME_COST": "2",  # with 32 MiB, above OWASP's minimum
         "AUTH_ARGON2_MEMORY_KIB": str(HASH_MEMORY_KIB),
@@ -33,7 +33,7 @@ def flood_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FaultStack
         "AUTH_MAX_CONCURRENT_HASHES": "1",
         "AUTH_HASH_QUEUE_TIMEOUT_SECONDS": "0.05",
     }
-    with fault_stack(
+    with real_stack(
         tmp_path_factory.mktemp("flood"), mysql_server_url=None, extra_env=env
     ) as stack:
         yield stack
@@ -47,7 +47,7 @@ def peak_rss_bytes(pid: int) -> int:
 
 
 def test_login_flood_gets_429_with_retry_after_while_profile_reads_are_served(
-    flood_stack: FaultStack,
+    flood_stack: RealStack,
 ) -> None:
     username = flood_stack.register()
     token = flood_stack.token(username)

@@ -12,7 +12,8 @@ import pytest
 from sqlalchemy.engine import make_url
 
 from tests.conftest import temporary_mysql_database
-from tests.observability.conftest import Services, ServicesFactory, health_status, wait_for
+from tests.fixtures.services_fixtures import Services, ServicesFactory, health_status
+from tests.harness import wait_until
 from tests.tcp_proxy import TcpProxy
 
 pytestmark = pytest.mark.mysql
@@ -69,7 +70,7 @@ def test_a_service_whose_database_is_unreachable_is_not_serving_and_readyz_is_50
     proxies[down].cut()
 
     status = targets(proxied_services)
-    assert wait_for(lambda: health_status(status[down]) == "NOT_SERVING", timeout=5)
+    assert wait_until(lambda: health_status(status[down]) == "NOT_SERVING", within=5)
     other = "profile" if down == "auth" else "auth"
     assert health_status(status[other]) == "SERVING"
     ready = proxied_services.gateway.get("/readyz")
@@ -83,12 +84,12 @@ def test_a_service_serves_again_when_its_database_returns_without_a_restart(
 ) -> None:
     target = targets(proxied_services)[down]
     proxies[down].cut()
-    assert wait_for(lambda: health_status(target) == "NOT_SERVING", timeout=5)
+    assert wait_until(lambda: health_status(target) == "NOT_SERVING", within=5)
 
     proxies[down].restore()
 
-    assert wait_for(lambda: health_status(target) == "SERVING", timeout=5)
-    assert wait_for(lambda: proxied_services.gateway.get("/readyz").status_code == 200)
+    assert wait_until(lambda: health_status(target) == "SERVING", within=5)
+    assert wait_until(lambda: proxied_services.gateway.get("/readyz").status_code == 200)
     # And the service really works again: a full flow through the gateway.
     registered = proxied_services.gateway.post(
         "/v1/auth/register", json={"username": "back", "password": "correct horse battery"}
@@ -101,6 +102,6 @@ def test_a_database_that_stops_answering_is_not_serving_after_the_check_timeout(
 ) -> None:
     proxies["auth"].stall()  # connections stay open, no byte passes: a frozen server
 
-    assert wait_for(lambda: health_status(proxied_services.auth.target) == "NOT_SERVING")
+    assert wait_until(lambda: health_status(proxied_services.auth.target) == "NOT_SERVING")
     proxies["auth"].restore()
-    assert wait_for(lambda: health_status(proxied_services.auth.target) == "SERVING", timeout=10)
+    assert wait_until(lambda: health_status(proxied_services.auth.target) == "SERVING", within=10)

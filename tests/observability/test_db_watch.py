@@ -15,7 +15,7 @@ from authgate_common.db_watch import (
     select_one,
     watch_database,
 )
-from tests.observability.conftest import wait_for
+from tests.harness import wait_until
 
 QUICK = DatabaseCheckSettings(interval_seconds=0.05, timeout_seconds=0.2)
 
@@ -98,9 +98,9 @@ def test_the_started_watcher_checks_in_the_background_until_stopped() -> None:
     watcher.start()
     try:
         probe.mode = "fail"
-        assert wait_for(lambda: changes == [False], timeout=2)
+        assert wait_until(lambda: changes == [False], within=2)
         probe.mode = "ok"
-        assert wait_for(lambda: changes == [False, True], timeout=2)
+        assert wait_until(lambda: changes == [False, True], within=2)
     finally:
         watcher.stop()
     probe.mode = "fail"

@@ -11,7 +11,7 @@ from flask.testing import FlaskClient
 from auth_svc.config import AuthConfig
 from authgate_common.config import ConfigError, Env
 from profile_svc.config import ProfileConfig
-from tests.observability.conftest import PASSWORD, Services, ServicesFactory, login
+from tests.fixtures.services_fixtures import PASSWORD, Services, ServicesFactory, login
 from tests.observability.metrics_text import sample
 from tests.token_factory import TokenFactory
 

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from authgate_common.logs import configure_logging
-from tests.observability.conftest import PASSWORD, Services, login
+from tests.fixtures.services_fixtures import PASSWORD, Services, login
 
 GATEWAY_LOGGER = "gateway.app"
 RPC_LOGGER = "authgate_common.grpc_server"

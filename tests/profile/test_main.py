@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -14,13 +13,10 @@ import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from profile_svc.migrations import PROFILE_MIGRATIONS
+from tests.harness import real_stack
 
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-    return port
+# Nothing listens on port 1: a database the service cannot reach.
+UNREACHABLE_PORT = 1
 
 
 def _env(**values: str) -> dict[str, str]:
@@ -64,20 +60,10 @@ def test_an_unmigrated_database_exits_2_with_one_line_saying_to_run_make_migrate
 
 
 def test_the_service_serves_health_and_stops_on_sigterm(tmp_path: Path) -> None:
-    port = _free_port()
     PROFILE_MIGRATIONS.upgrade(f"sqlite:///{tmp_path / 'profile.db'}")
-    process = subprocess.Popen(
-        [sys.executable, "-m", "profile_svc"],
-        env=_env(
-            PROFILE_GRPC_PORT=str(port),
-            PROFILE_DATABASE_URL=f"sqlite:///{tmp_path / 'profile.db'}",
-        ),
-        cwd=tmp_path,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+    with real_stack(tmp_path, only=("profile",)) as stack:
+        process = stack.process("profile")
+        with grpc.insecure_channel(stack.profile_target) as channel:
             grpc.channel_ready_future(channel).result(timeout=20)
             response = health_pb2_grpc.HealthStub(channel).Check(
                 health_pb2.HealthCheckRequest(), timeout=5
@@ -88,10 +74,7 @@ def test_the_service_serves_health_and_stops_on_sigterm(tmp_path: Path) -> None:
         started = time.monotonic()
         assert process.wait(timeout=15) == 0
         assert time.monotonic() - started < 15
-    finally:
-        if process.poll() is None:
-            process.kill()
-        _, stderr = process.communicate(timeout=5)
+    stderr = stack.log_path("profile").read_text()
 
     assert '"service": "profile_svc"' in stderr
     assert (tmp_path / "profile.db").exists()
@@ -102,7 +85,7 @@ def test_an_unreachable_database_exits_1_with_a_log_line_and_no_password(tmp_pat
         [sys.executable, "-m", "profile_svc"],
         env=_env(
             PROFILE_GRPC_PORT="0",
-            PROFILE_DATABASE_URL=f"mysql+pymysql://root:hunter2secret@127.0.0.1:{_free_port()}/x",
+            PROFILE_DATABASE_URL=f"mysql+pymysql://root:hunter2secret@127.0.0.1:{UNREACHABLE_PORT}/x",
         ),
         cwd=tmp_path,
         capture_output=True,
