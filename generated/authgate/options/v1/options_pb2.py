@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import descriptor_pb2 as google_dot_protobuf_dot_descriptor__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n!authgate/options/v1/options.proto\x12\x13\x61uthgate.options.v1\x1a google/protobuf/descriptor.proto:0\n\x06public\x12\x1e.google.protobuf.MethodOptions\x18\xd1\x86\x03 \x01(\x08:=\n\x13http_success_status\x12\x1e.google.protobuf.MethodOptions\x18\xd2\x86\x03 \x01(\x05:=\n\x13http_error_statuses\x12\x1e.google.protobuf.MethodOptions\x18\xd3\x86\x03 \x03(\x05:4\n\nrate_limit\x12\x1e.google.protobuf.MethodOptions\x18\xd4\x86\x03 \x01(\tb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n!authgate/options/v1/options.proto\x12\x13\x61uthgate.options.v1\x1a google/protobuf/descriptor.proto:0\n\x06public\x12\x1e.google.protobuf.MethodOptions\x18\xd1\x86\x03 \x01(\x08:=\n\x13http_success_status\x12\x1e.google.protobuf.MethodOptions\x18\xd2\x86\x03 \x01(\x05:=\n\x13http_error_statuses\x12\x1e.google.protobuf.MethodOptions\x18\xd3\x86\x03 \x03(\x05:4\n\nrate_limit\x12\x1e.google.protobuf.MethodOptions\x18\xd4\x86\x03 \x01(\t:8\n\x0erequired_roles\x12\x1e.google.protobuf.MethodOptions\x18\xd5\x86\x03 \x03(\tb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)

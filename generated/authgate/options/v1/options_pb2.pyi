@@ -11,3 +11,5 @@ HTTP_ERROR_STATUSES_FIELD_NUMBER: _ClassVar[int]
 http_error_statuses: _descriptor.FieldDescriptor
 RATE_LIMIT_FIELD_NUMBER: _ClassVar[int]
 rate_limit: _descriptor.FieldDescriptor
+REQUIRED_ROLES_FIELD_NUMBER: _ClassVar[int]
+required_roles: _descriptor.FieldDescriptor
