@@ -34,6 +34,12 @@ class EventType(enum.StrEnum):
     USER_UNLOCKED = "user_unlocked"
     ROLES_CHANGED = "roles_changed"
     SESSIONS_REVOKED = "sessions_revoked"
+    # Recorded by the account features (DESIGN's "Accounts"); declared here with the rest.
+    PASSWORD_CHANGED = "password_changed"  # noqa: S105 - an event name
+    SESSION_REVOKED = "session_revoked"
+    MFA_ENABLED = "mfa_enabled"
+    MFA_DISABLED = "mfa_disabled"
+    ACCOUNT_DELETED = "account_deleted"
 
 
 @dataclass(frozen=True)

@@ -71,6 +71,8 @@ class AuthConfig:
     # long a login waits for one before RESOURCE_EXHAUSTED.
     max_concurrent_hashes: int | None = None
     hash_queue_timeout_seconds: float = 2.0
+    # Audit events older than this many days are deleted (hourly, in the background).
+    audit_retention_days: int = 90
 
     def __post_init__(self) -> None:
         if self.access_token_ttl_seconds > self.tokens.max_lifetime_seconds:
@@ -129,4 +131,7 @@ class AuthConfig:
                 maximum=1024,
             ),
             hash_queue_timeout_seconds=env.float("AUTH_HASH_QUEUE_TIMEOUT_SECONDS", 2.0),
+            audit_retention_days=env.int(
+                "AUTH_AUDIT_RETENTION_DAYS", 90, minimum=1, maximum=100 * 365
+            ),
         )

@@ -249,11 +249,12 @@ class UserRepository:
         """A login succeeded: in one transaction take its counted failure back (count and
         event), store the new session's first refresh token, append login_succeeded."""
         assert claim.user is not None
+        user_id = claim.user.id
 
         def work(session: Session) -> None:
             session.execute(
                 update(users)
-                .where(users.c.id == claim.user.id)  # type: ignore[union-attr]
+                .where(users.c.id == user_id)
                 .values(failed_logins=0, locked_until=None)
             )
             if claim.failure_event_id is not None:
@@ -546,7 +547,10 @@ def append_event(session: Session, event: NewEvent) -> int:
             created_at=event.created_at,
         )
     )
-    event_id: int = result.inserted_primary_key[0]
+    assert isinstance(result, CursorResult)
+    primary_key = result.inserted_primary_key
+    assert primary_key is not None
+    event_id: int = primary_key[0]
     return event_id
 
 

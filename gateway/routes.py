@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 # Imported for their side effect: they register the descriptors read below.
-from authgate.auth.v1 import auth_pb2  # noqa: F401
+from authgate.auth.v1 import admin_pb2, auth_pb2  # noqa: F401
 from authgate.options.v1 import options_pb2
 from authgate.profile.v1 import profile_pb2  # noqa: F401
 from google.api import annotations_pb2, http_pb2
@@ -20,12 +20,15 @@ from google.protobuf import descriptor_pool, empty_pb2, message_factory
 from google.protobuf.descriptor import FieldDescriptor, MethodDescriptor, ServiceDescriptor
 from google.protobuf.message import Message
 
+from authgate_common.authorization import method_required_roles
+
 AUTH_UPSTREAM = "auth"
 PROFILE_UPSTREAM = "profile"
 
 # Service full name -> the upstream that serves it.
 FRONTED_SERVICES: Mapping[str, str] = {
     "authgate.auth.v1.AuthService": AUTH_UPSTREAM,
+    "authgate.auth.v1.AdminService": AUTH_UPSTREAM,
     "authgate.profile.v1.ProfileService": PROFILE_UPSTREAM,
 }
 
@@ -63,6 +66,8 @@ class Route:
     success_status: int
     # The `authgate.options.v1.rate_limit` option as written ("" when unset).
     rate_limit: str = ""
+    # The `authgate.options.v1.required_roles` option: any one suffices; (): any caller.
+    required_roles: tuple[str, ...] = ()
 
 
 def fronted_services(
@@ -98,6 +103,9 @@ def _route(method: MethodDescriptor, upstream: str, rule: http_pb2.HttpRule, ind
     if not 200 <= status <= 299:
         raise RouteError(f"{method.full_name}: http_success_status {status} is not a 2xx status")
     _check_body(method, rule.body)
+    public = bool(_method_option(method, options_pb2.public))
+    if public and method_required_roles(method):
+        raise RouteError(f"{method.full_name}: a public RPC cannot require roles")
     for variable in variables:
         _field_descriptor(method, variable.field_path)
     return Route(
@@ -112,9 +120,10 @@ def _route(method: MethodDescriptor, upstream: str, rule: http_pb2.HttpRule, ind
         response_class=message_factory.GetMessageClass(method.output_type),
         body=rule.body,
         path_variables=tuple(variables),
-        public=bool(_method_option(method, options_pb2.public)),
+        public=public,
         success_status=204 if _returns_empty(method) else status,
         rate_limit=_method_option(method, options_pb2.rate_limit),
+        required_roles=method_required_roles(method),
     )
 
 

@@ -19,7 +19,7 @@ from authgate_common.operations import start_operations
 from authgate_common.tls import channel_credentials
 from authgate_common.tokens import VERIFIED_TOKEN_CACHE_SIZE, TokenVerifier
 from profile_svc.config import ProfileConfig
-from profile_svc.interceptor import AuthInterceptor, CallerIdentity
+from authgate_common.auth_interceptor import AuthInterceptor, CallerIdentity
 from profile_svc.migrations import PROFILE_MIGRATIONS
 from profile_svc.profiles import Profiles
 from profile_svc.repository import ProfileRepository

@@ -8,7 +8,7 @@ import grpc
 from authgate.profile.v1 import profile_pb2, profile_pb2_grpc
 from google.protobuf.timestamp_pb2 import Timestamp
 
-from profile_svc.interceptor import CallerIdentity
+from authgate_common.auth_interceptor import CallerIdentity
 from profile_svc.models import Profile
 from profile_svc.profiles import ProfileChanges, Profiles
 

@@ -1,4 +1,9 @@
-"""Authentication of every ProfileService call by the bearer token forwarded with it.
+"""Authentication and role checks of the protected services' calls, by the forwarded token.
+
+Both services use it: profile_svc for ProfileService, auth_svc for AdminService. A call
+needs a valid bearer token, and when its RPC declares `required_roles` (read from the
+method descriptor, see authgate_common.authorization) the token must hold one of them,
+else PERMISSION_DENIED. Roles come from the verified token only, never from metadata.
 
 grpcio calls `intercept_service` outside the worker thread that runs the
 handler, so the check runs inside the wrapped handler, which also binds the
@@ -21,8 +26,9 @@ from typing import Any
 import grpc
 
 from authgate_common import metadata
+from authgate_common.authorization import FORBIDDEN, required_roles
 from authgate_common.call_context import note_user
-from authgate_common.errors import Unauthenticated, Unavailable
+from authgate_common.errors import PermissionDenied, Unauthenticated, Unavailable
 from authgate_common.grpc_server import request_id, with_unary_behaviour
 from authgate_common.jwks import KeysUnavailable
 from authgate_common.tokens import Identity, InvalidToken, TokenVerifier, bearer_token
@@ -80,10 +86,14 @@ class AuthInterceptor(grpc.ServerInterceptor):
             # not served at all (UNIMPLEMENTED) until this interceptor learns to check it.
             return None
         behaviour = handler.unary_unary
+        required = required_roles(handler_call_details.method)
 
         def authenticated(request: Any, context: grpc.ServicerContext) -> Any:
             identity = self._authenticate(context)
             note_user(identity.user_id)
+            if required and not identity.has_any_role(required):
+                log.info("permission denied", extra={"request_id": request_id(context)})
+                raise PermissionDenied(FORBIDDEN)
             with self._caller.bound(identity):
                 return behaviour(request, context)
 
