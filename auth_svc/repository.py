@@ -21,6 +21,7 @@ from sqlalchemy import (
     and_,
     case,
     delete,
+    func,
     insert,
     literal,
     null,
@@ -478,7 +479,7 @@ class AdminRepository:
             if _locked_user(session, user_id, event.created_at) is None:
                 return False
             revoked = _revoke_sessions(session, user_id, event.created_at)
-            append_event(session, event.with_detail(tokens_revoked=revoked))
+            append_event(session, event.with_detail(sessions_revoked=revoked))
             return True
 
         return _transaction(self._sessions, work)
@@ -592,12 +593,13 @@ def _roles_of_many(session: Session, user_ids: Sequence[str]) -> dict[str, froze
 
 
 def _revoke_sessions(session: Session, user_id: str, now: datetime) -> int:
-    result = session.execute(
-        update(refresh_tokens)
-        .where(refresh_tokens.c.user_id == user_id, refresh_tokens.c.revoked_at.is_(None))
-        .values(revoked_at=now)
-    )
-    return _rowcount(result)
+    """Revoke every live refresh token of the user; how many sessions (families) that ended."""
+    live = and_(refresh_tokens.c.user_id == user_id, refresh_tokens.c.revoked_at.is_(None))
+    sessions = session.execute(
+        select(func.count(refresh_tokens.c.family_id.distinct())).where(live)
+    ).scalar_one()
+    session.execute(update(refresh_tokens).where(live).values(revoked_at=now))
+    return int(sessions)
 
 
 def _iso(user: UserRecord) -> str | None:
