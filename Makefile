@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed-stamp
 # pytest-xdist processes for `make test` (the suite takes about 2 minutes with 2 on 2 cores).
 TEST_WORKERS ?= 2
 
-.PHONY: run migrate test lint format protos lock clean rotate-keys prune-keys bench grant-role revoke-role
+.PHONY: run migrate test lint format protos lock clean rotate-keys prune-keys bench grant-role revoke-role routes
 
 run: $(STAMP)  ## start gateway, auth and profile services with SQLite and dev keys (migrated first)
 	$(BIN)/python -m devstack
@@ -17,6 +17,9 @@ migrate: $(STAMP)  ## bring AUTH_DATABASE_URL and PROFILE_DATABASE_URL to the co
 
 test: $(STAMP)  ## the whole test suite (MySQL tests need AUTHGATE_TEST_MYSQL_URL or a local MariaDB)
 	$(BIN)/pytest -n $(TEST_WORKERS) $(PYTEST_ARGS)
+
+routes: $(STAMP)  ## print the gateway's routes: method, path, RPC, public or roles, rate limit
+	$(BIN)/python -m gateway.route_table
 
 grant-role: $(STAMP)  ## give USER the role ROLE on AUTH_DATABASE_URL (the first admin: ROLE=admin)
 	@# USER must be given on the command line: the login's $$USER from the environment is not meant.

@@ -157,7 +157,10 @@ def _operation(
     }
     if text and text != operation["summary"]:
         operation["description"] = text
-    operation["security"] = [] if route.public else [{BEARER_SCHEME: []}]
+    # OpenAPI 3.1: for a non-OAuth scheme the array lists the roles required (any one).
+    operation["security"] = [] if route.public else [{BEARER_SCHEME: list(route.required_roles)}]
+    if route.required_roles:
+        operation["x-required-roles"] = list(route.required_roles)
     parameters = _parameters(route, schemas)
     if parameters:
         operation["parameters"] = parameters
@@ -277,6 +280,8 @@ def _error_statuses(route: Route) -> list[int]:
         statuses.update(_WITH_BODY)
     if not route.public:
         statuses.update(_WITHOUT_TOKEN)
+    if route.required_roles:
+        statuses.add(403)  # a valid token without the role
     return sorted(statuses)
 
 
@@ -310,7 +315,7 @@ def _error_response(status: int | None, meaning: str | None) -> dict[str, Any]:
     headers: dict[str, Any] = {
         REQUEST_ID_HEADER: {"$ref": f"#/components/headers/{REQUEST_ID_HEADER}"}
     }
-    if status == 401:
+    if status in (401, 403):
         headers["WWW-Authenticate"] = {"$ref": "#/components/headers/WWW-Authenticate"}
     if status == 429:
         headers["Retry-After"] = {"$ref": "#/components/headers/Retry-After"}

@@ -152,7 +152,7 @@ def test_public_operations_need_no_token_and_the_others_need_a_bearer_token(
         if route.public:
             assert operation["security"] == []
         else:
-            assert operation["security"] == [{"bearerAuth": []}]
+            assert operation["security"] == [{"bearerAuth": list(route.required_roles)}]
             assert "401" in operation["responses"]
     assert operation_of(document, "GET", "/healthz")["security"] == []
     assert operation_of(document, "GET", "/readyz")["security"] == []
@@ -387,3 +387,18 @@ def test_an_unknown_docs_asset_is_a_404_problem(docs_client: FlaskClient) -> Non
         response = docs_client.get(path)
         assert response.status_code == 404
         assert response.content_type == "application/problem+json"
+
+
+def test_operations_show_the_roles_they_require(
+    document: dict[str, Any], routes: list[Route]
+) -> None:
+    admin_routes = [route for route in routes if route.template.startswith("/v1/admin/")]
+    assert admin_routes
+    for route in admin_routes:
+        operation = operation_of(document, route.http_method, route.template)
+        assert operation["x-required-roles"] == ["admin"]
+        assert operation["security"] == [{"bearerAuth": ["admin"]}]
+        assert "403" in operation["responses"]
+    profile = operation_of(document, "GET", "/v1/profile")
+    assert "x-required-roles" not in profile
+    assert "403" not in profile["responses"]
