@@ -10,6 +10,7 @@ from authgate.profile.v1 import profile_pb2_grpc
 from prometheus_client import CollectorRegistry
 from sqlalchemy import Engine
 
+from authgate_common.auth_interceptor import AuthInterceptor, CallerIdentity
 from authgate_common.channels import open_channel
 from authgate_common.db import make_engine, make_sessions, redact_url
 from authgate_common.grpc_server import RunningServer, run_until_signalled, start_server
@@ -19,7 +20,6 @@ from authgate_common.operations import start_operations
 from authgate_common.tls import channel_credentials
 from authgate_common.tokens import VERIFIED_TOKEN_CACHE_SIZE, TokenVerifier
 from profile_svc.config import ProfileConfig
-from authgate_common.auth_interceptor import AuthInterceptor, CallerIdentity
 from profile_svc.migrations import PROFILE_MIGRATIONS
 from profile_svc.profiles import Profiles
 from profile_svc.repository import ProfileRepository

@@ -275,6 +275,9 @@ def test_audit_events_show_the_client_as_the_gateway_saw_it(people: People) -> N
             "X-Request-ID": "audit-req-1",
             # No trusted proxy is configured: a client's X-Forwarded-For is not believed.
             "X-Forwarded-For": "203.0.113.50",
+            # Nor is a header named like the gateway's own metadata passed through.
+            "X-Client-IP": "203.0.113.51",
+            "X-Client-User-Agent": "forged",
         },
     )
     listed = people.as_admin(

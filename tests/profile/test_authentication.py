@@ -19,10 +19,10 @@ from grpc_reflection.v1alpha.proto_reflection_descriptor_database import (
     ProtoReflectionDescriptorDatabase,
 )
 
+from authgate_common.auth_interceptor import CallerIdentity
 from authgate_common.errors import Unauthenticated
 from authgate_common.grpc_server import RunningServer
 from authgate_common.tokens import TokenSettings
-from authgate_common.auth_interceptor import CallerIdentity
 from profile_svc.migrations import PROFILE_MIGRATIONS
 from profile_svc.server import build_server
 from tests.fixtures.profile_fixtures import ProfileServerFactory, profile_test_config
