@@ -12,6 +12,7 @@ from datetime import timedelta
 from typing import Any
 
 import grpc
+import jwt
 import pytest
 import sqlalchemy
 from authgate.auth.v1 import auth_pb2, auth_pb2_grpc
@@ -62,6 +63,13 @@ def test_register_and_login_are_audited_with_their_origin(
     assert login.actor_id is None
     assert set(login.detail) == {"session_id", "amr"}
     assert pair.refresh_token not in json.dumps(login.detail)
+    # The token names the session the event records, and carries the (empty) roles.
+    claims = jwt.decode(pair.access_token, options={"verify_signature": False})
+    assert (claims["sid"], claims["roles"], claims["amr"]) == (
+        login.detail["session_id"],
+        [],
+        ["pwd"],
+    )
 
 
 def test_a_successful_login_leaves_no_login_failed_event(
