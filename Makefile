@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed-stamp
 # pytest-xdist processes for `make test` (the suite takes about 2 minutes with 2 on 2 cores).
 TEST_WORKERS ?= 2
 
-.PHONY: run cluster migrate test lint format protos routes lock clean rotate-keys prune-keys bench config-doc
+.PHONY: run cluster migrate test lint format protos routes lock clean rotate-keys prune-keys bench config-doc grant-role revoke-role
 
 run: $(STAMP)  ## start gateway, auth and profile services with SQLite and dev keys (migrated first)
 	$(BIN)/python -m devstack
@@ -31,6 +31,16 @@ test: $(STAMP)  ## the whole test suite (MySQL tests need AUTHGATE_TEST_MYSQL_UR
 	for status in $$parallel $$serial; do \
 		if [ $$status -ne 0 ] && [ $$status -ne 5 ]; then exit $$status; fi; \
 	done
+
+grant-role: $(STAMP)  ## give USER the role ROLE on AUTH_DATABASE_URL (the first admin: ROLE=admin)
+	@# USER must be given on the command line: the login's $$USER from the environment is not meant.
+	@test "$(origin USER)" = "command line" -a -n "$(ROLE)" || { echo "usage: make grant-role USER=alice ROLE=admin" >&2; exit 2; }
+	$(BIN)/python -m auth_svc.roles grant '$(USER)' '$(ROLE)'
+
+revoke-role: $(STAMP)  ## take the role ROLE from USER on AUTH_DATABASE_URL
+	@# USER must be given on the command line: the login's $$USER from the environment is not meant.
+	@test "$(origin USER)" = "command line" -a -n "$(ROLE)" || { echo "usage: make revoke-role USER=alice ROLE=admin" >&2; exit 2; }
+	$(BIN)/python -m auth_svc.roles revoke '$(USER)' '$(ROLE)'
 
 rotate-keys: $(STAMP)  ## add a new signing key to AUTH_KEYS_DIR (default var/keys); auth_svc picks it up
 	$(BIN)/python -m auth_svc.keys rotate

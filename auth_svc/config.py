@@ -173,6 +173,14 @@ AUTH_HASH_QUEUE_TIMEOUT_SECONDS = number(
     "how long a login or register waits for a hash slot before `429` with `Retry-After`",
     maximum=60.0,
 )
+AUTH_AUDIT_RETENTION_DAYS = whole(
+    "AUTH_AUDIT_RETENTION_DAYS",
+    90,
+    "audit events older than this are deleted (hourly, in batches, off the request path)",
+    minimum=1,
+    maximum=100 * 365,
+    kind="days",
+)
 
 SETTINGS = SettingsTable.of(
     "auth_svc",
@@ -184,6 +192,7 @@ SETTINGS = SettingsTable.of(
     (AUTH_LOCKOUT_THRESHOLD, AUTH_LOCKOUT_BASE_SECONDS, AUTH_LOCKOUT_MAX_SECONDS),
     (AUTH_ARGON2_TIME_COST, AUTH_ARGON2_MEMORY_KIB, AUTH_ARGON2_PARALLELISM),
     (AUTH_MAX_CONCURRENT_HASHES, AUTH_HASH_QUEUE_TIMEOUT_SECONDS),
+    (AUTH_AUDIT_RETENTION_DAYS,),
     shared.TOKENS,
     shared.GRPC_SERVER,
     shared.DB_CHECK,
@@ -259,6 +268,8 @@ class AuthConfig:
     # long a login waits for one before RESOURCE_EXHAUSTED.
     max_concurrent_hashes: int | None = None
     hash_queue_timeout_seconds: float = AUTH_HASH_QUEUE_TIMEOUT_SECONDS.default
+    # Audit events older than this many days are deleted (hourly, in the background).
+    audit_retention_days: int = AUTH_AUDIT_RETENTION_DAYS.default
 
     def __post_init__(self) -> None:
         if self.access_token_ttl_seconds > self.tokens.max_lifetime_seconds:
@@ -331,6 +342,7 @@ class AuthConfig:
             max_concurrent_hashes=concurrent_hashes
             or default_max_concurrent_hashes(argon2.memory_kib),
             hash_queue_timeout_seconds=AUTH_HASH_QUEUE_TIMEOUT_SECONDS.read(env),
+            audit_retention_days=AUTH_AUDIT_RETENTION_DAYS.read(env),
         )
 
 

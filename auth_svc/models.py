@@ -1,4 +1,4 @@
-"""The auth service's tables: `users`, `refresh_tokens`, `login_refusals` (SQLAlchemy Core).
+"""The auth service's tables: users, refresh tokens, login refusals, roles, audit events.
 
 Column sizes are bounded so that unique indexes fit MySQL's limits; times are
 stored as naive UTC with microseconds and read back as timezone-aware UTC.
@@ -14,8 +14,10 @@ from sqlalchemy import (
     Index,
     Integer,
     MetaData,
+    PrimaryKeyConstraint,
     String,
     Table,
+    Text,
 )
 
 from authgate_common.db import UtcDateTime
@@ -43,6 +45,8 @@ users = Table(
     Column("failed_logins", Integer, nullable=False, default=0, server_default="0"),
     Column("locked_until", UtcDateTime, nullable=True),
     Index("uq_users_username_normalized", "username_normalized", unique=True),
+    # The admin API pages through users in this order (keyset paging).
+    Index("ix_users_created_at_id", "created_at", "id"),
 )
 
 # Refused login claims (locked account or unknown username), counted in a few rows
@@ -80,4 +84,47 @@ refresh_tokens = Table(
     Index("uq_refresh_tokens_token_hash", "token_hash", unique=True),
     Index("ix_refresh_tokens_family_id", "family_id"),
     Index("ix_refresh_tokens_user_id", "user_id"),
+)
+
+
+ROLE_LENGTH = 64
+user_roles = Table(
+    "user_roles",
+    metadata,
+    Column(
+        "user_id",
+        String(ID_LENGTH),
+        ForeignKey("users.id", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    Column("role", String(ROLE_LENGTH), nullable=False),
+    PrimaryKeyConstraint("user_id", "role"),
+)
+
+USER_AGENT_LENGTH = 256
+CLIENT_IP_LENGTH = 45  # the longest textual IPv6 address
+REQUEST_ID_LENGTH = 128
+EVENT_TYPE_LENGTH = 32
+# Append-only, except that retention deletes the oldest rows. user_id and actor_id are
+# not foreign keys: an event outlives the user it names.
+audit_events = Table(
+    "audit_events",
+    metadata,
+    Column(
+        "id",
+        BigInteger().with_variant(Integer, "sqlite"),  # SQLite autoincrements INTEGER only
+        primary_key=True,
+        autoincrement=True,
+    ),
+    Column("type", String(EVENT_TYPE_LENGTH), nullable=False),
+    Column("user_id", String(ID_LENGTH), nullable=True),
+    Column("actor_id", String(ID_LENGTH), nullable=True),
+    Column("client_ip", String(CLIENT_IP_LENGTH), nullable=True),
+    Column("user_agent", String(USER_AGENT_LENGTH), nullable=True),
+    Column("request_id", String(REQUEST_ID_LENGTH), nullable=True),
+    Column("detail", Text, nullable=False),  # a small JSON object
+    Column("created_at", UtcDateTime, nullable=False),
+    Index("ix_audit_events_user_id_id", "user_id", "id"),
+    Index("ix_audit_events_type_id", "type", "id"),
+    Index("ix_audit_events_created_at", "created_at"),
 )

@@ -1,21 +1,47 @@
-"""Storage of users and refresh tokens; the only module that knows SQL. One session per call."""
+"""Storage of users, roles, refresh tokens and audit events; the only module that knows SQL.
+
+One transaction per call. A method that makes a change the audit log records takes the
+event (auth_svc.audit.NewEvent) and appends it in that same transaction, so there is
+never an event without its change nor a change without its event.
+"""
 
 from __future__ import annotations
 
+import json
 import random
 import secrets
 import time
-from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
-from sqlalchemy import CursorResult, case, insert, literal, null, or_, select, update
+from sqlalchemy import (
+    CursorResult,
+    and_,
+    case,
+    delete,
+    func,
+    insert,
+    literal,
+    null,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
+from auth_svc.audit import EventType, NewEvent, Origin
 from auth_svc.lockout import LockoutPolicy
-from auth_svc.models import LOGIN_REFUSAL_SLOTS, login_refusals, refresh_tokens, users
+from auth_svc.models import (
+    LOGIN_REFUSAL_SLOTS,
+    audit_events,
+    login_refusals,
+    refresh_tokens,
+    user_roles,
+    users,
+)
 from authgate_common.db import UtcDateTime
 from authgate_common.errors import AlreadyExists
 
@@ -51,6 +77,8 @@ class LoginClaim:
 
     user: UserRecord | None
     locked: bool = False
+    # The login_failed event appended with the counted failure: a success retracts both.
+    failure_event_id: int | None = None
 
 
 @dataclass(frozen=True)
@@ -67,6 +95,27 @@ class RefreshTokenRecord:
     revoked_at: datetime | None = None
 
 
+@dataclass(frozen=True)
+class UserView:
+    """A user with their roles, as the admin API shows them."""
+
+    user: UserRecord
+    roles: frozenset[str] = field(default_factory=frozenset)
+
+
+@dataclass(frozen=True)
+class StoredEvent:
+    id: int
+    type: str
+    user_id: str | None
+    actor_id: str | None
+    client_ip: str | None
+    user_agent: str | None
+    request_id: str | None
+    detail: dict[str, Any]
+    created_at: datetime
+
+
 def _user(row: Any) -> UserRecord:
     return UserRecord(**row._asdict())
 
@@ -79,13 +128,16 @@ class UserRepository:
     def __init__(self, sessions: sessionmaker[Session]) -> None:
         self._sessions = sessions
 
-    def add(self, user: UserRecord) -> None:
+    def add(self, user: UserRecord, event: NewEvent | None = None) -> None:
         """Store a new user; a taken username (in any case) raises AlreadyExists."""
+
+        def work(session: Session) -> None:
+            session.execute(insert(users).values(**asdict(user)))
+            if event is not None:
+                append_event(session, event)
+
         try:
-            _transaction(
-                self._sessions,
-                lambda session: session.execute(insert(users).values(**asdict(user))),
-            )
+            _transaction(self._sessions, work)
         except IntegrityError:
             # The unique index decides, so two concurrent registrations cannot both win.
             raise AlreadyExists("username is already taken") from None
@@ -102,8 +154,16 @@ class UserRepository:
             row = session.execute(select(users).where(users.c.id == user_id)).first()
         return None if row is None else _user(row)
 
+    def roles_of(self, user_id: str) -> frozenset[str]:
+        with self._sessions() as session:
+            return _roles_of(session, user_id)
+
     def claim_login_attempt(
-        self, username_normalized: str, now: datetime, policy: LockoutPolicy
+        self,
+        username_normalized: str,
+        now: datetime,
+        policy: LockoutPolicy,
+        origin: Origin | None = None,
     ) -> LoginClaim:
         """Count one failed login in advance, unless the account is locked, atomically.
 
@@ -111,7 +171,11 @@ class UserRepository:
         each sees the count the previous one left, and once the count reaches the
         threshold the lock it sets refuses every later claim until it runs out.
         So no more passwords are ever checked than the policy allows. A successful
-        login takes its failure back with `reset_failed_logins`.
+        login takes its failure back with `complete_login` (or `reset_failed_logins`).
+
+        With an origin, the attempt is audited in the same transaction: a counted one as
+        login_failed (retracted by a success) plus lockout_engaged when it set the lock,
+        a refused one as login_failed.
         """
         failures = users.c.failed_logins
         lock_until: Any = case(
@@ -134,9 +198,31 @@ class UserRepository:
         )
         by_name = users.c.username_normalized == username_normalized
 
+        def failed(session: Session, user_id: str | None, reason: str) -> int | None:
+            if origin is None:
+                return None
+            return append_event(
+                session,
+                NewEvent(EventType.LOGIN_FAILED, user_id, origin, now, {"reason": reason}),
+            )
+
         def work(session: Session) -> LoginClaim:
             if _rowcount(session.execute(claim)) == 1:
-                return LoginClaim(user=_user(session.execute(select(users).where(by_name)).one()))
+                user = _user(session.execute(select(users).where(by_name)).one())
+                event_id = failed(session, user.id, "invalid_credentials")
+                if origin is not None and user.locked_until is not None and user.locked_until > now:
+                    # Claims are refused while a lock holds: this claim is the one that set it.
+                    append_event(
+                        session,
+                        NewEvent(
+                            EventType.LOCKOUT_ENGAGED,
+                            user.id,
+                            origin,
+                            now,
+                            {"failed_logins": user.failed_logins, "locked_until": _iso(user)},
+                        ),
+                    )
+                return LoginClaim(user=user, failure_event_id=event_id)
             # Locked or unknown: commit a row write all the same, as a counted failure does,
             # so that the durable commit does not tell the cases apart by time.
             session.execute(
@@ -144,8 +230,9 @@ class UserRepository:
                 .where(login_refusals.c.slot == secrets.randbelow(LOGIN_REFUSAL_SLOTS))
                 .values(refusals=login_refusals.c.refusals + 1)
             )
-            exists = session.execute(select(users.c.id).where(by_name)).first() is not None
-            return LoginClaim(user=None, locked=exists)
+            user_id = session.execute(select(users.c.id).where(by_name)).scalar()
+            failed(session, user_id, "unknown_user" if user_id is None else "locked")
+            return LoginClaim(user=None, locked=user_id is not None)
 
         return _transaction(self._sessions, work)
 
@@ -156,6 +243,29 @@ class UserRepository:
                 .where(users.c.id == user_id)
                 .values(failed_logins=0, locked_until=None)
             )
+
+    def complete_login(
+        self, claim: LoginClaim, session_token: RefreshTokenRecord, event: NewEvent
+    ) -> None:
+        """A login succeeded: in one transaction take its counted failure back (count and
+        event), store the new session's first refresh token, append login_succeeded."""
+        assert claim.user is not None
+        user_id = claim.user.id
+
+        def work(session: Session) -> None:
+            session.execute(
+                update(users)
+                .where(users.c.id == user_id)
+                .values(failed_logins=0, locked_until=None)
+            )
+            if claim.failure_event_id is not None:
+                session.execute(
+                    delete(audit_events).where(audit_events.c.id == claim.failure_event_id)
+                )
+            session.execute(insert(refresh_tokens).values(**asdict(session_token)))
+            append_event(session, event)
+
+        _transaction(self._sessions, work)
 
     def replace_password_hash(
         self, user_id: str, old_hash: str, new_hash: str, now: datetime
@@ -217,8 +327,12 @@ class RefreshTokenRepository:
 
         return _transaction(self._sessions, work)
 
-    def revoke_family(self, family_id: str, now: datetime) -> int:
-        """Revoke every token of the family not revoked yet; the number revoked."""
+    def revoke_family(self, family_id: str, now: datetime, event: NewEvent | None = None) -> int:
+        """Revoke every token of the family not revoked yet; the number revoked.
+
+        The event is appended only when this call revoked something, so that concurrent
+        revocations of one family record it once.
+        """
 
         def work(session: Session) -> int:
             result = session.execute(
@@ -229,9 +343,267 @@ class RefreshTokenRepository:
                 )
                 .values(revoked_at=now)
             )
-            return _rowcount(result)
+            revoked = _rowcount(result)
+            if event is not None and revoked:
+                append_event(session, event)
+            return revoked
 
         return _transaction(self._sessions, work)
+
+
+UserCursor = tuple[datetime, str]
+
+
+class AdminRepository:
+    """What administrators read and change: users with roles, sessions, the audit log.
+
+    Every change starts with an UPDATE of the user's row. That is the lock (InnoDB row
+    lock; SQLite's write lock, taken at the first write), so concurrent changes of one
+    user run one after the other and each reads the state the previous one left.
+    """
+
+    def __init__(self, sessions: sessionmaker[Session]) -> None:
+        self._sessions = sessions
+
+    def user(self, user_id: str) -> UserView | None:
+        with self._sessions() as session:
+            return _user_view(session, user_id)
+
+    def user_by_username(self, username_normalized: str) -> UserView | None:
+        with self._sessions() as session:
+            user_id = session.execute(
+                select(users.c.id).where(users.c.username_normalized == username_normalized)
+            ).scalar()
+            return None if user_id is None else _user_view(session, user_id)
+
+    def list_users(
+        self, *, username_prefix: str, after: UserCursor | None, limit: int
+    ) -> list[UserView]:
+        """Users in (created_at, id) order after the cursor: keyset paging, so users
+        registering meanwhile never shift a page and none is skipped or repeated."""
+        query = select(users).order_by(users.c.created_at, users.c.id).limit(limit)
+        if username_prefix:
+            query = query.where(
+                users.c.username_normalized.startswith(username_prefix, autoescape=True)
+            )
+        if after is not None:
+            created_at, user_id = after
+            query = query.where(
+                or_(
+                    users.c.created_at > created_at,
+                    and_(users.c.created_at == created_at, users.c.id > user_id),
+                )
+            )
+        with self._sessions() as session:
+            records = [_user(row) for row in session.execute(query)]
+            roles = _roles_of_many(session, [record.id for record in records])
+        return [UserView(record, roles.get(record.id, frozenset())) for record in records]
+
+    def set_disabled(self, user_id: str, disabled: bool, event: NewEvent) -> UserView | None:
+        """Disable (revoking every session) or enable; the event only when the flag changed."""
+
+        def work(session: Session) -> UserView | None:
+            before = _locked_user(session, user_id, event.created_at)
+            if before is None:
+                return None
+            if before.disabled != disabled:
+                session.execute(
+                    update(users).where(users.c.id == user_id).values(disabled=disabled)
+                )
+                facts: dict[str, Any] = {}
+                if disabled:
+                    facts["sessions_revoked"] = _revoke_sessions(session, user_id, event.created_at)
+                append_event(session, event.with_detail(**facts))
+            return _user_view(session, user_id)
+
+        return _transaction(self._sessions, work)
+
+    def unlock(self, user_id: str, event: NewEvent) -> UserView | None:
+        def work(session: Session) -> UserView | None:
+            before = _locked_user(session, user_id, event.created_at)
+            if before is None:
+                return None
+            session.execute(
+                update(users)
+                .where(users.c.id == user_id)
+                .values(failed_logins=0, locked_until=None)
+            )
+            append_event(
+                session,
+                event.with_detail(
+                    failed_logins=before.failed_logins,
+                    was_locked=before.locked_until is not None
+                    and before.locked_until > event.created_at,
+                ),
+            )
+            return _user_view(session, user_id)
+
+        return _transaction(self._sessions, work)
+
+    def change_roles(
+        self,
+        user_id: str,
+        change: Callable[[frozenset[str]], frozenset[str]],
+        event: NewEvent,
+    ) -> UserView | None:
+        """Replace the user's roles with change(current roles), atomically; the event
+        (with the roles added and removed) only when the set changed. `change` may raise
+        a domain error, which rolls everything back."""
+
+        def work(session: Session) -> UserView | None:
+            if _locked_user(session, user_id, event.created_at) is None:
+                return None
+            current = _roles_of(session, user_id)
+            wanted = change(current)
+            added, removed = sorted(wanted - current), sorted(current - wanted)
+            if removed:
+                session.execute(
+                    delete(user_roles).where(
+                        user_roles.c.user_id == user_id, user_roles.c.role.in_(removed)
+                    )
+                )
+            if added:
+                session.execute(
+                    insert(user_roles), [{"user_id": user_id, "role": role} for role in added]
+                )
+            if added or removed:
+                append_event(session, event.with_detail(added=added, removed=removed))
+            return _user_view(session, user_id)
+
+        return _transaction(self._sessions, work)
+
+    def revoke_sessions(self, user_id: str, event: NewEvent) -> bool:
+        """Revoke every refresh-token family of the user; False if there is no such user."""
+
+        def work(session: Session) -> bool:
+            if _locked_user(session, user_id, event.created_at) is None:
+                return False
+            revoked = _revoke_sessions(session, user_id, event.created_at)
+            append_event(session, event.with_detail(sessions_revoked=revoked))
+            return True
+
+        return _transaction(self._sessions, work)
+
+
+class AuditRepository:
+    """Reading and pruning the audit log (appending happens in the changes' transactions)."""
+
+    def __init__(self, sessions: sessionmaker[Session]) -> None:
+        self._sessions = sessions
+
+    def events(
+        self, *, user_id: str, event_type: str, before_id: int | None, limit: int
+    ) -> list[StoredEvent]:
+        """Newest first, optionally of one user and/or one type, with ids below before_id."""
+        query = select(audit_events).order_by(audit_events.c.id.desc()).limit(limit)
+        if user_id:
+            query = query.where(audit_events.c.user_id == user_id)
+        if event_type:
+            query = query.where(audit_events.c.type == event_type)
+        if before_id is not None:
+            query = query.where(audit_events.c.id < before_id)
+        with self._sessions() as session:
+            return [_stored_event(row) for row in session.execute(query)]
+
+    def prune(self, older_than: datetime, *, batch_size: int = 1000) -> int:
+        """Delete events created before older_than, a batch per transaction; how many."""
+        total = 0
+        while True:
+
+            def work(session: Session) -> int:
+                ids = (
+                    session.execute(
+                        select(audit_events.c.id)
+                        .where(audit_events.c.created_at < older_than)
+                        .order_by(audit_events.c.id)
+                        .limit(batch_size)
+                    )
+                    .scalars()
+                    .all()
+                )
+                if not ids:
+                    return 0
+                return _rowcount(
+                    session.execute(delete(audit_events).where(audit_events.c.id.in_(ids)))
+                )
+
+            deleted = _transaction(self._sessions, work)
+            total += deleted
+            if deleted < batch_size:
+                return total
+
+
+def append_event(session: Session, event: NewEvent) -> int:
+    """Append event in session's transaction; its id."""
+    origin = event.origin
+    result = session.execute(
+        insert(audit_events).values(
+            type=str(event.type),
+            user_id=event.user_id,
+            actor_id=origin.actor_id,
+            client_ip=origin.client_ip,
+            user_agent=origin.user_agent,
+            request_id=origin.request_id,
+            detail=json.dumps(dict(event.detail), separators=(",", ":"), sort_keys=True),
+            created_at=event.created_at,
+        )
+    )
+    assert isinstance(result, CursorResult)
+    primary_key = result.inserted_primary_key
+    assert primary_key is not None
+    event_id: int = primary_key[0]
+    return event_id
+
+
+def _stored_event(row: Any) -> StoredEvent:
+    values = row._asdict()
+    values["detail"] = json.loads(values["detail"])
+    return StoredEvent(**values)
+
+
+def _locked_user(session: Session, user_id: str, now: datetime) -> UserRecord | None:
+    """The user's row after locking it with a write (see AdminRepository); None if absent."""
+    locking = update(users).where(users.c.id == user_id).values(updated_at=now)
+    if _rowcount(session.execute(locking)) != 1:
+        return None
+    return _user(session.execute(select(users).where(users.c.id == user_id)).one())
+
+
+def _user_view(session: Session, user_id: str) -> UserView | None:
+    row = session.execute(select(users).where(users.c.id == user_id)).first()
+    return None if row is None else UserView(_user(row), _roles_of(session, user_id))
+
+
+def _roles_of(session: Session, user_id: str) -> frozenset[str]:
+    return frozenset(
+        session.execute(select(user_roles.c.role).where(user_roles.c.user_id == user_id)).scalars()
+    )
+
+
+def _roles_of_many(session: Session, user_ids: Sequence[str]) -> dict[str, frozenset[str]]:
+    if not user_ids:
+        return {}
+    found: dict[str, set[str]] = {}
+    rows = session.execute(
+        select(user_roles.c.user_id, user_roles.c.role).where(user_roles.c.user_id.in_(user_ids))
+    )
+    for user_id, role in rows:
+        found.setdefault(user_id, set()).add(role)
+    return {user_id: frozenset(roles) for user_id, roles in found.items()}
+
+
+def _revoke_sessions(session: Session, user_id: str, now: datetime) -> int:
+    """Revoke every live refresh token of the user; how many sessions (families) that ended."""
+    live = and_(refresh_tokens.c.user_id == user_id, refresh_tokens.c.revoked_at.is_(None))
+    sessions = session.execute(
+        select(func.count(refresh_tokens.c.family_id.distinct())).where(live)
+    ).scalar_one()
+    session.execute(update(refresh_tokens).where(live).values(revoked_at=now))
+    return int(sessions)
+
+
+def _iso(user: UserRecord) -> str | None:
+    return None if user.locked_until is None else user.locked_until.isoformat()
 
 
 def _utc(value: datetime) -> Any:

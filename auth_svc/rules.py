@@ -8,6 +8,8 @@ InvalidArgument with a message safe to show; none echoes the password.
 
 from __future__ import annotations
 
+import re
+
 from authgate.auth.v1 import auth_pb2
 
 from authgate_common.errors import InvalidArgument
@@ -85,3 +87,29 @@ def _encodable(text: str) -> bool:
     except UnicodeEncodeError:  # lone surrogates cannot be stored or hashed
         return False
     return True
+
+
+MAX_ROLES_PER_USER = 32
+ROLE_PATTERN = r"[a-z][a-z0-9_.:-]{0,63}"
+_ROLE = re.compile(ROLE_PATTERN, re.ASCII)
+
+
+def is_valid_role(role: str) -> bool:
+    return _ROLE.fullmatch(role) is not None
+
+
+def check_role(role: str) -> str:
+    if not is_valid_role(role):
+        raise InvalidArgument(
+            "a role name must be 1 to 64 characters: a lower-case letter, then lower-case "
+            "letters, digits, '_', '.', ':' or '-'"
+        )
+    return role
+
+
+def check_roles(roles: list[str] | tuple[str, ...]) -> frozenset[str]:
+    """The set of valid role names; duplicates collapse, more than 32 distinct is refused."""
+    checked = frozenset(check_role(role) for role in roles)
+    if len(checked) > MAX_ROLES_PER_USER:
+        raise InvalidArgument(f"a user has at most {MAX_ROLES_PER_USER} roles")
+    return checked

@@ -7,10 +7,13 @@ from collections.abc import Callable
 from typing import cast
 
 import grpc
-from authgate.auth.v1 import auth_pb2, auth_pb2_grpc
+from authgate.auth.v1 import admin_pb2, admin_pb2_grpc, auth_pb2, auth_pb2_grpc
 from prometheus_client import CollectorRegistry
 from sqlalchemy import Engine
 
+from auth_svc.admin import Administration
+from auth_svc.admin_servicer import AdminServicer
+from auth_svc.audit_retention import AuditPruner
 from auth_svc.common_passwords import load_common_passwords
 from auth_svc.config import AuthConfig
 from auth_svc.hash_limiter import HashLimiter, default_max_concurrent_hashes
@@ -19,21 +22,36 @@ from auth_svc.keys import KeyRing
 from auth_svc.metrics import AuthMetrics
 from auth_svc.migrations import AUTH_MIGRATIONS
 from auth_svc.passwords import PasswordHasher
-from auth_svc.repository import RefreshTokenRepository, UserRepository
+from auth_svc.repository import (
+    AdminRepository,
+    AuditRepository,
+    RefreshTokenRepository,
+    UserRepository,
+)
 from auth_svc.service import AuthService, LockoutObserver
 from auth_svc.servicer import AuthServicer
 from auth_svc.tokens import AccessTokenIssuer
 from authgate_common.clock import Clock, utc_now
 from authgate_common.db import make_sessions
 from authgate_common.grpc_server import RunningServer
+from authgate_common.interceptors import AuthInterceptor
+from authgate_common.jwks import JwksCache
 from authgate_common.service import ServiceParts, build
+from authgate_common.tokens import VERIFIED_TOKEN_CACHE_SIZE, TokenVerifier
 
 NAME = "auth_svc"
 SERVICE_NAME = auth_pb2.DESCRIPTOR.services_by_name["AuthService"].full_name
-# The generated function has no annotations; this is its real signature.
+ADMIN_SERVICE_NAME = admin_pb2.DESCRIPTOR.services_by_name["AdminService"].full_name
+# The generated functions have no annotations; these are their real signatures.
 _add_auth_servicer = cast(
     Callable[[AuthServicer, grpc.Server], None], auth_pb2_grpc.add_AuthServiceServicer_to_server
 )
+_add_admin_servicer = cast(
+    Callable[[AdminServicer, grpc.Server], None],
+    admin_pb2_grpc.add_AdminServiceServicer_to_server,
+)
+# The verifier reads the ring in process: cheap, so the key set is re-read every second.
+_OWN_KEYS_MAX_AGE_SECONDS = 1.0
 
 # A started auth server (`.target` is where clients connect); the name stays for its callers.
 AuthServer = RunningServer
@@ -63,6 +81,22 @@ def build_service(
     )
 
 
+def build_administration(engine: Engine, *, clock: Clock = utc_now) -> Administration:
+    sessions = make_sessions(engine)
+    return Administration(AdminRepository(sessions), AuditRepository(sessions), clock=clock)
+
+
+def own_token_verifier(config: AuthConfig, keys: KeyRing) -> TokenVerifier:
+    """Verifies access tokens as every verifier does, against this service's own public keys."""
+    cache = JwksCache(
+        lambda: keys.jwks(config.signing_algorithm),
+        allowed_algorithms=config.tokens.algorithms,
+        cooldown=0.0,
+        max_age=_OWN_KEYS_MAX_AGE_SECONDS,
+    )
+    return TokenVerifier(config.tokens, cache, cache_size=VERIFIED_TOKEN_CACHE_SIZE)
+
+
 def hash_limiter(config: AuthConfig) -> HashLimiter:
     return HashLimiter(
         config.max_concurrent_hashes or default_max_concurrent_hashes(config.argon2.memory_kib),
@@ -80,11 +114,30 @@ def build_server(config: AuthConfig, *, clock: Clock = utc_now) -> RunningServer
         auth_metrics = AuthMetrics(registry)
         service = build_service(config, engine, keys, clock=clock, on_lockout=auth_metrics.lockout)
         servicer = AuthServicer(service, jwks_max_age_seconds=config.jwks_max_age_seconds)
+        # AuthService's RPCs authenticate by password or refresh token; the admin API by
+        # access token, with the roles its options require.
+        authenticator = AuthInterceptor(
+            own_token_verifier(config, keys), protected_services=[ADMIN_SERVICE_NAME]
+        )
+        admin = AdminServicer(
+            build_administration(engine, clock=clock), authenticator.caller, clock=clock
+        )
+        pruner = AuditPruner(
+            AuditRepository(make_sessions(engine)),
+            retention_days=config.audit_retention_days,
+            clock=clock,
+        )
+
+        def register(server: grpc.Server) -> None:
+            _add_auth_servicer(servicer, server)
+            _add_admin_servicer(admin, server)
+
         return ServiceParts(
-            register=lambda server: _add_auth_servicer(servicer, server),
-            service_names=[SERVICE_NAME],
+            register=register,
+            service_names=[SERVICE_NAME, ADMIN_SERVICE_NAME],
+            interceptors=[authenticator],
             observers=[auth_metrics.observe],
-            background=[reloader],
+            background=[reloader, pruner],
             signal_handlers={signal.SIGHUP: reloader.trigger},
             log_fields={"signing_kid": keys.signer.kid},
         )

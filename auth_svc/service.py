@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from auth_svc import rules
+from auth_svc.audit import NO_ORIGIN, EventType, NewEvent, Origin
 from auth_svc.config import AuthConfig
 from auth_svc.keys import KeyRing
 from auth_svc.passwords import PasswordHasher
@@ -110,7 +111,13 @@ class AuthService:
         self._clock = clock
 
     def register(
-        self, username: str, password: str, *, email: str = "", display_name: str = ""
+        self,
+        username: str,
+        password: str,
+        *,
+        email: str = "",
+        display_name: str = "",
+        origin: Origin = NO_ORIGIN,
     ) -> RegisteredUser:
         if not self._config.registration_enabled:
             raise PermissionDenied("registration is disabled on this server")
@@ -135,24 +142,20 @@ class AuthService:
             created_at=now,
             updated_at=now,
         )
-        self._users.add(user)
+        self._users.add(user, NewEvent(EventType.REGISTER, user.id, origin, now))
         log.info("user registered", extra={"user_id": user.id})
         return RegisteredUser(user_id=user.id, username=user.username)
 
-    def login(self, username: str, password: str) -> TokenPair:
+    def login(self, username: str, password: str, *, origin: Origin = NO_ORIGIN) -> TokenPair:
         if not username or not password:
             raise InvalidArgument("username and password are required")
         now = self._clock()
         # The hashing slot is taken before the attempt is counted: a login refused
         # because the server is busy (429) must not count towards a lockout.
         with self._passwords.reserved():
-            user = self._checked_user(username, password, now)
-        self._users.reset_failed_logins(user.id)
-        if self._passwords.needs_rehash(user.password_hash):
-            self._users.replace_password_hash(
-                user.id, user.password_hash, self._passwords.hash(password), now
-            )
-            log.info("password rehashed with current parameters", extra={"user_id": user.id})
+            claim = self._checked_claim(username, password, now, origin)
+        user = claim.user
+        assert user is not None
         family_expires_at = now + timedelta(seconds=self._config.refresh_family_max_seconds)
         token, record = self._new_refresh_token(
             user.id,
@@ -161,17 +164,33 @@ class AuthService:
             parent_id=None,
             family_expires_at=family_expires_at,
         )
-        self._refresh_tokens.add(record)
+        self._users.complete_login(
+            claim,
+            record,
+            NewEvent(
+                EventType.LOGIN_SUCCEEDED,
+                user.id,
+                origin,
+                now,
+                {"session_id": record.family_id, "amr": ["pwd"]},
+            ),
+        )
+        if self._passwords.needs_rehash(user.password_hash):
+            self._users.replace_password_hash(
+                user.id, user.password_hash, self._passwords.hash(password), now
+            )
+            log.info("password rehashed with current parameters", extra={"user_id": user.id})
         log.info("login", extra={"user_id": user.id})
         return self._token_pair(user, token, record, now)
 
-    def _checked_user(self, username: str, password: str, now: datetime) -> UserRecord:
-        """The user whose password this is; Unauthenticated, alike for every reason, if none."""
-        claim = LoginClaim(user=None)
-        if rules.is_valid_username(username):
-            claim = self._users.claim_login_attempt(
-                rules.normalize_username(username), now, self._config.lockout
-            )
+    def _checked_claim(
+        self, username: str, password: str, now: datetime, origin: Origin
+    ) -> LoginClaim:
+        """The counted claim of the user whose password this is; Unauthenticated, alike for
+        every reason, if none."""
+        # Not a username at all ("" matches no user): refused and audited like an unknown one.
+        name = rules.normalize_username(username) if rules.is_valid_username(username) else ""
+        claim = self._users.claim_login_attempt(name, now, self._config.lockout, origin)
         user = claim.user
         if user is None:
             # Unknown or locked: pay for one verification all the same, so that
@@ -198,9 +217,9 @@ class AuthService:
         if user.disabled:
             log.info("login refused", extra={"reason": "disabled", "user_id": user.id})
             raise Unauthenticated(INVALID_CREDENTIALS)
-        return user
+        return claim
 
-    def refresh(self, refresh_token: str) -> TokenPair:
+    def refresh(self, refresh_token: str, *, origin: Origin = NO_ORIGIN) -> TokenPair:
         if not refresh_token:
             raise InvalidArgument("refresh_token is required")
         now = self._clock()
@@ -208,7 +227,9 @@ class AuthService:
         if presented is None or presented.revoked_at is not None:
             raise Unauthenticated(INVALID_REFRESH_TOKEN)
         if presented.spent_at is not None:
-            self._revoke_family(presented, now, reason="reuse of a spent refresh token")
+            self._revoke_family(
+                presented, now, reason="reuse of a spent refresh token", reuse_by=origin
+            )
             raise Unauthenticated(INVALID_REFRESH_TOKEN)
         if presented.expires_at <= now:
             raise Unauthenticated(INVALID_REFRESH_TOKEN)
@@ -225,16 +246,27 @@ class AuthService:
         )
         if not self._refresh_tokens.rotate(presented.token_hash, child, now):
             # Someone spent (or revoked) it between our read and our update.
-            self._revoke_family(presented, now, reason="concurrent reuse of a refresh token")
+            self._revoke_family(
+                presented, now, reason="concurrent reuse of a refresh token", reuse_by=origin
+            )
             raise Unauthenticated(INVALID_REFRESH_TOKEN)
-        return self._token_pair(user, token, child, now)
+        # Current roles, not those of the login: a role change shows at the next refresh.
+        return self._token_pair(user, token, child, now, roles=self._users.roles_of(user.id))
 
-    def logout(self, refresh_token: str) -> None:
+    def logout(self, refresh_token: str, *, origin: Origin = NO_ORIGIN) -> None:
         if not refresh_token:
             raise InvalidArgument("refresh_token is required")
         presented = self._find_refresh_token(refresh_token)
         if presented is not None and presented.revoked_at is None:
-            self._refresh_tokens.revoke_family(presented.family_id, self._clock())
+            now = self._clock()
+            event = NewEvent(
+                EventType.LOGOUT,
+                presented.user_id,
+                origin,
+                now,
+                {"session_id": presented.family_id},
+            )
+            self._refresh_tokens.revoke_family(presented.family_id, now, event)
             log.info("logout", extra={"user_id": presented.user_id})
 
     def jwks(self) -> list[dict[str, str]]:
@@ -278,8 +310,25 @@ class AuthService:
         )
         return token, record
 
-    def _revoke_family(self, token: RefreshTokenRecord, now: datetime, *, reason: str) -> None:
-        revoked = self._refresh_tokens.revoke_family(token.family_id, now)
+    def _revoke_family(
+        self,
+        token: RefreshTokenRecord,
+        now: datetime,
+        *,
+        reason: str,
+        reuse_by: Origin | None = None,
+    ) -> None:
+        """Revoke the token's family; with reuse_by, audited as refresh_reuse_detected."""
+        event = None
+        if reuse_by is not None:
+            event = NewEvent(
+                EventType.REFRESH_REUSE_DETECTED,
+                token.user_id,
+                reuse_by,
+                now,
+                {"session_id": token.family_id},
+            )
+        revoked = self._refresh_tokens.revoke_family(token.family_id, now, event)
         log.warning(
             "refresh token family revoked",
             extra={
@@ -291,13 +340,21 @@ class AuthService:
         )
 
     def _token_pair(
-        self, user: UserRecord, refresh_token: str, record: RefreshTokenRecord, now: datetime
+        self,
+        user: UserRecord,
+        refresh_token: str,
+        record: RefreshTokenRecord,
+        now: datetime,
+        *,
+        roles: frozenset[str] | None = None,
     ) -> TokenPair:
         subject = AccessTokenSubject(
             user_id=user.id,
             username=user.username,
             email=user.email,
             display_name=user.display_name,
+            roles=self._users.roles_of(user.id) if roles is None else roles,
+            session_id=record.family_id,
         )
         return TokenPair(
             access_token=self._access_tokens.issue(subject, now),

@@ -5,12 +5,43 @@ Domain errors propagate; the shared ErrorInterceptor maps them to status codes.
 
 from __future__ import annotations
 
+import re
+
 import grpc
 from authgate.auth.v1 import auth_pb2, auth_pb2_grpc
 from google.protobuf import empty_pb2
 
+from auth_svc.audit import Origin
 from auth_svc.service import AuthService, TokenPair
+from authgate_common import metadata
 from authgate_common.call_context import note_user
+from authgate_common.interceptors import request_id
+
+# grpc's peer strings: "ipv4:127.0.0.1:5000", "ipv6:[::1]:5000".
+_PEER = re.compile(r"ipv4:(?P<v4>[0-9.]+):\d+|ipv6:\[(?P<v6>[0-9A-Fa-f:.]+)(?:%[^\]]*)?\]:\d+")
+
+
+def origin_of(context: grpc.ServicerContext, *, actor_id: str | None = None) -> Origin:
+    """Where the call came from, for the audit log.
+
+    The gateway sets x-client-ip (its trusted-proxy rule) and x-client-user-agent; a direct
+    gRPC caller's values are taken as sent, and without x-client-ip the peer address is
+    recorded. These are records of what was claimed, never used to decide anything.
+    """
+    sent = {key: value for key, value in context.invocation_metadata() if isinstance(value, str)}
+    client_ip = sent.get(metadata.CLIENT_IP) or _peer_ip(context.peer())
+    return Origin(
+        actor_id=actor_id,
+        client_ip=client_ip,
+        user_agent=sent.get(metadata.CLIENT_USER_AGENT),
+        request_id=request_id(context),
+    )
+
+
+def _peer_ip(peer: str | None) -> str | None:
+    match = _PEER.fullmatch(peer or "")
+    return None if match is None else match.group("v4") or match.group("v6")
+
 
 # Response metadata the gateway copies into the HTTP answer (see gateway.views).
 CACHE_CONTROL = "cache-control"
@@ -31,6 +62,7 @@ class AuthServicer(auth_pb2_grpc.AuthServiceServicer):
             request.password,
             email=request.email,
             display_name=request.display_name,
+            origin=origin_of(context),
         )
         note_user(user.user_id)
         return auth_pb2.RegisterResponse(user_id=user.user_id, username=user.username)
@@ -38,17 +70,21 @@ class AuthServicer(auth_pb2_grpc.AuthServiceServicer):
     def Login(  # noqa: N802
         self, request: auth_pb2.LoginRequest, context: grpc.ServicerContext
     ) -> auth_pb2.TokenResponse:
-        return _token_response(self._service.login(request.username, request.password))
+        return _token_response(
+            self._service.login(request.username, request.password, origin=origin_of(context))
+        )
 
     def Refresh(  # noqa: N802
         self, request: auth_pb2.RefreshRequest, context: grpc.ServicerContext
     ) -> auth_pb2.TokenResponse:
-        return _token_response(self._service.refresh(request.refresh_token))
+        return _token_response(
+            self._service.refresh(request.refresh_token, origin=origin_of(context))
+        )
 
     def Logout(  # noqa: N802
         self, request: auth_pb2.LogoutRequest, context: grpc.ServicerContext
     ) -> empty_pb2.Empty:
-        self._service.logout(request.refresh_token)
+        self._service.logout(request.refresh_token, origin=origin_of(context))
         return empty_pb2.Empty()
 
     def GetJwks(  # noqa: N802

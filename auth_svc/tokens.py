@@ -28,6 +28,12 @@ class AccessTokenSubject:
     username: str
     email: str | None
     display_name: str | None
+    # The user's roles when the token is issued (RFC 9068 section 7.2.1.1).
+    roles: frozenset[str] = frozenset()
+    # The session: the refresh-token family the token was issued for.
+    session_id: str = ""
+    # How the user authenticated (RFC 8176).
+    amr: tuple[str, ...] = ("pwd",)
 
 
 class AccessTokenIssuer:
@@ -51,6 +57,9 @@ class AccessTokenIssuer:
             "jti": uuid.uuid4().hex,
             "client_id": CLIENT_ID,
             "preferred_username": subject.username,
+            "roles": sorted(subject.roles),
+            "sid": subject.session_id,
+            "amr": list(subject.amr),
         }
         if subject.email:
             claims["email"] = subject.email

@@ -24,6 +24,7 @@ import grpc
 import sqlalchemy.exc
 
 from authgate_common import errors, metadata
+from authgate_common.authorization import FORBIDDEN, required_roles
 from authgate_common.call_context import call_scope, note_user, noted_user
 from authgate_common.jwks import KeysUnavailable
 from authgate_common.tokens import Identity, InvalidToken, bearer_token
@@ -242,7 +243,8 @@ class CallerIdentity:
 
 
 class AuthInterceptor(UnaryInterceptor):
-    """Verifies the bearer token of calls to the protected services; other services stay open.
+    """Verifies the bearer token of calls to the protected services, and the roles their RPCs
+    require (`required_roles`, read from the method descriptors); other services stay open.
 
     The verified identity is bound to `caller` for the call (servicers read
     `caller.get()`, never raw metadata), and noted for the access log. Identity
@@ -276,9 +278,16 @@ class AuthInterceptor(UnaryInterceptor):
         return None
 
     def wrap(self, method: str, behaviour: UnaryBehaviour) -> UnaryBehaviour:
+        # The RPC's `required_roles` option (any one suffices), checked against the roles
+        # of the verified token only, never against metadata.
+        required = required_roles(method)
+
         def authenticated(request: Any, context: grpc.ServicerContext) -> Any:
             identity = self.authenticate(context)
             note_user(identity.user_id)
+            if required and not identity.has_any_role(required):
+                log.info("permission denied", extra={"request_id": request_id(context)})
+                raise errors.PermissionDenied(FORBIDDEN)
             with self.caller.bound(identity):
                 return behaviour(request, context)
 

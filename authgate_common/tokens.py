@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -55,6 +55,14 @@ class Identity:
     display_name: str
     token_id: str
     expires_at: int
+    # The `roles` claim: role names, compared as whole strings (never by prefix).
+    roles: frozenset[str] = frozenset()
+    # The `sid` claim: the session (refresh-token family) the token was issued for.
+    session_id: str = ""
+
+    def has_any_role(self, required: Iterable[str]) -> bool:
+        """Whether the token holds at least one of the required roles (exact names)."""
+        return not self.roles.isdisjoint(required)
 
 
 class InvalidToken(Exception):
@@ -172,6 +180,8 @@ class TokenVerifier:
             display_name=_str_claim(claims, "name"),
             token_id=jti,
             expires_at=exp,
+            roles=_roles_claim(claims),
+            session_id=_str_claim(claims, "sid"),
         )
 
 
@@ -211,6 +221,14 @@ class VerifiedTokens:
 def _str_claim(claims: dict[str, Any], name: str) -> str:
     value = claims.get(name, "")
     return value if isinstance(value, str) else ""
+
+
+def _roles_claim(claims: dict[str, Any]) -> frozenset[str]:
+    """The `roles` claim as a set; absent means none, anything but a list of strings is bad."""
+    roles = claims.get("roles", [])
+    if not isinstance(roles, list) or not all(isinstance(role, str) for role in roles):
+        raise InvalidToken("malformed", "the access token's roles are invalid")
+    return frozenset(roles)
 
 
 def bearer_token(authorization: str | None) -> str | None:

@@ -14,6 +14,7 @@ from werkzeug.exceptions import HTTPException
 from authgate_common.jwks import JwksCache
 from authgate_common.tokens import VERIFIED_TOKEN_CACHE_SIZE, TokenVerifier
 from gateway.auth import Authenticator
+from gateway.client_ip import client_ip
 from gateway.config import GatewayConfig
 from gateway.docs import register_docs
 from gateway.errors import Problem, generic_detail, problem_response, title_of
@@ -60,7 +61,7 @@ def create_app(config: GatewayConfig) -> Flask:
         "metrics": metrics,
     }
 
-    _register_request_tracing(app, metrics)
+    _register_request_tracing(app, metrics, trusted_proxy_count=config.trusted_proxy_count)
     _register_error_handlers(app, config)
     register_health(app, upstreams, timeout_seconds=config.readiness_timeout_seconds)
     register_docs(app, routes)
@@ -90,11 +91,19 @@ def close_app(app: Flask) -> None:
     upstreams.close()
 
 
-def _register_request_tracing(app: Flask, metrics: GatewayMetrics) -> None:
+def _register_request_tracing(
+    app: Flask, metrics: GatewayMetrics, *, trusted_proxy_count: int
+) -> None:
     @app.before_request
     def assign_request_id() -> None:
         g.started = time.perf_counter()
         g.user_id = None
+        # As the rate limits see it; the services audit it (x-client-ip).
+        g.client_ip = client_ip(
+            request.remote_addr,
+            request.headers.getlist("X-Forwarded-For"),
+            trusted_proxies=trusted_proxy_count,
+        )
         offered = request.headers.get(REQUEST_ID_HEADER, "")
         g.request_id = offered if _CLIENT_REQUEST_ID.fullmatch(offered) else uuid.uuid4().hex
 

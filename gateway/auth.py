@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+from authgate_common.authorization import FORBIDDEN
 from authgate_common.jwks import KeysUnavailable
 from authgate_common.tokens import Identity, InvalidToken, TokenVerifier, bearer_token
 from gateway.errors import Problem
@@ -42,6 +43,11 @@ def _quoted(text: str) -> str:
 def unauthorized(detail: str, *, error: str | None = "invalid_token") -> Problem:
     description = detail if error else None
     return Problem(401, detail, headers={"WWW-Authenticate": challenge(error, description)})
+
+
+def forbidden() -> Problem:
+    """403 for a valid token that lacks the role (RFC 6750 section 3.1 insufficient_scope)."""
+    return Problem(403, FORBIDDEN, headers={"WWW-Authenticate": challenge("insufficient_scope")})
 
 
 class Authenticator:
@@ -83,3 +89,10 @@ class Authenticator:
                 503, "access tokens cannot be checked right now, try again later"
             ) from None
         return Caller(identity=identity, token=token)
+
+    def authorize(self, caller: Caller, required_roles: Sequence[str]) -> None:
+        """403 unless required_roles is empty or the verified token holds one of them."""
+        if required_roles and not caller.identity.has_any_role(required_roles):
+            log.info("insufficient role", extra={"user_id": caller.identity.user_id})
+            self._on_rejected("insufficient_scope")
+            raise forbidden()

@@ -157,7 +157,8 @@ def _operation(
         text = (text + "\n\n" if text else "") + f"Requires one of the roles: {roles}."
     if text and text != operation["summary"]:
         operation["description"] = text
-    operation["security"] = [] if route.public else [{BEARER_SCHEME: []}]
+    # OpenAPI 3.1: for a non-OAuth scheme the array lists the roles required (any one).
+    operation["security"] = [] if route.public else [{BEARER_SCHEME: list(route.required_roles)}]
     if route.required_roles:
         operation["x-required-roles"] = list(route.required_roles)
     parameters = _parameters(route, schemas)
@@ -269,7 +270,7 @@ def _error_response(status: int | None, meaning: str | None) -> dict[str, Any]:
     headers: dict[str, Any] = {
         REQUEST_ID_HEADER: {"$ref": f"#/components/headers/{REQUEST_ID_HEADER}"}
     }
-    if status == 401:
+    if status in (401, 403):
         headers["WWW-Authenticate"] = {"$ref": "#/components/headers/WWW-Authenticate"}
     if status == 429:
         headers["Retry-After"] = {"$ref": "#/components/headers/Retry-After"}

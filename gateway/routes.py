@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 # Imported for their side effect: they register the descriptors read below.
-from authgate.auth.v1 import auth_pb2  # noqa: F401
+from authgate.auth.v1 import admin_pb2, auth_pb2  # noqa: F401
 from authgate.options.v1 import options_pb2
 from authgate.profile.v1 import profile_pb2  # noqa: F401
 from google.api import annotations_pb2, http_pb2
@@ -29,6 +29,7 @@ from google.protobuf.descriptor import (
 )
 from google.protobuf.message import Message
 
+from authgate_common.authorization import method_required_roles
 from authgate_common.field_rules import FieldRulesError
 from gateway.contract import field_contract
 
@@ -38,6 +39,7 @@ PROFILE_UPSTREAM = "profile"
 # Service full name -> the upstream that serves it.
 FRONTED_SERVICES: Mapping[str, str] = {
     "authgate.auth.v1.AuthService": AUTH_UPSTREAM,
+    "authgate.auth.v1.AdminService": AUTH_UPSTREAM,
     "authgate.profile.v1.ProfileService": PROFILE_UPSTREAM,
 }
 
@@ -166,7 +168,7 @@ def _route(method: MethodDescriptor, upstream: str, rule: http_pb2.HttpRule, ind
         raise RouteError(f"{method.full_name}: http_success_status {status} is not a 2xx status")
     _check_body(method, rule.body)
     public = bool(_method_option(method, options_pb2.public))
-    roles = tuple(str(role) for role in _method_option(method, options_pb2.required_roles))
+    roles = method_required_roles(method)
     if public and roles:
         raise RouteError(f"{method.full_name}: a public RPC cannot require roles")
     errors = {

@@ -27,6 +27,7 @@ log = logging.getLogger(__name__)
 
 JSON_CONTENT_TYPE = "application/json"
 CACHE_CONTROL = "cache-control"
+MAX_USER_AGENT = 256  # what the audit log keeps
 _UTF8_CHARSETS = frozenset({"utf-8", "utf8"})
 _PRINTABLE_ASCII_BUT_PERCENT = "".join(chr(c) for c in range(0x20, 0x7F) if chr(c) != "%")
 
@@ -39,6 +40,7 @@ def make_view(
         if not route.public:
             caller = authenticator.authenticate(request.headers.get("Authorization"))
             g.user_id = caller.identity.user_id
+            authenticator.authorize(caller, route.required_roles)
         body = _read_body(route, max_body_bytes)
         try:
             message = build_request(
@@ -50,9 +52,8 @@ def make_view(
         except InvalidInput as exc:
             raise Problem(400, exc.message) from None
         try:
-            reply, answered_metadata = upstreams.call(
-                route, message, call_metadata(caller, g.request_id)
-            )
+            sent = call_metadata(caller, g.request_id, client=client_of_request())
+            reply, answered_metadata = upstreams.call(route, message, sent)
         except grpc.RpcError as exc:
             raise _problem_of(route, exc) from None
         response = _success(route, reply)
@@ -95,9 +96,21 @@ def _body_bytes(limit: int) -> bytes:
     return data
 
 
-def call_metadata(caller: Caller | None, request_id: str) -> Metadata:
-    """What the upstream learns about the request; identity only from a verified token."""
-    sent = [(metadata.REQUEST_ID, request_id)]
+def client_of_request() -> Metadata:
+    """The client's address (trusted-proxy rule, see app.py) and User-Agent, for audit."""
+    sent = [(metadata.CLIENT_IP, g.client_ip)]
+    user_agent = request.headers.get("User-Agent", "")[:MAX_USER_AGENT]
+    if user_agent:
+        sent.append((metadata.CLIENT_USER_AGENT, metadata_text(user_agent)))
+    return sent
+
+
+def call_metadata(caller: Caller | None, request_id: str, *, client: Metadata = ()) -> Metadata:
+    """What the upstream learns about the request; identity only from a verified token.
+
+    Nothing the client sent is passed through as metadata: every value is the gateway's own.
+    """
+    sent = [(metadata.REQUEST_ID, request_id), *client]
     if caller is not None:
         sent += [
             (metadata.AUTHORIZATION, f"Bearer {caller.token}"),

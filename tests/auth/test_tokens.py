@@ -25,6 +25,8 @@ SUBJECT = AccessTokenSubject(
     username="Alice",
     email="alice@example.com",
     display_name="Alice Liddell",
+    roles=frozenset({"support", "admin"}),
+    session_id="5d0c3f0e-2a8b-4f7e-9c1d-3b6a7e9f0a12",
 )
 
 
@@ -79,6 +81,9 @@ def test_claims_are_exactly_the_contract(
         "preferred_username": "Alice",
         "email": "alice@example.com",
         "name": "Alice Liddell",
+        "roles": ["admin", "support"],
+        "sid": SUBJECT.session_id,
+        "amr": ["pwd"],
     }
     assert re.fullmatch(r"[0-9a-f]{32}", claims["jti"])
 

@@ -49,6 +49,8 @@ def operation_of(document: dict[str, Any], method: str, path: str) -> dict[str, 
 
 
 def schema_named(document: dict[str, Any], ref: dict[str, Any]) -> dict[str, Any]:
+    if "$ref" not in ref:
+        return ref  # written inline, e.g. a body beside path variables
     schema: dict[str, Any] = document["components"]["schemas"][ref["$ref"].removeprefix(SCHEMAS)]
     return schema
 
@@ -96,6 +98,14 @@ def test_the_contract_paths_are_all_documented(document: dict[str, Any]) -> None
         ("GET", "/.well-known/openid-configuration"),
         ("GET", "/v1/profile"),
         ("PATCH", "/v1/profile"),
+        ("GET", "/v1/admin/users"),
+        ("GET", "/v1/admin/users/{user_id}"),
+        ("POST", "/v1/admin/users/{user_id}:disable"),
+        ("POST", "/v1/admin/users/{user_id}:enable"),
+        ("POST", "/v1/admin/users/{user_id}:unlock"),
+        ("PUT", "/v1/admin/users/{user_id}/roles"),
+        ("POST", "/v1/admin/users/{user_id}:revokeSessions"),
+        ("GET", "/v1/admin/audit-events"),
         ("GET", "/healthz"),
         ("GET", "/readyz"),
     }
@@ -146,7 +156,7 @@ def test_public_operations_need_no_token_and_the_others_need_a_bearer_token(
         if route.public:
             assert operation["security"] == []
         else:
-            assert operation["security"] == [{"bearerAuth": []}]
+            assert operation["security"] == [{"bearerAuth": list(route.required_roles)}]
             assert "401" in operation["responses"]
     assert operation_of(document, "GET", "/healthz")["security"] == []
     assert operation_of(document, "GET", "/readyz")["security"] == []
@@ -381,3 +391,18 @@ def test_an_unknown_docs_asset_is_a_404_problem(docs_client: FlaskClient) -> Non
         response = docs_client.get(path)
         assert response.status_code == 404
         assert response.content_type == "application/problem+json"
+
+
+def test_operations_show_the_roles_they_require(
+    document: dict[str, Any], routes: list[Route]
+) -> None:
+    admin_routes = [route for route in routes if route.template.startswith("/v1/admin/")]
+    assert admin_routes
+    for route in admin_routes:
+        operation = operation_of(document, route.http_method, route.template)
+        assert operation["x-required-roles"] == ["admin"]
+        assert operation["security"] == [{"bearerAuth": ["admin"]}]
+        assert "403" in operation["responses"]
+    profile = operation_of(document, "GET", "/v1/profile")
+    assert "x-required-roles" not in profile
+    assert "403" not in profile["responses"]

@@ -40,6 +40,14 @@ def test_routes_match_the_rest_contract() -> None:
         ("GET", "/.well-known/openid-configuration"),
         ("GET", "/v1/profile"),
         ("PATCH", "/v1/profile"),
+        ("GET", "/v1/admin/users"),
+        ("GET", "/v1/admin/users/{user_id}"),
+        ("POST", "/v1/admin/users/{user_id}:disable"),
+        ("POST", "/v1/admin/users/{user_id}:enable"),
+        ("POST", "/v1/admin/users/{user_id}:unlock"),
+        ("PUT", "/v1/admin/users/{user_id}/roles"),
+        ("POST", "/v1/admin/users/{user_id}:revokeSessions"),
+        ("GET", "/v1/admin/audit-events"),
     }
 
 
