@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import logging
 import signal
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import cast
 
 import grpc
-from authgate.auth.v1 import auth_pb2, auth_pb2_grpc
+from authgate.auth.v1 import auth_pb2, auth_pb2_grpc, revocation_pb2, revocation_pb2_grpc
 from prometheus_client import CollectorRegistry
 from sqlalchemy import Engine
 
@@ -22,6 +23,8 @@ from auth_svc.metrics import AuthMetrics
 from auth_svc.migrations import AUTH_MIGRATIONS
 from auth_svc.passwords import PasswordHasher
 from auth_svc.repository import RefreshTokenRepository, UserRepository
+from auth_svc.revocation_feed import RevocationFeed, RevocationServicer
+from auth_svc.revocations import RevocationLog, token_lifetime_bound
 from auth_svc.service import AuthService, Clock, LockoutObserver, utc_now
 from auth_svc.servicer import AuthServicer
 from auth_svc.tokens import AccessTokenIssuer
@@ -33,6 +36,7 @@ from authgate_common.operations import start_operations
 log = logging.getLogger(__name__)
 
 SERVICE_NAME = auth_pb2.DESCRIPTOR.services_by_name["AuthService"].full_name
+REVOCATION_SERVICE_NAME = revocation_pb2.DESCRIPTOR.services_by_name["RevocationService"].full_name
 # The generated function has no annotations; this is its real signature.
 _add_auth_servicer = cast(
     Callable[[AuthServicer, grpc.Server], None], auth_pb2_grpc.add_AuthServiceServicer_to_server
@@ -46,6 +50,8 @@ class AuthServer(RunningServer):
     host: str = "127.0.0.1"
     engine: Engine | None = None
     key_reloader: KeyReloader | None = None
+    revocation_feed: RevocationFeed | None = None
+    revocation_log: RevocationLog | None = None
 
     @property
     def target(self) -> str:
@@ -53,6 +59,9 @@ class AuthServer(RunningServer):
         return f"{self.host}:{self.port}"
 
     def stop(self, grace: float | None = None) -> None:
+        if self.revocation_feed is not None:
+            # The streams never end on their own: end them first, or stop waits out grace.
+            self.revocation_feed.stop()
         super().stop(grace)
         if self.engine is not None:
             self.engine.dispose()
@@ -65,6 +74,7 @@ def build_service(
     *,
     clock: Clock = utc_now,
     on_lockout: LockoutObserver = lambda _event: None,
+    revocation_log: RevocationLog | None = None,
 ) -> AuthService:
     sessions = make_sessions(engine)
     return AuthService(
@@ -73,7 +83,10 @@ def build_service(
         refresh_tokens=RefreshTokenRepository(sessions),
         passwords=PasswordHasher(config.argon2, limiter=hash_limiter(config)),
         access_tokens=AccessTokenIssuer(
-            config.tokens, keys, ttl_seconds=config.access_token_ttl_seconds
+            config.tokens,
+            keys,
+            ttl_seconds=config.access_token_ttl_seconds,
+            honoured_iat=None if revocation_log is None else revocation_log.first_honoured_iat,
         ),
         keys=keys,
         common_passwords=load_common_passwords(),
@@ -96,18 +109,43 @@ def build_server(config: AuthConfig, *, clock: Clock = utc_now) -> AuthServer:
         # Before the keys: a service that will not start must not generate a key either.
         AUTH_MIGRATIONS.require_current(engine)  # `make migrate` creates and updates tables
         keys = KeyRing.load(config.keys_dir)
-        reloader = KeyReloader(keys, config.keys_dir, interval_seconds=config.keys_reload_seconds)
+        revocation_log = RevocationLog(
+            make_sessions(engine), token_lifetime=token_lifetime_bound(config.tokens)
+        )
+        reloader = KeyReloader(
+            keys,
+            config.keys_dir,
+            interval_seconds=config.keys_reload_seconds,
+            on_removed=lambda kids: _revoke_keys(revocation_log, kids, clock()),
+        )
+        feed = RevocationFeed(
+            revocation_log,
+            lambda: _current_kids(keys, reloader),
+            # Each stream holds a server thread: leave at least half for the unary RPCs.
+            max_subscribers=max(1, config.server.max_workers // 2),
+            clock=clock,
+        )
         registry = CollectorRegistry()
         auth_metrics = AuthMetrics(registry)
-        service = build_service(config, engine, keys, clock=clock, on_lockout=auth_metrics.lockout)
+        service = build_service(
+            config,
+            engine,
+            keys,
+            clock=clock,
+            on_lockout=auth_metrics.lockout,
+            revocation_log=revocation_log,
+        )
 
         def register(server: grpc.Server) -> None:
             _add_auth_servicer(AuthServicer(service), server)
+            revocation_pb2_grpc.add_RevocationServiceServicer_to_server(
+                RevocationServicer(feed), server
+            )
 
         running = start_server(
             config.server,
             register=register,
-            service_names=[SERVICE_NAME],
+            service_names=[SERVICE_NAME, REVOCATION_SERVICE_NAME],
             observers=[RpcMetrics(registry).observe, auth_metrics.observe],
         )
         start_operations(
@@ -124,6 +162,7 @@ def build_server(config: AuthConfig, *, clock: Clock = utc_now) -> AuthServer:
         raise
     reloader.start()
     running.on_stop.append(reloader.stop)
+    feed.start()
     log.info(
         "auth service listening",
         extra={
@@ -143,7 +182,20 @@ def build_server(config: AuthConfig, *, clock: Clock = utc_now) -> AuthServer:
         host=config.server.host,
         engine=engine,
         key_reloader=reloader,
+        revocation_feed=feed,
+        revocation_log=revocation_log,
     )
+
+
+def _revoke_keys(revocation_log: RevocationLog, kids: Sequence[str], now: datetime) -> None:
+    revocation_log.revoke_keys(kids, now)
+
+
+def _current_kids(keys: KeyRing, reloader: KeyReloader) -> tuple[str, ...]:
+    """The ring's key ids, after reloading at once if a key file was deleted (compromise)."""
+    if reloader.key_file_gone():
+        reloader.check()
+    return keys.kids
 
 
 def serve(config: AuthConfig) -> None:

@@ -288,6 +288,7 @@ class AuthService:
             username=user.username,
             email=user.email,
             display_name=user.display_name,
+            session_id=record.family_id,
         )
         return TokenPair(
             access_token=self._access_tokens.issue(subject, now),

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from authgate_common.config import ConfigError, Env, port
+from authgate_common.revocation import RevocationSettings
 from authgate_common.tls import ClientTls
 from authgate_common.tokens import TokenSettings
 from gateway.rate_limits import RateLimitSettings
@@ -29,6 +30,10 @@ class GatewayConfig:
     rate_limits: RateLimitSettings = field(default_factory=RateLimitSettings)
     # Proxies in front of the gateway that append to X-Forwarded-For; 0: use the peer address.
     trusted_proxy_count: int = 0
+    # The revocation feed from the auth service (REVOCATION_MAX_STALENESS_SECONDS).
+    revocation: RevocationSettings = field(default_factory=RevocationSettings)
+    # Cached keys no longer refreshable are trusted this long past their refresh time.
+    jwks_grace_seconds: float = 300.0
 
     @classmethod
     def from_env(cls, env: Env) -> GatewayConfig:
@@ -51,4 +56,6 @@ class GatewayConfig:
             upstream_tls=ClientTls.from_env(env),
             rate_limits=RateLimitSettings.from_env(env),
             trusted_proxy_count=env.int("GATEWAY_TRUSTED_PROXY_COUNT", 0, maximum=16),
+            revocation=RevocationSettings.from_env(env),
+            jwks_grace_seconds=env.float("JWKS_GRACE_SECONDS", cls.jwks_grace_seconds),
         )

@@ -12,6 +12,7 @@ from authgate_common.config import ConfigError, Env
 from authgate_common.db_watch import DatabaseCheckSettings
 from authgate_common.grpc_server import ServerSettings
 from authgate_common.metrics import metrics_port
+from authgate_common.revocation import RevocationSettings
 from authgate_common.tls import ClientTls, ServerTls
 from authgate_common.tokens import TokenSettings
 
@@ -32,6 +33,10 @@ class ProfileConfig:
     metrics_port: int | None = None
     # TLS of the channel to the auth service (None: plaintext).
     auth_tls: ClientTls | None = None
+    # The revocation feed from the auth service (REVOCATION_MAX_STALENESS_SECONDS).
+    revocation: RevocationSettings = field(default_factory=RevocationSettings)
+    # Cached keys no longer refreshable are trusted this long past their refresh time.
+    jwks_grace_seconds: float = 300.0
 
     @classmethod
     def from_env(cls, env: Env) -> ProfileConfig:
@@ -53,6 +58,8 @@ class ProfileConfig:
             db_check=DatabaseCheckSettings.from_env(env),
             metrics_port=metrics_port(env, "PROFILE_METRICS_PORT", 9102),
             auth_tls=ClientTls.from_env(env),
+            revocation=RevocationSettings.from_env(env),
+            jwks_grace_seconds=env.float("JWKS_GRACE_SECONDS", 300.0),
         )
 
 

@@ -16,6 +16,12 @@ from authgate_common.grpc_server import RunningServer, run_until_signalled, star
 from authgate_common.jwks import JwksCache, JwksSource, grpc_jwks_source
 from authgate_common.metrics import RpcMetrics
 from authgate_common.operations import start_operations
+from authgate_common.revocation import (
+    FeedMetrics,
+    RevocationCheck,
+    RevocationSet,
+    RevocationSubscriber,
+)
 from authgate_common.tls import channel_credentials
 from authgate_common.tokens import VERIFIED_TOKEN_CACHE_SIZE, TokenVerifier
 from profile_svc.config import ProfileConfig
@@ -28,15 +34,25 @@ from profile_svc.servicer import SERVICE_NAME, ProfileServicer
 log = logging.getLogger(__name__)
 
 
-def build_server(config: ProfileConfig, *, jwks_source: JwksSource | None = None) -> RunningServer:
-    """A started server; the JWKS comes from jwks_source, or else from AuthService.GetJwks.
+def build_server(
+    config: ProfileConfig,
+    *,
+    jwks_source: JwksSource | None = None,
+    revocations: RevocationCheck | None = None,
+) -> RunningServer:
+    """A started server; keys and revocations come from the auth service at auth_target.
 
-    The engine and the channel to the auth service are made once here and closed on stop.
+    A caller giving its own jwks_source (tests with their own issuer) gives its own
+    revocation check too, or none. The engine, the channel to the auth service and the
+    revocation subscriber are made once here and closed on stop.
     """
     engine = make_engine(config.database_url, pool_size=config.server.max_workers)
     auth_channel: grpc.Channel | None = None
+    registry = CollectorRegistry()
+    subscriber: RevocationSubscriber | None = None
     try:
         PROFILE_MIGRATIONS.require_current(engine)  # `make migrate` creates and updates tables
+        own_keys = jwks_source is None
         if jwks_source is None:
             auth_channel = open_channel(
                 config.auth_target, credentials=channel_credentials(config.auth_tls)
@@ -46,15 +62,31 @@ def build_server(config: ProfileConfig, *, jwks_source: JwksSource | None = None
             jwks_source,
             allowed_algorithms=config.tokens.algorithms,
             cooldown=config.jwks_refetch_cooldown_seconds,
+            grace=config.jwks_grace_seconds,
         )
+        if own_keys and auth_channel is not None:
+            channel = auth_channel
+            subscriber = RevocationSubscriber(
+                lambda: channel,
+                RevocationSet(config.revocation),
+                keys=keys,
+                metrics=FeedMetrics(registry),
+                settings=config.revocation,
+            )
+            subscriber.ensure_started()
+            revocations = subscriber
         caller = CallerIdentity()
         servicer = ProfileServicer(Profiles(ProfileRepository(make_sessions(engine))), caller)
         interceptor = AuthInterceptor(
-            TokenVerifier(config.tokens, keys, cache_size=VERIFIED_TOKEN_CACHE_SIZE),
+            TokenVerifier(
+                config.tokens,
+                keys,
+                cache_size=VERIFIED_TOKEN_CACHE_SIZE,
+                revocations=revocations,
+            ),
             caller,
             protected_services=[SERVICE_NAME],
         )
-        registry = CollectorRegistry()
         running = start_server(
             config.server,
             register=_registering(servicer),
@@ -63,9 +95,9 @@ def build_server(config: ProfileConfig, *, jwks_source: JwksSource | None = None
             observers=[RpcMetrics(registry).observe],
         )
     except BaseException:
-        _close(engine, auth_channel)
+        _close(engine, auth_channel, subscriber)
         raise
-    running.on_stop.append(lambda: _close(engine, auth_channel))
+    running.on_stop.append(lambda: _close(engine, auth_channel, subscriber))
     start_operations(
         running,
         engine,
@@ -94,7 +126,11 @@ def _registering(servicer: ProfileServicer) -> Callable[[grpc.Server], None]:
     return register
 
 
-def _close(engine: Engine, channel: grpc.Channel | None) -> None:
+def _close(
+    engine: Engine, channel: grpc.Channel | None, subscriber: RevocationSubscriber | None
+) -> None:
+    if subscriber is not None:
+        subscriber.stop()
     if channel is not None:
         channel.close()
     engine.dispose()
