@@ -168,10 +168,10 @@ class FakeAuthService(auth_pb2_grpc.AuthServiceServicer):
 
 
 class FakeRevocationService(revocation_pb2_grpc.RevocationServiceServicer):
-    """A revocation feed with nothing revoked: the minter's key, and a status twice a second."""
+    """A revocation feed with nothing revoked: the given key ids, a status twice a second."""
 
-    def __init__(self, minter: TokenMinter) -> None:
-        self.minter = minter
+    def __init__(self, kids: list[str]) -> None:
+        self.kids = kids
 
     def WatchRevocations(  # noqa: N802
         self, request: revocation_pb2.WatchRevocationsRequest, context: grpc.ServicerContext
@@ -180,7 +180,7 @@ class FakeRevocationService(revocation_pb2_grpc.RevocationServiceServicer):
         context.add_callback(stopped.set)
         while context.is_active():
             yield revocation_pb2.RevocationEvent(
-                status=revocation_pb2.FeedStatus(last_id=0, kids=[self.minter.kid])
+                status=revocation_pb2.FeedStatus(last_id=0, kids=self.kids)
             )
             stopped.wait(0.5)
 
@@ -264,7 +264,7 @@ def start_fake_auth(
     minter: TokenMinter, recorder: Recorder
 ) -> tuple[RunningServer, FakeAuthService]:
     service = FakeAuthService(minter, recorder)
-    feed = FakeRevocationService(minter)
+    feed = FakeRevocationService([minter.kid])
 
     def register(server: grpc.Server) -> None:
         auth_pb2_grpc.add_AuthServiceServicer_to_server(service, server)
