@@ -18,7 +18,7 @@ from authgate_common.jwks import JwksCache, grpc_jwks_source
 from authgate_common.revocation import RevocationSet, RevocationSettings, RevocationSubscriber
 from authgate_common.tokens import InvalidToken, TokenSettings, TokenVerifier
 
-PASSWORD = "correct horse battery staple"  # noqa: S105 - a test password
+PASSWORD = "correct horse battery staple"
 TIMEOUT = 10
 
 
@@ -51,9 +51,10 @@ def subscribe(
     target: str,
     settings: TokenSettings,
     *,
-    revocation: RevocationSettings = RevocationSettings(),
+    revocation: RevocationSettings | None = None,
     clock: Callable[[], float] = time.monotonic,
 ) -> SubscribedVerifier:
+    revocation = revocation or RevocationSettings()
     channel = grpc.insecure_channel(target)
     keys = JwksCache(grpc_jwks_source(channel), allowed_algorithms=settings.algorithms)
     subscriber = RevocationSubscriber(
