@@ -26,6 +26,7 @@ from datetime import datetime
 import grpc
 from authgate.auth.v1 import revocation_pb2, revocation_pb2_grpc
 from google.protobuf import timestamp_pb2
+from sqlalchemy.exc import SQLAlchemyError
 
 from auth_svc.revocations import RevocationKind, RevocationLog, RevocationRecord
 from auth_svc.service import Clock, utc_now
@@ -160,7 +161,11 @@ class RevocationFeed:
             raise InvalidArgument("after_id must not be negative")
         if self._stopping.is_set():
             raise Unavailable("the revocation feed is stopping, reconnect")
-        if after_id > 0 and after_id > self._log.last_id():
+        try:
+            newest = self._log.last_id() if after_id > 0 else 0
+        except SQLAlchemyError:
+            raise Unavailable("the revocations cannot be read, reconnect later") from None
+        if after_id > newest:
             after_id = 0
         subscription = Subscription(after_id, self._forget)
         with self._lock:
@@ -204,11 +209,18 @@ class RevocationFeed:
             # The sequence first: every id up to it is committed, so the rows read next
             # include all of them (and maybe more).
             floor = self._log.last_id()
-        rows = self._log.live_after(self._cursor, now, limit=_BATCH)
+        rows: list[RevocationRecord] = []
+        after = self._cursor
+        while True:
+            batch = self._log.live_after(after, now, limit=_BATCH)
+            rows.extend(batch)
+            if len(batch) < _BATCH:
+                break
+            after = batch[-1].id
         kids = tuple(self._kids())
         with self._lock:
             if not self._loaded:
-                self._cursor = floor
+                self._cursor = max(self._cursor, floor)
             for row in rows:
                 self._rows[row.id] = row
                 self._cursor = max(self._cursor, row.id)

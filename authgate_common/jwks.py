@@ -57,6 +57,7 @@ class JwksCache:
         self._fetched_at: float | None = None
         self._attempted_at: float | None = None
         self._last_fetch_failed = False
+        self._reported: frozenset[str] = frozenset()  # the key ids the feed last reported
         self._lock = threading.Lock()
         self.fetch_count = 0
 
@@ -88,17 +89,19 @@ class JwksCache:
     def confirm(self, kids: Sequence[str]) -> None:
         """The auth service's current key ids, as the revocation feed reports them.
 
-        The cached keys the service no longer has are dropped, and those it still has
-        count as freshly fetched (no periodic refetch while the feed runs); a key the
-        cache lacks is fetched when a token needs it, as usual.
+        A key the feed reported before and no longer reports was removed: it is dropped
+        at once. A key the feed never reported (rotated in on another replica first) is
+        kept. While the feed reports keys, the cached ones count as freshly fetched (no
+        periodic refetch, no expiry of the grace); a key the cache lacks is fetched when a
+        token needs it, as usual.
         """
         current = frozenset(kids)
         with self._lock:
-            if not current:
-                return
-            if frozenset(self._keys) - current:
-                self._keys = {k: v for k, v in self._keys.items() if k in current}
-            if self._keys and self._fetched_at is not None:
+            removed = self._reported - current
+            self._reported = current
+            if removed & self._keys.keys():
+                self._keys = {k: v for k, v in self._keys.items() if k not in removed}
+            if self._keys.keys() & current and self._fetched_at is not None:
                 self._fetched_at = self._clock()
                 self._last_fetch_failed = False
 

@@ -191,6 +191,7 @@ def test_the_feeds_key_set_drops_removed_keys_and_confirms_the_others(
     assert keys.get(kept.kid) is not None
     source.failing = True
 
+    keys.confirm([kept.kid, removed.kid])
     clock.now += 350
     keys.confirm([kept.kid])  # the feed: the auth service has only this key now
     clock.now += 350  # long past max_age + grace since the fetch, not since the confirmation
@@ -216,3 +217,15 @@ def test_a_cached_verification_is_rechecked_against_the_key_set(
 
     with pytest.raises(Exception, match="unknown key"):
         verifier.verify(token)
+
+
+def test_a_key_the_feed_never_reported_is_kept(token_settings: TokenSettings) -> None:
+    # Rotated in on another replica first: this replica's feed does not know it yet.
+    old, rotated = TokenMinter(token_settings), TokenMinter(token_settings)
+    keys = JwksCache(lambda: [old.jwk, rotated.jwk], allowed_algorithms=["RS256"])
+    keys.confirm([old.kid])
+    assert keys.get(rotated.kid) is not None
+
+    keys.confirm([old.kid])
+
+    assert keys.get(rotated.kid) is not None
