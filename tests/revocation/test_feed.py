@@ -25,6 +25,7 @@ from authgate_common.db import make_sessions
 from authgate_common.revocation import RevocationSettings, RevocationsUnavailable
 from authgate_common.tokens import TokenSettings
 from tests.fixtures.auth_fixtures import AuthConfigFactory
+from tests.fixtures.profile_fixtures import ProfileServerFactory
 from tests.revocation.helpers import (
     TIMEOUT,
     ManualClock,
@@ -368,3 +369,31 @@ def test_the_feed_carries_only_ids_and_times(
     assert revocation.revocation.kind == revocation_pb2.REVOCATION_KIND_USER
     assert list(status.status.kids) == list(KeyRing.load(auth_keys_dir).kids)
     assert status.status.last_id == revocation.revocation.id
+
+
+def test_the_profile_service_refuses_a_revoked_users_token_within_2s(
+    auth_server: AuthServer,
+    channel: grpc.Channel,
+    profile_server_factory: ProfileServerFactory,
+    database_url: str,
+) -> None:
+    from authgate.profile.v1 import profile_pb2, profile_pb2_grpc
+
+    user_id, login = register_and_login(auth_stub(channel), "alice")
+    profile = profile_server_factory(database_url, auth_target=auth_server.target)
+    metadata = (("authorization", f"Bearer {login.access_token}"),)
+    with grpc.insecure_channel(f"127.0.0.1:{profile.port}") as opened:
+        stub: Any = profile_pb2_grpc.ProfileServiceStub(opened)
+        request = profile_pb2.GetProfileRequest()
+        assert stub.GetProfile(request, metadata=metadata, timeout=TIMEOUT).user_id == user_id
+
+        revoke_user(*_log(auth_server), user_id)
+        revoked_at = time.monotonic()
+
+        code = grpc.StatusCode.OK
+        while code == grpc.StatusCode.OK and time.monotonic() - revoked_at < WITHIN:
+            try:
+                stub.GetProfile(request, metadata=metadata, timeout=TIMEOUT)
+            except grpc.RpcError as exc:
+                code = exc.code()
+    assert code == grpc.StatusCode.UNAUTHENTICATED
