@@ -216,14 +216,14 @@ class FeedMetrics:
             "authgate_revocation_feed_connected",
             "1 while the revocation feed stream is open and has sent its snapshot, else 0.",
             registry=registry,
-            multiprocess_mode="min",
+            multiprocess_mode="livemin",
         )
         self.lag = Gauge(
             "authgate_revocation_feed_lag_seconds",
             "Seconds since the revocation feed was last heard from (tokens are refused past "
             "REVOCATION_MAX_STALENESS_SECONDS).",
             registry=registry,
-            multiprocess_mode="max",
+            multiprocess_mode="livemax",
         )
 
     def update(self, *, connected: bool, lag_seconds: float) -> None:
