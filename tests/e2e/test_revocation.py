@@ -144,6 +144,10 @@ def test_a_revoked_user_is_refused_by_every_worker_within_2s_without_asking_auth
     assert grown["GetJwks"] <= 1, grown
     assert grown["all"] == grown["GetJwks"], grown
 
+    gateway_metrics = requests.get(f"{stack.url}/metrics", timeout=5).text
+    assert sample(gateway_metrics, "authgate_revocation_feed_connected") == 1  # both workers
+    assert sample(gateway_metrics, "authgate_revocation_feed_lag_seconds") < 5
+
     refused = requests.get(
         f"{stack.url}/v1/profile", headers={"Authorization": f"Bearer {token}"}, timeout=10
     )
