@@ -81,8 +81,9 @@ class AccessTokenIssuer:
             "jti": uuid.uuid4().hex,
             "client_id": CLIENT_ID,
             "preferred_username": subject.username,
-            "sid": subject.session_id,
         }
+        if subject.session_id:
+            claims["sid"] = subject.session_id
         if subject.email:
             claims["email"] = subject.email
         if subject.display_name:
