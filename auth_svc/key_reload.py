@@ -8,13 +8,17 @@ changed. Requests never parse: they read the ring's current set.
 
 A file that cannot be used (half written, not a key, too short...) is logged and
 ignored, and the keys already loaded keep working; a folder with no usable key
-left keeps the ring as it was. Removing a file retires its key.
+left keeps the ring as it was. Removing a file retires its key, and `on_removed` is
+told its kid (the service revokes it through the revocation feed). A removal is
+also noticed between the periodic looks: `key_file_gone()` costs one stat per
+loaded key and is asked every fraction of a second by the revocation feed.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -39,8 +43,16 @@ class _Parsed:
 class KeyReloader:
     """Keeps a KeyRing in step with its folder; `check()` once, or `start()` a thread."""
 
-    def __init__(self, ring: KeyRing, keys_dir: Path, *, interval_seconds: float) -> None:
+    def __init__(
+        self,
+        ring: KeyRing,
+        keys_dir: Path,
+        *,
+        interval_seconds: float,
+        on_removed: Callable[[Sequence[str]], None] = lambda _kids: None,
+    ) -> None:
         self._ring = ring
+        self._on_removed = on_removed
         self._keys_dir = keys_dir
         self._interval = interval_seconds
         self._parsed: dict[Path, _Parsed] = {}
@@ -91,12 +103,22 @@ class KeyReloader:
             return False
         if [key.kid for key in keys] == list(self._ring.kids):
             return False
+        removed = [kid for kid in self._ring.kids if kid not in {key.kid for key in keys}]
         self._ring.replace(keys)
         log.info(
             "reloaded signing keys",
             extra={"kids": self._ring.kids, "signing_kid": self._ring.signer.kid},
         )
+        if removed:
+            try:
+                self._on_removed(removed)
+            except Exception:  # the ring changed all the same; the feed's kid set shows it
+                log.exception("reporting removed signing keys failed", extra={"kids": removed})
         return True
+
+    def key_file_gone(self) -> bool:
+        """Whether the file of a loaded key has disappeared (one stat per key)."""
+        return any(not key.path.exists() for key in self._ring.keys)
 
     @staticmethod
     def _parse(path: Path) -> SigningKey | None:

@@ -128,3 +128,30 @@ audit_events = Table(
     Index("ix_audit_events_type_id", "type", "id"),
     Index("ix_audit_events_created_at", "created_at"),
 )
+
+
+# Revocations pushed to the token verifiers (auth_svc.revocations). `id` is the feed's
+# cursor: it is taken from revocation_sequence, whose single row is locked until the
+# writing transaction commits, so ids become visible in increasing order and a reader
+# that has seen id N has seen every committed id below it.
+REVOCATION_SUBJECT_LENGTH = 128  # a user or session id (36), or a key id (43 for RFC 7638)
+revocations = Table(
+    "revocations",
+    metadata,
+    Column("id", BigInteger, primary_key=True, autoincrement=False),
+    Column("kind", String(16), nullable=False),  # user, session or key
+    Column("subject", String(REVOCATION_SUBJECT_LENGTH), nullable=False),
+    Column("not_before", UtcDateTime, nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
+    # not_before plus the longest life a verifier grants a token: then it can be pruned.
+    Column("expires_at", UtcDateTime, nullable=False),
+    Index("ix_revocations_kind_subject", "kind", "subject"),
+    Index("ix_revocations_expires_at", "expires_at"),
+)
+REVOCATION_SEQUENCE = "revocations"
+revocation_sequence = Table(
+    "revocation_sequence",
+    metadata,
+    Column("name", String(32), primary_key=True),
+    Column("last_id", BigInteger, nullable=False),
+)

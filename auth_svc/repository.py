@@ -42,6 +42,7 @@ from auth_svc.models import (
     user_roles,
     users,
 )
+from auth_svc.revocations import RevocationLog
 from authgate_common.db import UtcDateTime
 from authgate_common.errors import AlreadyExists
 
@@ -362,8 +363,11 @@ class AdminRepository:
     user run one after the other and each reads the state the previous one left.
     """
 
-    def __init__(self, sessions: sessionmaker[Session]) -> None:
+    def __init__(self, sessions: sessionmaker[Session], revocations: RevocationLog) -> None:
         self._sessions = sessions
+        # Access tokens issued before a change that takes something away are refused
+        # through the feed; written last in the change's transaction.
+        self._revocations = revocations
 
     def user(self, user_id: str) -> UserView | None:
         with self._sessions() as session:
@@ -414,6 +418,14 @@ class AdminRepository:
                 if disabled:
                     facts["sessions_revoked"] = _revoke_sessions(session, user_id, event.created_at)
                 append_event(session, event.with_detail(**facts))
+                if disabled:
+                    self._revocations.revoke_user(
+                        session,
+                        user_id,
+                        reason=event.type.value,
+                        at=event.created_at,
+                        end_sessions=False,  # ended above, and counted for the event
+                    )
             return _user_view(session, user_id)
 
         return _transaction(self._sessions, work)
@@ -468,6 +480,16 @@ class AdminRepository:
                 )
             if added or removed:
                 append_event(session, event.with_detail(added=added, removed=removed))
+            if removed:
+                # Tokens still naming a removed role stop working; a refresh (the sessions
+                # live on) gives a token with the roles as they are now.
+                self._revocations.revoke_user(
+                    session,
+                    user_id,
+                    reason=event.type.value,
+                    at=event.created_at,
+                    end_sessions=False,
+                )
             return _user_view(session, user_id)
 
         return _transaction(self._sessions, work)
@@ -480,6 +502,13 @@ class AdminRepository:
                 return False
             revoked = _revoke_sessions(session, user_id, event.created_at)
             append_event(session, event.with_detail(sessions_revoked=revoked))
+            self._revocations.revoke_user(
+                session,
+                user_id,
+                reason=event.type.value,
+                at=event.created_at,
+                end_sessions=False,  # ended above, and counted for the event
+            )
             return True
 
         return _transaction(self._sessions, work)

@@ -25,6 +25,7 @@ from authgate_common.config import ConfigError, Env
 from authgate_common.db import make_engine, redact_url
 from authgate_common.errors import InvalidArgument, NotFound
 from authgate_common.migrations import SchemaNotCurrent
+from authgate_common.tokens import TokenSettings
 
 PROG = "python -m auth_svc.roles"
 
@@ -43,15 +44,17 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None, env: Env | None = None) -> int:
     args = parser().parse_args(argv)
+    environment = env or Env.from_os()
     try:
-        url = database_url(env or Env.from_os())
+        url = database_url(environment)
+        tokens = TokenSettings.from_env(environment)
     except ConfigError as exc:
         print(f"auth_svc.roles: configuration error: {exc}", file=sys.stderr)
         return 2
     engine = make_engine(url, pool_size=1)
     try:
         AUTH_MIGRATIONS.require_current(engine)
-        admin = build_administration(engine)
+        admin = build_administration(engine, tokens)
         change = admin.grant_role if args.command == "grant" else admin.revoke_role
         view = change(args.username, args.role, COMMAND_LINE)
     except (InvalidArgument, NotFound) as exc:

@@ -3,11 +3,19 @@
 from __future__ import annotations
 
 import signal
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from datetime import datetime
 from typing import cast
 
 import grpc
-from authgate.auth.v1 import admin_pb2, admin_pb2_grpc, auth_pb2, auth_pb2_grpc
+from authgate.auth.v1 import (
+    admin_pb2,
+    admin_pb2_grpc,
+    auth_pb2,
+    auth_pb2_grpc,
+    revocation_pb2,
+    revocation_pb2_grpc,
+)
 from prometheus_client import CollectorRegistry
 from sqlalchemy import Engine
 
@@ -28,6 +36,8 @@ from auth_svc.repository import (
     RefreshTokenRepository,
     UserRepository,
 )
+from auth_svc.revocation_feed import RevocationFeed, RevocationServicer
+from auth_svc.revocations import RevocationLog, token_lifetime_bound
 from auth_svc.service import AuthService, LockoutObserver
 from auth_svc.servicer import AuthServicer
 from auth_svc.tokens import AccessTokenIssuer
@@ -36,12 +46,14 @@ from authgate_common.db import make_sessions
 from authgate_common.grpc_server import RunningServer
 from authgate_common.interceptors import AuthInterceptor
 from authgate_common.jwks import JwksCache
+from authgate_common.revocation import RevocationCheck
 from authgate_common.service import ServiceParts, build
-from authgate_common.tokens import VERIFIED_TOKEN_CACHE_SIZE, TokenVerifier
+from authgate_common.tokens import VERIFIED_TOKEN_CACHE_SIZE, TokenSettings, TokenVerifier
 
 NAME = "auth_svc"
 SERVICE_NAME = auth_pb2.DESCRIPTOR.services_by_name["AuthService"].full_name
 ADMIN_SERVICE_NAME = admin_pb2.DESCRIPTOR.services_by_name["AdminService"].full_name
+REVOCATION_SERVICE_NAME = revocation_pb2.DESCRIPTOR.services_by_name["RevocationService"].full_name
 # The generated functions have no annotations; these are their real signatures.
 _add_auth_servicer = cast(
     Callable[[AuthServicer, grpc.Server], None], auth_pb2_grpc.add_AuthServiceServicer_to_server
@@ -64,6 +76,7 @@ def build_service(
     *,
     clock: Clock = utc_now,
     on_lockout: LockoutObserver = lambda _event: None,
+    revocation_log: RevocationLog | None = None,
 ) -> AuthService:
     sessions = make_sessions(engine)
     return AuthService(
@@ -72,7 +85,10 @@ def build_service(
         refresh_tokens=RefreshTokenRepository(sessions),
         passwords=PasswordHasher(config.argon2, limiter=hash_limiter(config)),
         access_tokens=AccessTokenIssuer(
-            config.tokens, keys, ttl_seconds=config.access_token_ttl_seconds
+            config.tokens,
+            keys,
+            ttl_seconds=config.access_token_ttl_seconds,
+            honoured_iat=None if revocation_log is None else revocation_log.first_honoured_iat,
         ),
         keys=keys,
         common_passwords=load_common_passwords(),
@@ -81,20 +97,31 @@ def build_service(
     )
 
 
-def build_administration(engine: Engine, *, clock: Clock = utc_now) -> Administration:
+def build_administration(
+    engine: Engine, tokens: TokenSettings, *, clock: Clock = utc_now
+) -> Administration:
+    """The admin domain on engine; its changes revoke access tokens through the feed."""
     sessions = make_sessions(engine)
-    return Administration(AdminRepository(sessions), AuditRepository(sessions), clock=clock)
+    revocations = RevocationLog(sessions, token_lifetime=token_lifetime_bound(tokens))
+    return Administration(
+        AdminRepository(sessions, revocations), AuditRepository(sessions), clock=clock
+    )
 
 
-def own_token_verifier(config: AuthConfig, keys: KeyRing) -> TokenVerifier:
-    """Verifies access tokens as every verifier does, against this service's own public keys."""
+def own_token_verifier(
+    config: AuthConfig, keys: KeyRing, *, revocations: RevocationCheck | None = None
+) -> TokenVerifier:
+    """Verifies access tokens as every verifier does, against this service's own public keys
+    and the revocations its own feed reads."""
     cache = JwksCache(
         lambda: keys.jwks(config.signing_algorithm),
         allowed_algorithms=config.tokens.algorithms,
         cooldown=0.0,
         max_age=_OWN_KEYS_MAX_AGE_SECONDS,
     )
-    return TokenVerifier(config.tokens, cache, cache_size=VERIFIED_TOKEN_CACHE_SIZE)
+    return TokenVerifier(
+        config.tokens, cache, cache_size=VERIFIED_TOKEN_CACHE_SIZE, revocations=revocations
+    )
 
 
 def hash_limiter(config: AuthConfig) -> HashLimiter:
@@ -110,17 +137,42 @@ def build_server(config: AuthConfig, *, clock: Clock = utc_now) -> RunningServer
     def assemble(engine: Engine, registry: CollectorRegistry) -> ServiceParts:
         # Generates a first key into an empty folder.
         keys = KeyRing.load(config.keys_dir, activation_seconds=config.key_activation_seconds)
-        reloader = KeyReloader(keys, config.keys_dir, interval_seconds=config.keys_reload_seconds)
+        revocation_log = RevocationLog(
+            make_sessions(engine), token_lifetime=token_lifetime_bound(config.tokens)
+        )
+        reloader = KeyReloader(
+            keys,
+            config.keys_dir,
+            interval_seconds=config.keys_reload_seconds,
+            on_removed=lambda kids: _revoke_keys(revocation_log, kids, clock()),
+        )
+        feed = RevocationFeed(
+            revocation_log,
+            lambda: _current_kids(keys, reloader),
+            # Each stream holds a server thread: leave at least half for the unary RPCs.
+            max_subscribers=max(1, config.server.max_workers // 2),
+            clock=clock,
+        )
         auth_metrics = AuthMetrics(registry)
-        service = build_service(config, engine, keys, clock=clock, on_lockout=auth_metrics.lockout)
+        service = build_service(
+            config,
+            engine,
+            keys,
+            clock=clock,
+            on_lockout=auth_metrics.lockout,
+            revocation_log=revocation_log,
+        )
         servicer = AuthServicer(service, jwks_max_age_seconds=config.jwks_max_age_seconds)
         # AuthService's RPCs authenticate by password or refresh token; the admin API by
         # access token, with the roles its options require.
         authenticator = AuthInterceptor(
-            own_token_verifier(config, keys), protected_services=[ADMIN_SERVICE_NAME]
+            own_token_verifier(config, keys, revocations=feed.local),
+            protected_services=[ADMIN_SERVICE_NAME],
         )
         admin = AdminServicer(
-            build_administration(engine, clock=clock), authenticator.caller, clock=clock
+            build_administration(engine, config.tokens, clock=clock),
+            authenticator.caller,
+            clock=clock,
         )
         pruner = AuditPruner(
             AuditRepository(make_sessions(engine)),
@@ -131,15 +183,32 @@ def build_server(config: AuthConfig, *, clock: Clock = utc_now) -> RunningServer
         def register(server: grpc.Server) -> None:
             _add_auth_servicer(servicer, server)
             _add_admin_servicer(admin, server)
+            revocation_pb2_grpc.add_RevocationServiceServicer_to_server(
+                RevocationServicer(feed), server
+            )
 
         return ServiceParts(
             register=register,
-            service_names=[SERVICE_NAME, ADMIN_SERVICE_NAME],
+            service_names=[SERVICE_NAME, ADMIN_SERVICE_NAME, REVOCATION_SERVICE_NAME],
             interceptors=[authenticator],
             observers=[auth_metrics.observe],
-            background=[reloader, pruner],
+            background=[reloader, pruner, feed],
+            # The feed's streams never end on their own: end them first, or the stop
+            # waits out its whole grace period.
+            on_stopping=[feed.stop],
             signal_handlers={signal.SIGHUP: reloader.trigger},
             log_fields={"signing_kid": keys.signer.kid},
         )
 
     return build(NAME, config, migrations=AUTH_MIGRATIONS, assemble=assemble)
+
+
+def _revoke_keys(revocation_log: RevocationLog, kids: Sequence[str], now: datetime) -> None:
+    revocation_log.revoke_keys(kids, now)
+
+
+def _current_kids(keys: KeyRing, reloader: KeyReloader) -> tuple[str, ...]:
+    """The ring's key ids, after reloading at once if a key file was deleted (compromise)."""
+    if reloader.key_file_gone():
+        reloader.check()
+    return keys.kids

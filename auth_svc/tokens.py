@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -36,17 +38,43 @@ class AccessTokenSubject:
     amr: tuple[str, ...] = ("pwd",)
 
 
+# (user id, iat) -> the earliest iat the user's new token may carry (see
+# auth_svc.revocations.RevocationLog.first_honoured_iat).
+HonouredIat = Callable[[str, int], int]
+# Longest wait for that second to come; beyond it (clocks apart) the token is issued as is.
+_MAX_IAT_WAIT_SECONDS = 1.0
+
+
 class AccessTokenIssuer:
     """Signs access tokens with the key ring's newest key."""
 
-    def __init__(self, settings: TokenSettings, keys: KeyRing, *, ttl_seconds: int) -> None:
+    def __init__(
+        self,
+        settings: TokenSettings,
+        keys: KeyRing,
+        *,
+        ttl_seconds: int,
+        honoured_iat: HonouredIat | None = None,
+    ) -> None:
         self._settings = settings
         self._keys = keys
         self._algorithm = settings.algorithms[0]
         self.ttl_seconds = ttl_seconds
+        self._honoured_iat = honoured_iat
 
     def issue(self, subject: AccessTokenSubject, now: datetime) -> str:
         issued_at = int(now.timestamp())
+        if self._honoured_iat is not None:
+            honoured = self._honoured_iat(subject.user_id, issued_at)
+            if honoured > issued_at:
+                # The user was revoked this very second: a token with this iat would be
+                # refused, so it is issued in the next second (at most a second's wait).
+                wait = honoured - time.time()
+                if wait > _MAX_IAT_WAIT_SECONDS:
+                    honoured = issued_at
+                elif wait > 0:
+                    time.sleep(wait)
+                issued_at = honoured
         claims: dict[str, Any] = {
             "iss": self._settings.issuer,
             "aud": self._settings.audience,

@@ -114,6 +114,8 @@ class RunningServer:
     service_names: Sequence[str]
     # Closers of the resources the service made at start (engine, channels), run after stop.
     on_stop: list[Callable[[], None]] = field(default_factory=list)
+    # Run first on stop, before in-flight calls are waited for (streams that never end).
+    on_stopping: list[Callable[[], None]] = field(default_factory=list)
     # The port of the Prometheus /metrics endpoint, when the service serves one.
     metrics_port: int | None = None
     # What the process does on a signal besides stopping (auth_svc: SIGHUP reloads keys).
@@ -136,6 +138,8 @@ class RunningServer:
     def stop(self, grace: float | None = None) -> None:
         """Stop taking calls, let in-flight calls finish within grace, then close."""
         self.health.enter_graceful_shutdown()
+        while self.on_stopping:
+            self.on_stopping.pop()()
         self.server.stop(grace).wait()
         while self.on_stop:  # newest first, each once even if stop is called again
             self.on_stop.pop()()

@@ -30,6 +30,11 @@ class JwksCache:
     again) and at most one starts per `cooldown` seconds, so a flood of tokens
     with made-up `kid`s costs one fetch per cooldown. Keys are also refetched when
     older than `max_age`, so that retired keys drop out.
+
+    Keys that could not be refreshed (nor confirmed by the revocation feed, see
+    `confirm`) for `max_age + grace` seconds are no longer trusted: `get` raises
+    KeysUnavailable, so a verifier cut off from the auth service fails closed
+    instead of honouring a key that may have been removed meanwhile.
     """
 
     def __init__(
@@ -39,17 +44,20 @@ class JwksCache:
         allowed_algorithms: Sequence[str],
         cooldown: float = 5.0,
         max_age: float = 300.0,
+        grace: float = 300.0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._source = source
         self._allowed = frozenset(allowed_algorithms)
         self._cooldown = cooldown
         self._max_age = max_age
+        self._grace = grace
         self._clock = clock
         self._keys: dict[str, jwt.PyJWK] = {}
         self._fetched_at: float | None = None
         self._attempted_at: float | None = None
         self._last_fetch_failed = False
+        self._reported: frozenset[str] = frozenset()  # the key ids the feed last reported
         self._lock = threading.Lock()
         self.fetch_count = 0
 
@@ -68,9 +76,40 @@ class JwksCache:
             if self._attempted_at == generation and self._may_fetch():
                 self._fetch()
             key = self._keys.get(kid)
-            if key is None and self._last_fetch_failed:
+            if self._last_fetch_failed and (key is None or self._expired()):
                 raise KeysUnavailable("the key set could not be fetched")
             return key
+
+    def forget(self, kid: str) -> None:
+        """Stop honouring kid at once (the feed says the key was revoked)."""
+        with self._lock:
+            if kid in self._keys:
+                self._keys = {k: v for k, v in self._keys.items() if k != kid}
+
+    def confirm(self, kids: Sequence[str]) -> None:
+        """The auth service's current key ids, as the revocation feed reports them.
+
+        A key the feed reported before and no longer reports was removed: it is dropped
+        at once. A key the feed never reported (rotated in on another replica first) is
+        kept. While the feed reports keys, the cached ones count as freshly fetched (no
+        periodic refetch, no expiry of the grace); a key the cache lacks is fetched when a
+        token needs it, as usual.
+        """
+        current = frozenset(kids)
+        with self._lock:
+            removed = self._reported - current
+            self._reported = current
+            if removed & self._keys.keys():
+                self._keys = {k: v for k, v in self._keys.items() if k not in removed}
+            if self._keys.keys() & current and self._fetched_at is not None:
+                self._fetched_at = self._clock()
+                self._last_fetch_failed = False
+
+    def _expired(self) -> bool:
+        return (
+            self._fetched_at is None
+            or self._clock() - self._fetched_at > self._max_age + self._grace
+        )
 
     def _stale(self) -> bool:
         return self._fetched_at is None or self._clock() - self._fetched_at > self._max_age

@@ -78,6 +78,9 @@ class ServiceParts:
     observers: Sequence[RpcObserver] = ()
     # Started once the server serves; stopped first on stop.
     background: Sequence[Background] = ()
+    # Run as the stop begins, before in-flight calls are waited for: what would hold them
+    # open (server streams that never end by themselves).
+    on_stopping: Sequence[Callable[[], None]] = ()
     # Run on stop (and on a failed start), newest first, before the engine is disposed.
     closers: Sequence[Callable[[], None]] = ()
     signal_handlers: Mapping[signal.Signals, Callable[[], None]] = field(default_factory=dict)
@@ -130,6 +133,7 @@ def build(
         running.stop(0)
         raise
     running.signal_handlers = parts.signal_handlers
+    running.on_stopping.extend(parts.on_stopping)
     log.info(
         LISTENING,
         extra={

@@ -7,10 +7,21 @@ Read where they are consumed: tokens (TokenSettings.from_env), gRPC serving
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
-from authgate_common.config import Setting, SettingsTable, names, number, optional_path, text, whole
+from authgate_common.config import (
+    Env,
+    Setting,
+    SettingsTable,
+    names,
+    number,
+    optional_path,
+    text,
+    whole,
+)
 
 # --- access tokens: the same for the issuer and every verifier ---
 
@@ -58,7 +69,48 @@ JWKS_REFETCH_COOLDOWN_SECONDS = number(
     minimum=0.1,
     maximum=300.0,
 )
-VERIFIER = (AUTH_GRPC_TARGET, JWKS_REFETCH_COOLDOWN_SECONDS)
+JWKS_GRACE_SECONDS = number(
+    "JWKS_GRACE_SECONDS",
+    300.0,
+    "keys a verifier can no longer refresh (auth unreachable) are trusted this long past "
+    "their last refresh or feed confirmation, then refused",
+    minimum=0.0,
+    maximum=86_400.0,
+)
+REVOCATION_MAX_STALENESS_SECONDS = number(
+    "REVOCATION_MAX_STALENESS_SECONDS",
+    30.0,
+    "a verifier whose revocation feed has been silent longer than this refuses tokens "
+    "(`503`) and is not ready, rather than honour revoked ones",
+    minimum=2.0,
+    maximum=3600.0,
+)
+
+
+@dataclass(frozen=True)
+class RevocationSettings:
+    """How long a verifier trusts what it knows when the feed is silent."""
+
+    max_staleness_seconds: float = REVOCATION_MAX_STALENESS_SECONDS.default
+    # How long a request waits for the first snapshot of a just started process.
+    initial_sync_seconds: float = 2.0
+    # A stream is re-opened (resuming) at least this often, so it has a deadline.
+    stream_seconds: float = 600.0
+
+    def __post_init__(self) -> None:
+        REVOCATION_MAX_STALENESS_SECONDS.check(self.max_staleness_seconds)
+
+    @classmethod
+    def from_env(cls, env: Env) -> RevocationSettings:
+        return cls(max_staleness_seconds=REVOCATION_MAX_STALENESS_SECONDS.read(env))
+
+
+VERIFIER = (
+    AUTH_GRPC_TARGET,
+    JWKS_REFETCH_COOLDOWN_SECONDS,
+    JWKS_GRACE_SECONDS,
+    REVOCATION_MAX_STALENESS_SECONDS,
+)
 
 # --- logging ---
 

@@ -13,6 +13,7 @@ import jwt
 from authgate_common import settings as shared
 from authgate_common.config import Env
 from authgate_common.jwks import JwksCache, KeysUnavailable
+from authgate_common.revocation import RevocationCheck, RevokedToken
 
 ACCESS_TOKEN_TYPES = frozenset({"at+jwt", "application/at+jwt"})
 # Verified tokens the gateway and the profile service remember (a few MB at most: tokens
@@ -58,7 +59,10 @@ class Identity:
     # The `roles` claim: role names, compared as whole strings (never by prefix).
     roles: frozenset[str] = frozenset()
     # The `sid` claim: the session (refresh-token family) the token was issued for.
+    # It, the signing key and `iat` are what revocations are checked against.
     session_id: str = ""
+    key_id: str = ""
+    issued_at: int = 0
 
     def has_any_role(self, required: Iterable[str]) -> bool:
         """Whether the token holds at least one of the required roles (exact names)."""
@@ -82,6 +86,10 @@ class TokenVerifier:
     `exp` and `cache_seconds` after their check; the second bound makes a retired key's
     tokens stop working soon after the key leaves the JWKS. Only successes are cached, so
     no input can make a good token look bad or a bad one good.
+
+    With `revocations` (authgate_common.revocation), every token, cached or not, is
+    checked against what the auth service revoked, and its key against the key set,
+    on every call: a revocation takes effect within the feed's latency.
     """
 
     def __init__(
@@ -92,19 +100,36 @@ class TokenVerifier:
         cache_size: int = 0,
         cache_seconds: float = VERIFIED_TOKEN_CACHE_SECONDS,
         clock: Callable[[], float] = time.time,
+        revocations: RevocationCheck | None = None,
     ) -> None:
         self._settings = settings
         self._keys = keys
         self._cache = VerifiedTokens(cache_size, cache_seconds, clock) if cache_size else None
+        self._revocations = revocations
 
     def verify(self, token: str) -> Identity:
-        """The identity in a valid token; raises InvalidToken or KeysUnavailable."""
+        """The identity in a valid token; raises InvalidToken or KeysUnavailable.
+
+        RevocationsUnavailable (a KeysUnavailable) when revocations cannot be checked.
+        """
         if self._cache is None:
-            return self._verify(token)
-        identity = self._cache.get(token)
-        if identity is None:
             identity = self._verify(token)
-            self._cache.put(token, identity)
+        else:
+            cached = self._cache.get(token)
+            if cached is None:
+                identity = self._verify(token)
+                self._cache.put(token, identity)
+            else:
+                identity = cached
+                if self._keys.get(identity.key_id) is None:  # the key left the key set
+                    raise InvalidToken(
+                        "unknown_key", "the access token is signed by an unknown key"
+                    )
+        if self._revocations is not None:
+            try:
+                self._revocations.check(identity)
+            except RevokedToken:
+                raise InvalidToken("revoked", "the access token has been revoked") from None
         return identity
 
     def _verify(self, token: str) -> Identity:
@@ -131,7 +156,7 @@ class TokenVerifier:
         if key.algorithm_name != alg:
             raise InvalidToken("algorithm", "the access token's algorithm does not match its key")
         claims = self._decode(token, key, alg)
-        return self._identity(claims)
+        return self._identity(claims, kid)
 
     def _decode(self, token: str, key: jwt.PyJWK, alg: str) -> dict[str, Any]:
         settings = self._settings
@@ -162,7 +187,7 @@ class TokenVerifier:
         except jwt.PyJWTError:
             raise InvalidToken("malformed", "the access token is malformed") from None
 
-    def _identity(self, claims: dict[str, Any]) -> Identity:
+    def _identity(self, claims: dict[str, Any], kid: str) -> Identity:
         settings = self._settings
         sub, jti, iat, exp = claims["sub"], claims["jti"], claims["iat"], claims["exp"]
         if not isinstance(sub, str) or not sub or not isinstance(jti, str) or not jti:
@@ -182,6 +207,8 @@ class TokenVerifier:
             expires_at=exp,
             roles=_roles_claim(claims),
             session_id=_str_claim(claims, "sid"),
+            key_id=kid,
+            issued_at=iat,
         )
 
 

@@ -12,6 +12,7 @@ from prometheus_client import CollectorRegistry
 from werkzeug.exceptions import HTTPException
 
 from authgate_common.jwks import JwksCache
+from authgate_common.revocation import FeedMetrics, RevocationSet, RevocationSubscriber
 from authgate_common.tokens import VERIFIED_TOKEN_CACHE_SIZE, TokenVerifier
 from gateway.auth import Authenticator
 from gateway.client_ip import client_ip
@@ -47,9 +48,20 @@ def create_app(config: GatewayConfig) -> Flask:
         upstreams.jwks_source(AUTH_UPSTREAM),
         allowed_algorithms=config.tokens.algorithms,
         cooldown=config.jwks_refetch_cooldown_seconds,
+        grace=config.jwks_grace_seconds,
+    )
+    # Its thread starts on first use in each process (after gunicorn's fork).
+    revocations = RevocationSubscriber(
+        lambda: upstreams.channel(AUTH_UPSTREAM),
+        RevocationSet(config.revocation),
+        keys=keys,
+        metrics=FeedMetrics(metrics.registry),
+        settings=config.revocation,
     )
     authenticator = Authenticator(
-        TokenVerifier(config.tokens, keys, cache_size=VERIFIED_TOKEN_CACHE_SIZE),
+        TokenVerifier(
+            config.tokens, keys, cache_size=VERIFIED_TOKEN_CACHE_SIZE, revocations=revocations
+        ),
         max_token_bytes=config.tokens.max_token_bytes,
         on_rejected=metrics.token_rejected,
     )
@@ -59,11 +71,14 @@ def create_app(config: GatewayConfig) -> Flask:
         "routes": routes,
         "keys": keys,
         "metrics": metrics,
+        "revocations": revocations,
     }
 
     _register_request_tracing(app, metrics, trusted_proxy_count=config.trusted_proxy_count)
     _register_error_handlers(app, config)
-    register_health(app, upstreams, timeout_seconds=config.readiness_timeout_seconds)
+    register_health(
+        app, upstreams, timeout_seconds=config.readiness_timeout_seconds, revocations=revocations
+    )
     register_docs(app, routes)
     register_metrics_route(app, metrics, multiprocess_dir=config.metrics_multiprocess_dir)
     register_rate_limits(
@@ -87,6 +102,8 @@ def create_app(config: GatewayConfig) -> Flask:
 
 def close_app(app: Flask) -> None:
     """Close the app's gRPC channels (tests and orderly shutdown)."""
+    revocations: RevocationSubscriber = app.extensions[EXTENSION]["revocations"]
+    revocations.stop()
     upstreams: Upstreams = app.extensions[EXTENSION]["upstreams"]
     upstreams.close()
 

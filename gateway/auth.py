@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 from authgate_common.authorization import FORBIDDEN
 from authgate_common.jwks import KeysUnavailable
+from authgate_common.revocation import RevocationsUnavailable
 from authgate_common.tokens import Identity, InvalidToken, TokenVerifier, bearer_token
 from gateway.errors import Problem
 
@@ -82,6 +83,12 @@ class Authenticator:
             log.info("token rejected", extra={"reason": exc.reason})
             self._on_rejected(exc.reason)
             raise unauthorized(exc.message) from None
+        except RevocationsUnavailable:
+            log.warning("token not verifiable: the revocation feed is not current")
+            self._on_rejected("revocations_unavailable")
+            raise Problem(
+                503, "access tokens cannot be checked right now, try again later"
+            ) from None
         except KeysUnavailable:
             log.warning("token not verifiable: the key set is unavailable")
             self._on_rejected("keys_unavailable")

@@ -20,6 +20,7 @@ from authgate_common.config import (
     text,
     whole,
 )
+from authgate_common.settings import RevocationSettings
 from authgate_common.tls import ClientTls
 from authgate_common.tokens import TokenSettings
 from gateway.rate_limits import STORAGE_SCHEMES, RateLimitSettings, parse_overrides
@@ -156,6 +157,7 @@ SETTINGS = SettingsTable.of(
     (GATEWAY_MAX_BODY_BYTES, GATEWAY_TRUSTED_PROXY_COUNT, PROMETHEUS_MULTIPROC_DIR),
     (GATEWAY_RATE_LIMITS_ENABLED, GATEWAY_RATE_LIMITS, GATEWAY_RATE_LIMIT_STORAGE_URI),
     (GATEWAY_RATE_LIMIT_KEY_PREFIX, shared.JWKS_REFETCH_COOLDOWN_SECONDS),
+    (shared.JWKS_GRACE_SECONDS, shared.REVOCATION_MAX_STALENESS_SECONDS),
     shared.TOKENS,
     shared.CLIENT_TLS,
     (shared.LOG_LEVEL,),
@@ -182,9 +184,14 @@ class GatewayConfig:
     # Proxies in front of the gateway that append to X-Forwarded-For; 0: use the peer address.
     trusted_proxy_count: int = GATEWAY_TRUSTED_PROXY_COUNT.default
     log_level: str = shared.LOG_LEVEL.default
+    # The revocation feed from the auth service (REVOCATION_MAX_STALENESS_SECONDS).
+    revocation: RevocationSettings = field(default_factory=RevocationSettings)
+    # Cached keys no longer refreshable are trusted this long past their refresh time.
+    jwks_grace_seconds: float = shared.JWKS_GRACE_SECONDS.default
 
     def __post_init__(self) -> None:
         shared.JWKS_REFETCH_COOLDOWN_SECONDS.check(self.jwks_refetch_cooldown_seconds)
+        shared.JWKS_GRACE_SECONDS.check(self.jwks_grace_seconds)
         shared.LOG_LEVEL.check(self.log_level)
 
     @classmethod
@@ -210,4 +217,6 @@ class GatewayConfig:
             ),
             trusted_proxy_count=GATEWAY_TRUSTED_PROXY_COUNT.read(env),
             log_level=shared.LOG_LEVEL.read(env),
+            revocation=RevocationSettings.from_env(env),
+            jwks_grace_seconds=shared.JWKS_GRACE_SECONDS.read(env),
         )

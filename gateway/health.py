@@ -1,16 +1,24 @@
-"""/healthz (the process is alive) and /readyz (both upstreams answer SERVING)."""
+"""/healthz (the process is alive) and /readyz (both upstreams answer SERVING, and the
+revocation feed is fresh: past its staleness bound every token is refused anyway)."""
 
 from __future__ import annotations
 
 from flask import Flask, Response, jsonify
 
+from authgate_common.revocation import RevocationSubscriber
 from gateway.errors import Problem
 from gateway.upstream import Upstreams
 
 SERVING = "SERVING"
 
 
-def register_health(app: Flask, upstreams: Upstreams, *, timeout_seconds: float) -> None:
+def register_health(
+    app: Flask,
+    upstreams: Upstreams,
+    *,
+    timeout_seconds: float,
+    revocations: RevocationSubscriber | None = None,
+) -> None:
     def healthz() -> Response:
         return jsonify(status="ok")
 
@@ -23,6 +31,10 @@ def register_health(app: Flask, upstreams: Upstreams, *, timeout_seconds: float)
                 f"not ready: {', '.join(down)} not serving",
                 extensions={"upstreams": statuses},
             )
+        if revocations is not None:
+            revocations.ensure_started()
+            if not revocations.revocations.current():
+                raise Problem(503, "not ready: the revocation feed is not current")
         return jsonify(status="ready", upstreams=statuses)
 
     app.add_url_rule("/healthz", endpoint="healthz", view_func=healthz, methods=["GET"])

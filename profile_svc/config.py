@@ -15,6 +15,7 @@ from authgate_common.config import (
 )
 from authgate_common.db_watch import DatabaseCheckSettings
 from authgate_common.grpc_server import ServerSettings
+from authgate_common.settings import RevocationSettings
 from authgate_common.tls import ClientTls, ServerTls
 from authgate_common.tokens import TokenSettings
 
@@ -60,6 +61,10 @@ class ProfileConfig:
     metrics_port: int | None = None
     # TLS of the channel to the auth service (None: plaintext).
     auth_tls: ClientTls | None = None
+    # The revocation feed from the auth service (REVOCATION_MAX_STALENESS_SECONDS).
+    revocation: RevocationSettings = field(default_factory=RevocationSettings)
+    # Cached keys no longer refreshable are trusted this long past their refresh time.
+    jwks_grace_seconds: float = shared.JWKS_GRACE_SECONDS.default
 
     def __post_init__(self) -> None:
         shared.JWKS_REFETCH_COOLDOWN_SECONDS.check(self.jwks_refetch_cooldown_seconds)
@@ -86,4 +91,6 @@ class ProfileConfig:
             db_check=DatabaseCheckSettings.from_env(env),
             metrics_port=PROFILE_METRICS_PORT.read(env),
             auth_tls=ClientTls.from_env(env),
+            revocation=RevocationSettings.from_env(env),
+            jwks_grace_seconds=shared.JWKS_GRACE_SECONDS.read(env),
         )

@@ -1,4 +1,4 @@
-"""Assembling the profile service: storage and token checks, on the shared scaffold."""
+"""Assembling the profile service: storage, token checks and revocations, on the shared scaffold."""
 
 from __future__ import annotations
 
@@ -12,6 +12,12 @@ from authgate_common.db import make_sessions
 from authgate_common.grpc_server import RunningServer
 from authgate_common.interceptors import AuthInterceptor
 from authgate_common.jwks import JwksCache, JwksSource, grpc_jwks_source
+from authgate_common.revocation import (
+    FeedMetrics,
+    RevocationCheck,
+    RevocationSet,
+    RevocationSubscriber,
+)
 from authgate_common.service import ServiceParts, build
 from authgate_common.tls import channel_credentials
 from authgate_common.tokens import VERIFIED_TOKEN_CACHE_SIZE, TokenVerifier
@@ -24,28 +30,52 @@ from profile_svc.servicer import SERVICE_NAME, ProfileServicer
 NAME = "profile_svc"
 
 
-def build_server(config: ProfileConfig, *, jwks_source: JwksSource | None = None) -> RunningServer:
-    """A started server; the JWKS comes from jwks_source, or else from AuthService.GetJwks.
+def build_server(
+    config: ProfileConfig,
+    *,
+    jwks_source: JwksSource | None = None,
+    revocations: RevocationCheck | None = None,
+) -> RunningServer:
+    """A started server; keys and revocations come from the auth service at auth_target.
 
-    The channel to the auth service is made once here and closed on stop.
+    A caller giving its own jwks_source (tests with their own issuer) gives its own
+    revocation check too, or none. The channel to the auth service and the revocation
+    subscriber are made once here and closed on stop.
     """
 
-    def assemble(engine: Engine, _registry: CollectorRegistry) -> ServiceParts:
+    def assemble(engine: Engine, registry: CollectorRegistry) -> ServiceParts:
         closers = []
         source = jwks_source
+        channel: grpc.Channel | None = None
         if source is None:
-            auth_channel = open_channel(
+            channel = open_channel(
                 config.auth_target, credentials=channel_credentials(config.auth_tls)
             )
-            closers.append(auth_channel.close)
-            source = grpc_jwks_source(auth_channel)
+            closers.append(channel.close)
+            source = grpc_jwks_source(channel)
         keys = JwksCache(
             source,
             allowed_algorithms=config.tokens.algorithms,
             cooldown=config.jwks_refetch_cooldown_seconds,
+            grace=config.jwks_grace_seconds,
         )
+        check = revocations
+        if channel is not None:
+            feed_channel = channel
+            subscriber = RevocationSubscriber(
+                lambda: feed_channel,
+                RevocationSet(config.revocation),
+                keys=keys,
+                metrics=FeedMetrics(registry),
+                settings=config.revocation,
+            )
+            subscriber.ensure_started()
+            closers.append(subscriber.stop)  # closers run newest first: before the channel
+            check = subscriber
         authenticator = AuthInterceptor(
-            TokenVerifier(config.tokens, keys, cache_size=VERIFIED_TOKEN_CACHE_SIZE),
+            TokenVerifier(
+                config.tokens, keys, cache_size=VERIFIED_TOKEN_CACHE_SIZE, revocations=check
+            ),
             protected_services=[SERVICE_NAME],
         )
         servicer = ProfileServicer(

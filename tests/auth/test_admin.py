@@ -17,6 +17,7 @@ from google.protobuf import json_format
 from auth_svc.audit import COMMAND_LINE
 from auth_svc.server import AuthServer, build_administration
 from authgate_common.db import make_engine
+from authgate_common.tokens import TokenSettings
 from tests.auth.conftest import PASSWORD
 from tests.token_factory import TokenFactory
 
@@ -63,7 +64,7 @@ class Admin:
 def grant(database_url: str, username: str, role: str) -> None:
     engine = make_engine(database_url)
     try:
-        build_administration(engine).grant_role(username, role, COMMAND_LINE)
+        build_administration(engine, TokenSettings()).grant_role(username, role, COMMAND_LINE)
     finally:
         engine.dispose()
 

@@ -14,11 +14,13 @@ import pytest
 from authgate.auth.v1 import admin_pb2, admin_pb2_grpc, auth_pb2, auth_pb2_grpc
 
 from auth_svc.repository import AdminRepository, AuditRepository
+from auth_svc.revocations import RevocationLog, token_lifetime_bound
 from auth_svc.roles import main
 from auth_svc.server import AuthServer
 from auth_svc.service import AuthService
 from authgate_common.config import Env
 from authgate_common.db import make_engine, make_sessions
+from authgate_common.tokens import TokenSettings
 from tests.auth.conftest import PASSWORD
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -27,7 +29,9 @@ ROOT = Path(__file__).resolve().parents[2]
 def roles_of(database_url: str, username: str) -> list[str]:
     engine = make_engine(database_url)
     try:
-        view = AdminRepository(make_sessions(engine)).user_by_username(username)
+        sessions = make_sessions(engine)
+        revocations = RevocationLog(sessions, token_lifetime=token_lifetime_bound(TokenSettings()))
+        view = AdminRepository(sessions, revocations).user_by_username(username)
         assert view is not None
         return sorted(view.roles)
     finally:

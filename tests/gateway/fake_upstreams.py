@@ -18,7 +18,7 @@ from typing import Any
 
 import grpc
 import jwt
-from authgate.auth.v1 import auth_pb2, auth_pb2_grpc
+from authgate.auth.v1 import auth_pb2, auth_pb2_grpc, revocation_pb2, revocation_pb2_grpc
 from authgate.profile.v1 import profile_pb2, profile_pb2_grpc
 from cryptography.hazmat.primitives.asymmetric import rsa
 from google.protobuf import empty_pb2, timestamp_pb2
@@ -172,6 +172,24 @@ class FakeAuthService(auth_pb2_grpc.AuthServiceServicer):
         )
 
 
+class FakeRevocationService(revocation_pb2_grpc.RevocationServiceServicer):
+    """A revocation feed with nothing revoked: the given key ids, a status twice a second."""
+
+    def __init__(self, kids: list[str]) -> None:
+        self.kids = kids
+
+    def WatchRevocations(  # noqa: N802
+        self, request: revocation_pb2.WatchRevocationsRequest, context: grpc.ServicerContext
+    ) -> Any:
+        stopped = threading.Event()
+        context.add_callback(stopped.set)
+        while context.is_active():
+            yield revocation_pb2.RevocationEvent(
+                status=revocation_pb2.FeedStatus(last_id=0, kids=self.kids)
+            )
+            stopped.wait(0.5)
+
+
 class FakeProfileService(profile_pb2_grpc.ProfileServiceServicer):
     """Trusts x-user-id blindly (the gateway tests check what the gateway sends)."""
 
@@ -251,9 +269,16 @@ def start_fake_auth(
     minter: TokenMinter, recorder: Recorder
 ) -> tuple[RunningServer, FakeAuthService]:
     service = FakeAuthService(minter, recorder)
+    feed = FakeRevocationService([minter.kid])
+
+    def register(server: grpc.Server) -> None:
+        auth_pb2_grpc.add_AuthServiceServicer_to_server(service, server)
+        revocation_pb2_grpc.add_RevocationServiceServicer_to_server(feed, server)
+
     server = start_server(
-        ServerSettings(host="127.0.0.1", port=0, max_workers=8),
-        register=lambda s: auth_pb2_grpc.add_AuthServiceServicer_to_server(service, s),
+        # Each gateway's revocation stream holds a thread as long as it lasts.
+        ServerSettings(host="127.0.0.1", port=0, max_workers=32),
+        register=register,
         service_names=[auth_pb2.DESCRIPTOR.services_by_name["AuthService"].full_name],
     )
     return server, service

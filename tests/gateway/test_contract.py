@@ -92,10 +92,12 @@ def test_required_roles_are_read_from_the_method_option() -> None:
     assert routes["CreateThing"].access == "authenticated"
 
 
-def test_the_real_rpcs_declare_no_roles_yet_and_public_ones_say_so() -> None:
+def test_the_real_rpcs_require_admin_only_on_the_admin_api_and_say_who_may_call() -> None:
     for route in build_routes(fronted_services()):
-        assert route.required_roles == ()
-        assert route.access == ("public" if route.public else "authenticated")
+        admin_api = route.method.containing_service.name == "AdminService"
+        assert route.required_roles == (("admin",) if admin_api else ())
+        expected = "roles: admin" if admin_api else "public" if route.public else "authenticated"
+        assert route.access == expected
 
 
 def test_error_statuses_follow_from_the_route() -> None:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import grpc
 import pytest
-from authgate.auth.v1 import auth_pb2
+from authgate.auth.v1 import auth_pb2, revocation_pb2_grpc
 from authgate.profile.v1 import profile_pb2, profile_pb2_grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha.proto_reflection_descriptor_database import (
@@ -26,6 +26,7 @@ from authgate_common.tokens import TokenSettings
 from profile_svc.migrations import PROFILE_MIGRATIONS
 from profile_svc.server import build_server
 from tests.fixtures.profile_fixtures import ProfileServerFactory, profile_test_config
+from tests.gateway.fake_upstreams import FakeRevocationService
 from tests.profile.helpers import make_identity
 from tests.token_factory import TokenFactory
 
@@ -235,7 +236,8 @@ def test_a_bound_identity_is_unbound_after_the_call() -> None:
 
 
 class FakeAuthService:
-    """Serves only AuthService.GetJwks, with the factory's key, and counts the calls."""
+    """Serves AuthService.GetJwks, with the factory's key, and counts the calls; and a
+    revocation feed with nothing revoked."""
 
     def __init__(self, factory: TokenFactory) -> None:
         self.factory = factory
@@ -265,6 +267,9 @@ def fake_auth(token_factory: TokenFactory) -> Iterator[tuple[str, FakeAuthServic
     service = FakeAuthService(token_factory)
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=2))
     server.add_generic_rpc_handlers((service.handler(),))
+    revocation_pb2_grpc.add_RevocationServiceServicer_to_server(
+        FakeRevocationService([token_factory.kid]), server
+    )
     port = server.add_insecure_port("127.0.0.1:0")
     server.start()
     yield f"127.0.0.1:{port}", service
