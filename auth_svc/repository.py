@@ -369,6 +369,17 @@ class AdminRepository:
         # through the feed; written last in the change's transaction.
         self._revocations = revocations
 
+    def _refuse_earlier_tokens(self, session: Session, user_id: str, event: NewEvent) -> None:
+        """The user's access tokens issued until the event are refused through the feed (the
+        sessions, when the change ends them, are ended by the caller: it counts them)."""
+        self._revocations.revoke_user(
+            session,
+            user_id,
+            reason=event.type.value,
+            at=event.created_at,
+            end_sessions=False,
+        )
+
     def user(self, user_id: str) -> UserView | None:
         with self._sessions() as session:
             return _user_view(session, user_id)
@@ -419,13 +430,7 @@ class AdminRepository:
                     facts["sessions_revoked"] = _revoke_sessions(session, user_id, event.created_at)
                 append_event(session, event.with_detail(**facts))
                 if disabled:
-                    self._revocations.revoke_user(
-                        session,
-                        user_id,
-                        reason=event.type.value,
-                        at=event.created_at,
-                        end_sessions=False,  # ended above, and counted for the event
-                    )
+                    self._refuse_earlier_tokens(session, user_id, event)
             return _user_view(session, user_id)
 
         return _transaction(self._sessions, work)
@@ -483,13 +488,7 @@ class AdminRepository:
             if removed:
                 # Tokens still naming a removed role stop working; a refresh (the sessions
                 # live on) gives a token with the roles as they are now.
-                self._revocations.revoke_user(
-                    session,
-                    user_id,
-                    reason=event.type.value,
-                    at=event.created_at,
-                    end_sessions=False,
-                )
+                self._refuse_earlier_tokens(session, user_id, event)
             return _user_view(session, user_id)
 
         return _transaction(self._sessions, work)
@@ -502,13 +501,7 @@ class AdminRepository:
                 return False
             revoked = _revoke_sessions(session, user_id, event.created_at)
             append_event(session, event.with_detail(sessions_revoked=revoked))
-            self._revocations.revoke_user(
-                session,
-                user_id,
-                reason=event.type.value,
-                at=event.created_at,
-                end_sessions=False,  # ended above, and counted for the event
-            )
+            self._refuse_earlier_tokens(session, user_id, event)
             return True
 
         return _transaction(self._sessions, work)
