@@ -6,8 +6,8 @@ import sys
 from pathlib import Path
 
 from auth_svc import config as auth_config
-from authgate_common.config import ConfigError, Env, Setting
-from devstack.launcher import Stack, StackSettings, curl_example, run_in_foreground
+from authgate_common.config import Env, Setting
+from devstack.launcher import Stack, StackSettings, launch
 from gateway import config as gateway_config
 from profile_svc import config as profile_config
 
@@ -33,32 +33,7 @@ def _set_or_none(env: Env, setting: Setting[str]) -> str | None:
 
 
 def main() -> int:
-    try:
-        settings = settings_from_env(Env.from_os())
-    except ConfigError as exc:
-        print(f"configuration error: {exc}", file=sys.stderr)
-        return 2
-    stack = Stack(settings)
-
-    def banner() -> str:
-        # After the start: with the ports the processes bound (a 0 picks a free one).
-        running = stack.settings
-        url = running.gateway_url
-        metrics = running.metrics_urls()
-
-        def metrics_of(name: str) -> str:
-            return f"   (metrics {metrics[name]})" if name in metrics else ""
-
-        return (
-            f"\nauthgate is running (state in {running.state_dir.resolve()}):\n"
-            f"  gateway      {url}   (API docs {url}/docs, readiness {url}/readyz,"
-            f" metrics {metrics['gateway']})\n"
-            f"  auth gRPC    {running.host}:{running.auth_port}{metrics_of('auth')}\n"
-            f"  profile gRPC {running.host}:{running.profile_port}{metrics_of('profile')}\n\n"
-            f"Try it:\n{curl_example(url)}\n\nCtrl-C stops all three.\n"
-        )
-
-    return run_in_foreground(stack, banner, timeout=60)
+    return launch(lambda env: Stack(settings_from_env(env)), timeout=60)
 
 
 if __name__ == "__main__":

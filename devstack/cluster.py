@@ -29,7 +29,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from auth_svc.keys import generate_key_file, key_files
 from auth_svc.migrations import AUTH_MIGRATIONS
-from authgate_common.config import ConfigError, Env, SettingsTable, text
+from authgate_common.config import Env, SettingsTable, text
 from authgate_common.healthcheck import check_grpc, check_http
 from devstack.launcher import (
     AUTH_COMMAND,
@@ -39,7 +39,7 @@ from devstack.launcher import (
     ProcessGroup,
     StackError,
     curl_example,
-    run_in_foreground,
+    launch,
 )
 from profile_svc.migrations import PROFILE_MIGRATIONS
 
@@ -225,6 +225,13 @@ class Cluster(ProcessGroup):
         for index in range(len(self.settings.gateway_ports)):
             shutil.rmtree(self.settings.gateway_metrics_dir(index), ignore_errors=True)
 
+    def banner(self) -> str:
+        return (
+            f"\nauthgate cluster is running (state and logs in "
+            f"{self.settings.state_dir.resolve()}):\n{self.topology()}\n\n"
+            f"Try it:\n{curl_example(self.settings.url)}\n\nCtrl-C stops every process.\n"
+        )
+
     def topology(self) -> str:
         s = self.settings
         lines = [f"  nginx        {s.url}   (API docs {s.url}/docs)"]
@@ -395,21 +402,7 @@ def settings_from_env(env: Env) -> ClusterSettings:
 
 
 def main() -> int:
-    try:
-        settings = settings_from_env(Env.from_os())
-    except ConfigError as exc:
-        print(f"configuration error: {exc}", file=sys.stderr)
-        return 2
-    cluster = Cluster(settings)
-
-    def banner() -> str:
-        return (
-            f"\nauthgate cluster is running (state and logs in {settings.state_dir.resolve()}):\n"
-            f"{cluster.topology()}\n\nTry it:\n{curl_example(settings.url)}\n\n"
-            "Ctrl-C stops every process.\n"
-        )
-
-    return run_in_foreground(cluster, banner, timeout=120)
+    return launch(lambda env: Cluster(settings_from_env(env)), timeout=120)
 
 
 if __name__ == "__main__":

@@ -24,7 +24,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from auth_svc import config as auth_config
 from auth_svc.migrations import AUTH_MIGRATIONS
-from authgate_common.config import Env
+from authgate_common.config import ConfigError, Env
 from authgate_common.healthcheck import Unhealthy, check_grpc, check_http
 from authgate_common.migrations import MigrationSet
 from authgate_common.tls import ClientTls
@@ -266,6 +266,10 @@ class ProcessGroup:
     def cleanup(self) -> None:
         """Runs once after every process has stopped."""
 
+    def banner(self) -> str:
+        """What `launch` prints once every process runs: where to reach them."""
+        raise NotImplementedError
+
     def log_path(self, name: str) -> Path | None:
         return None if self._log_dir is None else self._log_dir / f"{name}.log"
 
@@ -451,10 +455,32 @@ class Stack(ProcessGroup):
     def cleanup(self) -> None:
         shutil.rmtree(self.settings.gateway_metrics_dir, ignore_errors=True)
 
+    def banner(self) -> str:
+        s = self.settings
+        url = s.gateway_url
+        metrics = s.metrics_urls()
 
-def run_in_foreground(group: ProcessGroup, banner: Callable[[], str], *, timeout: float) -> int:
-    """Start group, print its banner (made once it runs: with the ports it bound), run until
-    Ctrl-C/SIGTERM or a process dies; the exit code."""
+        def metrics_of(name: str) -> str:
+            return f"   (metrics {metrics[name]})" if name in metrics else ""
+
+        return (
+            f"\nauthgate is running (state in {s.state_dir.resolve()}):\n"
+            f"  gateway      {url}   (API docs {url}/docs, readiness {url}/readyz,"
+            f" metrics {metrics['gateway']})\n"
+            f"  auth gRPC    {s.host}:{s.auth_port}{metrics_of('auth')}\n"
+            f"  profile gRPC {s.host}:{s.profile_port}{metrics_of('profile')}\n\n"
+            f"Try it:\n{curl_example(url)}\n\nCtrl-C stops all three.\n"
+        )
+
+
+def launch(make_group: Callable[[Env], ProcessGroup], *, timeout: float) -> int:
+    """`make run` / `make cluster`: the group made from the environment, started in the
+    foreground until Ctrl-C/SIGTERM or a process dies; the exit code (2: configuration)."""
+    try:
+        group = make_group(Env.from_os())
+    except ConfigError as exc:
+        print(f"configuration error: {exc}", file=sys.stderr)
+        return 2
     stop = threading.Event()
     signal.signal(signal.SIGINT, lambda *_: stop.set())
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
@@ -463,7 +489,8 @@ def run_in_foreground(group: ProcessGroup, banner: Callable[[], str], *, timeout
     except StackError as exc:
         print(f"authgate did not start: {exc}", file=sys.stderr)
         return 1
-    print(banner(), flush=True)
+    # After the start: with the ports the processes bound (a 0 picks a free one).
+    print(group.banner(), flush=True)
     code = 0
     while not stop.wait(0.5):
         try:
