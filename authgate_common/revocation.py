@@ -8,7 +8,8 @@ user id -> not-before and the roles left after a removal) that TokenVerifier
 consults on every request, cached verifications included: a few dict lookups, no
 call to the auth service on the request path. A removed role does not refuse the
 user's earlier tokens: they keep only the roles the user still has, so a route that
-needs the removed role answers 403 while the others work on. On a broken
+needs the removed role answers 403 while the others work on. A stream silent for half
+the staleness bound (2 to 10 s) is dropped and opened again (maybe to another replica). On a broken
 stream it reconnects with backoff and resumes after the last id it saw.
 
 Feed down: for up to REVOCATION_MAX_STALENESS_SECONDS since the feed was last
@@ -269,6 +270,8 @@ class FeedMetrics:
 
 
 ChannelFactory = Callable[[], grpc.Channel]
+# How often an open stream's watchdog reports the lag and checks for silence.
+_WATCH_SECONDS = 0.5
 
 
 class RevocationSubscriber:
@@ -301,6 +304,7 @@ class RevocationSubscriber:
         self._thread: threading.Thread | None = None
         self._stopping = threading.Event()
         self._call: Any = None
+        self._event_at = 0.0  # when the open stream last delivered an event (monotonic)
         self.connected = threading.Event()
         # Set whenever an event has been applied: tests (and only tests) wait on it.
         self.applied = threading.Condition()
@@ -362,6 +366,12 @@ class RevocationSubscriber:
         self._call = call
         if self._stopping.is_set():
             call.cancel()
+        ended = threading.Event()
+        self._event_at = time.monotonic()
+        watchdog = threading.Thread(
+            target=self._watch, args=(call, ended), name="revocation-watchdog", daemon=True
+        )
+        watchdog.start()
         try:
             for event in call:
                 self._apply(event)
@@ -370,9 +380,29 @@ class RevocationSubscriber:
                 return  # the stream's own deadline: resume on a new one
             raise
         finally:
+            ended.set()
             self._call = None
 
+    def _watch(self, call: Any, ended: threading.Event) -> None:
+        """While the stream is open: keep the lag metric current, and drop a stream that has
+        gone silent (e.g. its replica cannot read the database, or hangs) to reconnect,
+        maybe to another replica, before the staleness bound is reached."""
+        bound = self._settings.max_staleness_seconds
+        silent_limit = max(2.0, min(10.0, bound / 2))
+        while not ended.wait(_WATCH_SECONDS):
+            self._report()
+            silent = time.monotonic() - self._event_at
+            if silent > silent_limit:
+                log.warning(
+                    "revocation feed silent, reconnecting",
+                    extra={"silent_seconds": round(silent, 1)},
+                )
+                self.connected.clear()
+                call.cancel()
+                return
+
     def _apply(self, event: revocation_pb2.RevocationEvent) -> None:
+        self._event_at = time.monotonic()
         which = event.WhichOneof("event")
         if which == "revocation":
             revocation = event.revocation
