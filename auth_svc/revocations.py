@@ -80,8 +80,9 @@ class RevocationLog:
         """Refuse the user's access tokens issued at or before `at`; the revocation's id.
 
         With end_sessions (disable, revoke-sessions, password change, deletion) every
-        refresh-token family of the user is revoked too, so no refresh works any more; a
-        role change passes False: refreshing then yields a token with the new roles.
+        refresh-token family of the user is revoked too, so no refresh works any more;
+        False when the caller ended (and counted) them itself, or keeps the sessions (their
+        next refresh is honoured). A role removal narrows instead: see revoke_roles.
         Call it last in the transaction: it holds the feed's sequence lock until commit.
         """
         if end_sessions:
