@@ -139,8 +139,11 @@ revocations = Table(
     "revocations",
     metadata,
     Column("id", BigInteger, primary_key=True, autoincrement=False),
-    Column("kind", String(16), nullable=False),  # user, session or key
+    Column("kind", String(16), nullable=False),  # user, session, key or roles
     Column("subject", String(REVOCATION_SUBJECT_LENGTH), nullable=False),
+    # Kind `roles` only: the user's roles right after the removal, space-separated (role
+    # names hold no spaces), "" for none; earlier tokens are narrowed to them.
+    Column("roles", Text, nullable=True),
     Column("not_before", UtcDateTime, nullable=False),
     Column("created_at", UtcDateTime, nullable=False),
     # not_before plus the longest life a verifier grants a token: then it can be pruned.

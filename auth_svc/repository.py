@@ -365,8 +365,8 @@ class AdminRepository:
 
     def __init__(self, sessions: sessionmaker[Session], revocations: RevocationLog) -> None:
         self._sessions = sessions
-        # Access tokens issued before a change that takes something away are refused
-        # through the feed; written last in the change's transaction.
+        # Access tokens issued before a change that takes something away are refused (or,
+        # for a removed role, narrowed) through the feed; written last in the transaction.
         self._revocations = revocations
 
     def _refuse_earlier_tokens(self, session: Session, user_id: str, event: NewEvent) -> None:
@@ -486,9 +486,13 @@ class AdminRepository:
             if added or removed:
                 append_event(session, event.with_detail(added=added, removed=removed))
             if removed:
-                # Tokens still naming a removed role stop working; a refresh (the sessions
-                # live on) gives a token with the roles as they are now.
-                self._refuse_earlier_tokens(session, user_id, event)
+                # Earlier tokens keep only the roles left (a removed role's routes answer
+                # 403, the rest work on); a refresh (the sessions live on) gives a token with
+                # the roles as they are now. An addition needs nothing: until a refresh the
+                # earlier tokens just lack the new role.
+                self._revocations.revoke_roles(
+                    session, user_id, wanted, reason=event.type.value, at=event.created_at
+                )
             return _user_view(session, user_id)
 
         return _transaction(self._sessions, work)

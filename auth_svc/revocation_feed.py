@@ -45,6 +45,7 @@ _KINDS = {
     RevocationKind.USER: revocation_pb2.REVOCATION_KIND_USER,
     RevocationKind.SESSION: revocation_pb2.REVOCATION_KIND_SESSION,
     RevocationKind.KEY: revocation_pb2.REVOCATION_KIND_KEY,
+    RevocationKind.ROLES: revocation_pb2.REVOCATION_KIND_ROLES,
 }
 
 
@@ -224,7 +225,14 @@ class RevocationFeed:
             for row in rows:
                 self._rows[row.id] = row
                 self._cursor = max(self._cursor, row.id)
-                self.local.apply(row.kind.value, row.subject, row.not_before, row.expires_at)
+                self.local.apply(
+                    row.kind.value,
+                    row.subject,
+                    row.not_before,
+                    row.expires_at,
+                    roles=row.roles,
+                    revocation_id=row.id,
+                )
             self._drop_expired(now)
             kids_changed = kids != self._last_kids
             self._last_kids = kids
@@ -301,6 +309,7 @@ def to_message(event: FeedEvent) -> revocation_pb2.RevocationEvent:
             subject=event.subject,
             not_before=_timestamp(event.not_before),
             expires_at=_timestamp(event.expires_at),
+            roles=sorted(event.roles),
         )
     )
 

@@ -1,4 +1,5 @@
-"""The revocation log: access tokens no longer honoured, by user, session or signing key.
+"""The revocation log: access tokens no longer honoured, by user, session or signing key,
+and roles taken from a user (their earlier tokens keep only the roles the user still has).
 
 The admin and account code writes a revocation with the change that causes it, in
 the SAME transaction (pass the SQLAlchemy session in): no change without its
@@ -39,6 +40,8 @@ class RevocationKind(enum.StrEnum):
     USER = "user"
     SESSION = "session"
     KEY = "key"
+    # Not a refusal: the user's earlier tokens are narrowed to the roles in the row.
+    ROLES = "roles"
 
 
 @dataclass(frozen=True)
@@ -49,6 +52,8 @@ class RevocationRecord:
     not_before: datetime
     created_at: datetime
     expires_at: datetime
+    # Kind ROLES only: the user's roles right after the change.
+    roles: frozenset[str] = frozenset()
 
 
 def token_lifetime_bound(settings: TokenSettings) -> timedelta:
@@ -75,8 +80,9 @@ class RevocationLog:
         """Refuse the user's access tokens issued at or before `at`; the revocation's id.
 
         With end_sessions (disable, revoke-sessions, password change, deletion) every
-        refresh-token family of the user is revoked too, so no refresh works any more; a
-        role change passes False: refreshing then yields a token with the new roles.
+        refresh-token family of the user is revoked too, so no refresh works any more;
+        False when the caller ended (and counted) them itself, or keeps the sessions (their
+        next refresh is honoured). A role removal narrows instead: see revoke_roles.
         Call it last in the transaction: it holds the feed's sequence lock until commit.
         """
         if end_sessions:
@@ -88,6 +94,29 @@ class RevocationLog:
         revocation_id = self._insert(session, RevocationKind.USER, user_id, at)
         log.info(
             "access tokens revoked",
+            extra={"user_id": user_id, "reason": reason, "revocation_id": revocation_id},
+        )
+        return revocation_id
+
+    def revoke_roles(
+        self,
+        session: Session,
+        user_id: str,
+        remaining: frozenset[str],
+        *,
+        reason: str,
+        at: datetime,
+    ) -> int:
+        """Narrow the user's access tokens issued at or before `at` to `remaining` (the
+        user's roles after a removal); the revocation's id.
+
+        The tokens keep working for everything else (403 where a removed role is needed,
+        not 401), and the sessions live on: a refresh gives a token with the roles as they
+        are. Call it last in the transaction, after the roles changed, as revoke_user.
+        """
+        revocation_id = self._insert(session, RevocationKind.ROLES, user_id, at, roles=remaining)
+        log.info(
+            "roles revoked from access tokens",
             extra={"user_id": user_id, "reason": reason, "revocation_id": revocation_id},
         )
         return revocation_id
@@ -126,7 +155,15 @@ class RevocationLog:
         log.warning("signing keys revoked", extra={"kids": list(kids), "revocation_ids": ids})
         return ids
 
-    def _insert(self, session: Session, kind: RevocationKind, subject: str, at: datetime) -> int:
+    def _insert(
+        self,
+        session: Session,
+        kind: RevocationKind,
+        subject: str,
+        at: datetime,
+        *,
+        roles: frozenset[str] | None = None,
+    ) -> int:
         if at.tzinfo is None:
             raise ValueError("naive datetime: pass timezone-aware UTC times")
         # The row lock taken here orders concurrent writers (see the module docstring).
@@ -150,6 +187,7 @@ class RevocationLog:
                 not_before=at,
                 created_at=datetime.now(UTC),
                 expires_at=at + self._lifetime,
+                roles=None if roles is None else encode_roles(roles),
             )
         )
         return revocation_id
@@ -182,10 +220,11 @@ class RevocationLog:
         return _rowcount(result)
 
     def latest_user_not_before(self, user_id: str) -> datetime | None:
+        """The latest instant up to which the user's tokens are refused or narrowed."""
         with self._sessions() as session:
             value = session.execute(
                 select(func.max(revocations.c.not_before)).where(
-                    revocations.c.kind == RevocationKind.USER.value,
+                    revocations.c.kind.in_([RevocationKind.USER.value, RevocationKind.ROLES.value]),
                     revocations.c.subject == user_id,
                 )
             ).scalar_one_or_none()
@@ -197,9 +236,9 @@ class RevocationLog:
     def first_honoured_iat(self, user_id: str, iat: int) -> int:
         """The earliest `iat` (whole seconds) a new token of the user may carry.
 
-        `iat` has whole seconds and a revocation refuses `iat <= not_before`, so a token
-        issued in the same second as a revocation of its user would be refused: it must
-        carry the next second.
+        `iat` has whole seconds and a revocation refuses (or, of roles, narrows) tokens with
+        `iat <= not_before`, so a token issued in the same second as a revocation of its
+        user would be refused or lose a role granted since: it must carry the next second.
         """
         not_before = self.latest_user_not_before(user_id)
         if not_before is None:
@@ -207,9 +246,17 @@ class RevocationLog:
         return max(iat, math.floor(not_before.timestamp()) + 1)
 
 
+def encode_roles(roles: frozenset[str]) -> str:
+    """The `roles` column: role names sorted, space-separated (a name holds no space)."""
+    if any(not role or " " in role for role in roles):
+        raise ValueError("a role name is empty or holds a space")
+    return " ".join(sorted(roles))
+
+
 def _record(row: Any) -> RevocationRecord:
     values = row._asdict()
     values["kind"] = RevocationKind(values["kind"])
+    values["roles"] = frozenset((values["roles"] or "").split())
     return RevocationRecord(**values)
 
 

@@ -3,9 +3,13 @@
 A RevocationSubscriber (one background thread per process, started on first use
 and again in a forked child) holds a WatchRevocations stream to the auth service:
 a snapshot on connect, then each new revocation as it is written. It keeps a
-RevocationSet (user id -> not-before, session id -> not-before, revoked key ids)
-that TokenVerifier consults on every request, cached verifications included: a
-few dict lookups, no call to the auth service on the request path. On a broken
+RevocationSet (user id -> not-before, session id -> not-before, revoked key ids,
+user id -> not-before and the roles left after a removal) that TokenVerifier
+consults on every request, cached verifications included: a few dict lookups, no
+call to the auth service on the request path. A removed role does not refuse the
+user's earlier tokens: they keep only the roles the user still has, so a route that
+needs the removed role answers 403 while the others work on. A stream silent for half
+the staleness bound (2 to 10 s) is dropped and opened again (maybe to another replica). On a broken
 stream it reconnects with backoff and resumes after the last id it saw.
 
 Feed down: for up to REVOCATION_MAX_STALENESS_SECONDS since the feed was last
@@ -29,7 +33,8 @@ import os
 import random
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -47,10 +52,12 @@ log = logging.getLogger(__name__)
 USER = "user"
 SESSION = "session"
 KEY = "key"
+ROLES = "roles"
 _KIND_NAMES = {
     revocation_pb2.REVOCATION_KIND_USER: USER,
     revocation_pb2.REVOCATION_KIND_SESSION: SESSION,
     revocation_pb2.REVOCATION_KIND_KEY: KEY,
+    revocation_pb2.REVOCATION_KIND_ROLES: ROLES,
 }
 
 
@@ -77,11 +84,25 @@ class RevocableToken(Protocol):
     def key_id(self) -> str: ...
     @property
     def issued_at(self) -> int: ...
+    @property
+    def roles(self) -> frozenset[str]: ...
 
 
 class RevocationCheck(Protocol):
-    def check(self, token: RevocableToken) -> None:
-        """Raises RevokedToken or RevocationsUnavailable."""
+    def check(self, token: RevocableToken) -> frozenset[str]:
+        """The roles the token may still use: its own, narrowed when a role was taken from
+        the user since it was issued. Raises RevokedToken or RevocationsUnavailable."""
+
+
+@dataclass(frozen=True)
+class _Narrowing:
+    """A user's tokens issued at or before not_before keep only these roles."""
+
+    not_before: float
+    expires_at: float
+    roles: frozenset[str]
+    # The revocation that gave `roles`: a later one (higher id) is the later state.
+    revocation_id: int
 
 
 class RevocationSet:
@@ -106,16 +127,29 @@ class RevocationSet:
         self._users: dict[str, tuple[float, float]] = {}
         self._sessions: dict[str, tuple[float, float]] = {}
         self._keys: dict[str, float] = {}  # kid -> expires_at
+        self._roles: dict[str, _Narrowing] = {}  # user id -> their roles after a removal
         self._synced = threading.Event()
         self._started_at = clock()
         self._heard_at: float | None = None
         self.last_id = 0
 
-    def apply(self, kind: str, subject: str, not_before: datetime, expires_at: datetime) -> None:
+    def apply(
+        self,
+        kind: str,
+        subject: str,
+        not_before: datetime,
+        expires_at: datetime,
+        *,
+        roles: Iterable[str] = (),
+        revocation_id: int = 0,
+    ) -> None:
         before, until = not_before.timestamp(), expires_at.timestamp()
         with self._lock:
             if kind == KEY:
                 self._keys[subject] = max(until, self._keys.get(subject, 0.0))
+                return
+            if kind == ROLES:
+                self._narrow(subject, before, until, frozenset(roles), revocation_id)
                 return
             table = self._users if kind == USER else self._sessions if kind == SESSION else None
             if table is None:
@@ -124,6 +158,18 @@ class RevocationSet:
             if current is not None:
                 before, until = max(before, current[0]), max(until, current[1])
             table[subject] = (before, until)
+
+    def _narrow(
+        self, user_id: str, before: float, until: float, roles: frozenset[str], revocation_id: int
+    ) -> None:
+        # The roles of the latest removal are the user's roles now (an addition since can
+        # only be in tokens issued after it); the not-before only grows, as for users.
+        current = self._roles.get(user_id)
+        if current is not None:
+            before, until = max(before, current.not_before), max(until, current.expires_at)
+            if revocation_id < current.revocation_id:
+                roles, revocation_id = current.roles, current.revocation_id
+        self._roles[user_id] = _Narrowing(before, until, roles, revocation_id)
 
     def heard(self, last_id: int) -> None:
         """The feed is alive and every revocation up to last_id has been applied."""
@@ -147,6 +193,8 @@ class RevocationSet:
                 del table[subject]
         for kid in [k for k, until in self._keys.items() if until <= now]:
             del self._keys[kid]
+        for user_id in [u for u, entry in self._roles.items() if entry.expires_at <= now]:
+            del self._roles[user_id]
 
     def lag_seconds(self) -> float:
         """Seconds since the feed was last heard (infinite before the first time)."""
@@ -169,7 +217,7 @@ class RevocationSet:
         remaining = self._started_at + self._settings.initial_sync_seconds - self._clock()
         return remaining > 0 and self._synced.wait(remaining)
 
-    def check(self, token: RevocableToken) -> None:
+    def check(self, token: RevocableToken) -> frozenset[str]:
         if not self._wait_synced():
             raise RevocationsUnavailable("the revocation feed has not been received yet")
         if not self.fresh():
@@ -183,6 +231,10 @@ class RevocationSet:
             entry = table.get(subject) if subject else None
             if entry is not None and token.issued_at <= entry[0]:
                 raise RevokedToken(reason)
+        narrowing = self._roles.get(token.user_id)
+        if narrowing is not None and token.issued_at <= narrowing.not_before:
+            return token.roles & narrowing.roles
+        return token.roles
 
 
 class FeedMetrics:
@@ -218,6 +270,8 @@ class FeedMetrics:
 
 
 ChannelFactory = Callable[[], grpc.Channel]
+# How often an open stream's watchdog reports the lag and checks for silence.
+_WATCH_SECONDS = 0.5
 
 
 class RevocationSubscriber:
@@ -250,13 +304,14 @@ class RevocationSubscriber:
         self._thread: threading.Thread | None = None
         self._stopping = threading.Event()
         self._call: Any = None
+        self._event_at = 0.0  # when the open stream last delivered an event (monotonic)
         self.connected = threading.Event()
         # Set whenever an event has been applied: tests (and only tests) wait on it.
         self.applied = threading.Condition()
 
-    def check(self, token: RevocableToken) -> None:
+    def check(self, token: RevocableToken) -> frozenset[str]:
         self.ensure_started()
-        self.revocations.check(token)
+        return self.revocations.check(token)
 
     def ensure_started(self) -> None:
         if self._pid == os.getpid():
@@ -311,6 +366,12 @@ class RevocationSubscriber:
         self._call = call
         if self._stopping.is_set():
             call.cancel()
+        ended = threading.Event()
+        self._event_at = time.monotonic()
+        watchdog = threading.Thread(
+            target=self._watch, args=(call, ended), name="revocation-watchdog", daemon=True
+        )
+        watchdog.start()
         try:
             for event in call:
                 self._apply(event)
@@ -319,9 +380,29 @@ class RevocationSubscriber:
                 return  # the stream's own deadline: resume on a new one
             raise
         finally:
+            ended.set()
             self._call = None
 
+    def _watch(self, call: Any, ended: threading.Event) -> None:
+        """While the stream is open: keep the lag metric current, and drop a stream that has
+        gone silent (e.g. its replica cannot read the database, or hangs) to reconnect,
+        maybe to another replica, before the staleness bound is reached."""
+        bound = self._settings.max_staleness_seconds
+        silent_limit = max(2.0, min(10.0, bound / 2))
+        while not ended.wait(_WATCH_SECONDS):
+            self._report()
+            silent = time.monotonic() - self._event_at
+            if silent > silent_limit:
+                log.warning(
+                    "revocation feed silent, reconnecting",
+                    extra={"silent_seconds": round(silent, 1)},
+                )
+                self.connected.clear()
+                call.cancel()
+                return
+
     def _apply(self, event: revocation_pb2.RevocationEvent) -> None:
+        self._event_at = time.monotonic()
         which = event.WhichOneof("event")
         if which == "revocation":
             revocation = event.revocation
@@ -331,6 +412,8 @@ class RevocationSubscriber:
                 revocation.subject,
                 revocation.not_before.ToDatetime(tzinfo=UTC),
                 revocation.expires_at.ToDatetime(tzinfo=UTC),
+                roles=revocation.roles,
+                revocation_id=revocation.id,
             )
             self.revocations.advance(revocation.id)
             if kind == KEY and self._keys is not None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -89,7 +90,9 @@ class TokenVerifier:
 
     With `revocations` (authgate_common.revocation), every token, cached or not, is
     checked against what the auth service revoked, and its key against the key set,
-    on every call: a revocation takes effect within the feed's latency.
+    on every call: a revocation takes effect within the feed's latency. A role taken
+    from the user since the token was issued is left out of the returned identity's
+    roles (the cache keeps the token's own), so its routes answer 403, not 401.
     """
 
     def __init__(
@@ -127,9 +130,11 @@ class TokenVerifier:
                     )
         if self._revocations is not None:
             try:
-                self._revocations.check(identity)
+                roles = self._revocations.check(identity)
             except RevokedToken:
                 raise InvalidToken("revoked", "the access token has been revoked") from None
+            if roles != identity.roles:  # a role was taken from the user since it was issued
+                identity = dataclasses.replace(identity, roles=roles)
         return identity
 
     def _verify(self, token: str) -> Identity:

@@ -7,18 +7,23 @@ import threading
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import grpc
+import jwt
 import pytest
 from authgate.auth.v1 import admin_pb2, admin_pb2_grpc, auth_pb2, auth_pb2_grpc
 from google.protobuf import json_format
 
 from auth_svc.audit import COMMAND_LINE
+from auth_svc.revocations import RevocationKind, RevocationLog, RevocationRecord
 from auth_svc.server import AuthServer, build_administration
-from authgate_common.db import make_engine
-from authgate_common.tokens import TokenSettings
+from authgate_common.db import make_engine, make_sessions
+from authgate_common.revocation import RevocationSet
+from authgate_common.tokens import Identity, TokenSettings
 from tests.auth.conftest import PASSWORD
+from tests.harness import wait_until
 from tests.token_factory import TokenFactory
 
 TIMEOUT = 10
@@ -298,6 +303,74 @@ def test_revoke_sessions_refuses_every_refresh_token_of_the_user(admin: Admin) -
     assert event["user_id"] == admin.bob_id
 
 
+@pytest.mark.serial
+def test_removing_a_role_makes_earlier_tokens_permission_denied_not_unauthenticated(
+    admin: Admin, auth_config: Any
+) -> None:
+    grant(auth_config.database_url, "bob", "admin")
+    pair = login(admin.auth, "bob")
+    as_bob = (("authorization", f"Bearer {pair.access_token}"),)
+    assert admin.call("ListUsers", admin_pb2.ListUsersRequest(), as_bob).users
+
+    admin.call("SetUserRoles", admin_pb2.SetUserRolesRequest(user_id=admin.bob_id, roles=["ops"]))
+
+    def code() -> grpc.StatusCode:
+        try:
+            admin.call("ListUsers", admin_pb2.ListUsersRequest(), as_bob)
+        except grpc.RpcError as exc:
+            status: grpc.StatusCode = exc.code()
+            return status
+        return grpc.StatusCode.OK
+
+    # The server's own verifier hears of it through its feed (read every 200 ms).
+    wait_until(lambda: code() != grpc.StatusCode.OK, within=2.0, what="the admin role gone")
+    assert code() == grpc.StatusCode.PERMISSION_DENIED
+    # The session lives on: a refresh gives the roles as they are now, not narrowed further.
+    refreshed = admin.auth.Refresh(
+        auth_pb2.RefreshRequest(refresh_token=pair.refresh_token), timeout=TIMEOUT
+    )
+    assert jwt.decode(refreshed.access_token, options={"verify_signature": False})["roles"] == [
+        "ops"
+    ]
+    # Given back, the refreshed token has it again at once (no revocation for an addition).
+    admin.call(
+        "SetUserRoles", admin_pb2.SetUserRolesRequest(user_id=admin.bob_id, roles=["ops", "admin"])
+    )
+    again = admin.auth.Refresh(
+        auth_pb2.RefreshRequest(refresh_token=refreshed.refresh_token), timeout=TIMEOUT
+    )
+    as_again = (("authorization", f"Bearer {again.access_token}"),)
+    assert admin.call("ListUsers", admin_pb2.ListUsersRequest(), as_again).users
+
+
+def test_an_added_role_writes_no_revocation(admin: Admin, auth_config: Any) -> None:
+    before = _revocations(auth_config.database_url)
+    admin.call(
+        "SetUserRoles", admin_pb2.SetUserRolesRequest(user_id=admin.bob_id, roles=["ops", "qa"])
+    )
+    assert _revocations(auth_config.database_url) == before
+
+    admin.call("SetUserRoles", admin_pb2.SetUserRolesRequest(user_id=admin.bob_id, roles=["qa"]))
+
+    [row] = _revocations(auth_config.database_url)[len(before) :]
+    assert (row.kind, row.subject, row.roles) == (
+        RevocationKind.ROLES,
+        admin.bob_id,
+        frozenset({"qa"}),
+    )
+    [event] = [e for e in admin.events(type="roles_changed") if e["detail"]["removed"]]
+    assert event["detail"]["removed"] == ["ops"]
+
+
+def _revocations(database_url: str) -> list[RevocationRecord]:
+    engine = make_engine(database_url)
+    try:
+        log = RevocationLog(make_sessions(engine), token_lifetime=timedelta(hours=1))
+        return log.live_after(0, datetime.now(UTC), limit=1000)
+    finally:
+        engine.dispose()
+
+
 def test_the_username_prefix_filter_is_case_insensitive_and_literal(admin: Admin) -> None:
     for name in ("carol_x", "carolyn", "caro1"):
         admin.auth.Register(
@@ -363,7 +436,9 @@ def test_paging_through_users_while_others_register_neither_skips_nor_repeats(
     assert registered  # the pages really were read while users registered
 
 
-def test_parallel_role_changes_leave_one_of_the_requested_sets(admin: Admin) -> None:
+def test_parallel_role_changes_leave_one_of_the_requested_sets(
+    admin: Admin, auth_config: Any
+) -> None:
     sets = [[f"team{i}", f"level{i % 3}"] for i in range(16)]
     start = threading.Barrier(len(sets))
 
@@ -382,6 +457,35 @@ def test_parallel_role_changes_leave_one_of_the_requested_sets(admin: Admin) -> 
         assert set(event["detail"]["removed"]) <= replayed
         replayed = (replayed - set(event["detail"]["removed"])) | set(event["detail"]["added"])
     assert sorted(replayed) == final
+    # The feed's latest role removal of bob names the final set, so a verifier narrows
+    # bob's earlier tokens to exactly it, whichever change committed last.
+    removals = [
+        row
+        for row in _revocations(auth_config.database_url)
+        if row.kind == RevocationKind.ROLES and row.subject == admin.bob_id
+    ]
+    assert sorted(max(removals, key=lambda row: row.id).roles) == final
+    narrowing = RevocationSet()
+    for row in removals:  # in any order, as a snapshot after a reconnect could replay them
+        narrowing.apply(
+            row.kind.value,
+            row.subject,
+            row.not_before,
+            row.expires_at,
+            roles=row.roles,
+            revocation_id=row.id,
+        )
+    narrowing.heard(0)
+    earlier = Identity(
+        user_id=admin.bob_id,
+        username="bob",
+        email="",
+        display_name="",
+        token_id="t",
+        expires_at=0,
+        roles=frozenset(role for roles in sets for role in roles),
+    )
+    assert sorted(narrowing.check(earlier)) == final
 
 
 # --- the audit log ---------------------------------------------------------------------------

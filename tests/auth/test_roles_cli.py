@@ -22,6 +22,7 @@ from authgate_common.config import Env
 from authgate_common.db import make_engine, make_sessions
 from authgate_common.tokens import TokenSettings
 from tests.auth.conftest import PASSWORD
+from tests.harness import wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -118,6 +119,38 @@ def test_a_grant_while_the_service_runs_shows_at_the_next_login(
             metadata=(("authorization", f"Bearer {token}"),),
         )
     assert [user.username for user in users.users] == ["alice"]
+
+
+@pytest.mark.serial
+def test_a_revoke_while_the_service_runs_turns_earlier_tokens_permission_denied(
+    auth_server: AuthServer, auth_database_url: str
+) -> None:
+    env = Env({"AUTH_DATABASE_URL": auth_database_url})
+    with grpc.insecure_channel(auth_server.target) as channel:
+        auth = auth_pb2_grpc.AuthServiceStub(channel)
+        auth.Register(auth_pb2.RegisterRequest(username="alice", password=PASSWORD), timeout=10)
+        assert main(["grant", "alice", "admin"], env) == 0
+        token = auth.Login(
+            auth_pb2.LoginRequest(username="alice", password=PASSWORD), timeout=10
+        ).access_token
+        admin = admin_pb2_grpc.AdminServiceStub(channel)
+        as_alice = (("authorization", f"Bearer {token}"),)
+
+        def code() -> grpc.StatusCode:
+            try:
+                admin.ListUsers(admin_pb2.ListUsersRequest(), timeout=10, metadata=as_alice)
+            except grpc.RpcError as exc:
+                status: grpc.StatusCode = exc.code()
+                return status
+            return grpc.StatusCode.OK
+
+        assert code() == grpc.StatusCode.OK
+        assert main(["revoke", "alice", "admin"], env) == 0  # the same path as the admin API
+
+        # Through the feed, as a removal made by the admin API: the token is not refused,
+        # it just lacks the role now.
+        wait_until(lambda: code() != grpc.StatusCode.OK, within=2.0, what="the role gone")
+        assert code() == grpc.StatusCode.PERMISSION_DENIED
 
 
 @pytest.mark.skipif(shutil.which("make") is None, reason="make is not installed")

@@ -177,16 +177,22 @@ class FakeRevocationService(revocation_pb2_grpc.RevocationServiceServicer):
 
     def __init__(self, kids: list[str]) -> None:
         self.kids = kids
+        # Set: the stream stays open but sends nothing (a replica that cannot read its
+        # database, or hangs).
+        self.silent = threading.Event()
+        self.streams = 0  # how many were opened
 
     def WatchRevocations(  # noqa: N802
         self, request: revocation_pb2.WatchRevocationsRequest, context: grpc.ServicerContext
     ) -> Any:
+        self.streams += 1
         stopped = threading.Event()
         context.add_callback(stopped.set)
         while context.is_active():
-            yield revocation_pb2.RevocationEvent(
-                status=revocation_pb2.FeedStatus(last_id=0, kids=self.kids)
-            )
+            if not self.silent.is_set():
+                yield revocation_pb2.RevocationEvent(
+                    status=revocation_pb2.FeedStatus(last_id=0, kids=self.kids)
+                )
             stopped.wait(0.5)
 
 
@@ -266,10 +272,10 @@ class FakeUpstreams:
 
 
 def start_fake_auth(
-    minter: TokenMinter, recorder: Recorder
+    minter: TokenMinter, recorder: Recorder, feed: FakeRevocationService | None = None
 ) -> tuple[RunningServer, FakeAuthService]:
     service = FakeAuthService(minter, recorder)
-    feed = FakeRevocationService([minter.kid])
+    feed = feed or FakeRevocationService([minter.kid])
 
     def register(server: grpc.Server) -> None:
         auth_pb2_grpc.add_AuthServiceServicer_to_server(service, server)

@@ -18,11 +18,12 @@ import pytest
 import sqlalchemy
 from authgate.auth.v1 import auth_pb2, revocation_pb2, revocation_pb2_grpc
 
+from auth_svc.audit import COMMAND_LINE
 from auth_svc.config import AuthConfig
 from auth_svc.keys import KeyRing, generate_key_file
 from auth_svc.models import revocation_sequence, revocations
 from auth_svc.revocations import RevocationKind, RevocationLog, token_lifetime_bound
-from auth_svc.server import AuthServer, build_server
+from auth_svc.server import AuthServer, build_administration, build_server
 from authgate_common.db import make_sessions
 from authgate_common.revocation import RevocationsUnavailable
 from authgate_common.settings import RevocationSettings
@@ -31,6 +32,7 @@ from tests.fixtures.auth_fixtures import AuthConfigFactory
 from tests.fixtures.profile_fixtures import ProfileServerFactory
 from tests.harness import wait_until
 from tests.revocation.helpers import (
+    PASSWORD,
     TIMEOUT,
     ManualClock,
     SubscribedVerifier,
@@ -164,6 +166,44 @@ def test_revoking_access_tokens_only_keeps_the_session_and_its_next_token_works(
     assert verifier.wait_for(lambda: verifier.refusal(login.access_token) == "revoked", WITHIN)
     # Issued in the same second as the revocation, it still carries a later iat.
     assert verifier.refusal(refreshed.access_token) is None
+
+
+@pytest.mark.serial
+def test_a_role_removal_narrows_a_subscribers_earlier_tokens_within_2s_and_refuses_none(
+    auth_server: AuthServer,
+    channel: grpc.Channel,
+    token_settings: TokenSettings,
+    verifiers: list[SubscribedVerifier],
+    auth_config: AuthConfig,
+) -> None:
+    stub = auth_stub(channel)
+    engine = sqlalchemy.create_engine(auth_config.database_url)
+    try:
+        admin = build_administration(engine, auth_config.tokens)
+        register_and_login(stub, "alice")
+        for role in ("admin", "support"):
+            admin.grant_role("alice", role, COMMAND_LINE)
+        login = stub.Login(
+            auth_pb2.LoginRequest(username="alice", password=PASSWORD), timeout=TIMEOUT
+        )
+        verifier = subscribe(auth_server.target, token_settings)
+        verifiers.append(verifier)
+        assert verifier.verifier.verify(login.access_token).roles == {"admin", "support"}
+
+        admin.revoke_role("alice", "admin", COMMAND_LINE)
+
+        def roles() -> frozenset[str]:
+            return verifier.verifier.verify(login.access_token).roles
+
+        assert verifier.wait_for(lambda: roles() == {"support"}, WITHIN)
+        assert verifier.refusal(login.access_token) is None  # narrowed, never refused
+        refreshed = stub.Refresh(
+            auth_pb2.RefreshRequest(refresh_token=login.refresh_token), timeout=TIMEOUT
+        )
+        # The session lives on, and its next token carries the roles as they are.
+        assert verifier.verifier.verify(refreshed.access_token).roles == {"support"}
+    finally:
+        engine.dispose()
 
 
 def test_a_revocation_rolled_back_with_its_change_leaves_nothing(
@@ -413,6 +453,30 @@ def test_the_feed_carries_only_ids_and_times(
     assert revocation.revocation.kind == revocation_pb2.REVOCATION_KIND_USER
     assert list(status.status.kids) == list(KeyRing.load(auth_keys_dir).kids)
     assert status.status.last_id == revocation.revocation.id
+    assert list(revocation.revocation.roles) == []  # role names come with kind ROLES only
+
+
+def test_a_role_removal_is_sent_with_the_roles_left(
+    auth_server: AuthServer, channel: grpc.Channel, auth_config: AuthConfig, log_of: LogOf
+) -> None:
+    log, engine = log_of(auth_config)
+    with make_sessions(engine).begin() as session:
+        log.revoke_roles(
+            session,
+            "user-1",
+            frozenset({"support", "billing"}),
+            reason="test",
+            at=datetime.now(UTC),
+        )
+    stub = revocation_pb2_grpc.RevocationServiceStub(channel)
+    stream = stub.WatchRevocations(revocation_pb2.WatchRevocationsRequest(), timeout=TIMEOUT)
+    try:
+        revocation = next(e for e in stream if e.WhichOneof("event") == "revocation").revocation
+    finally:
+        stream.cancel()
+    assert revocation.kind == revocation_pb2.REVOCATION_KIND_ROLES
+    assert revocation.subject == "user-1"
+    assert list(revocation.roles) == ["billing", "support"]
 
 
 def test_the_profile_service_refuses_a_revoked_users_token_within_2s(

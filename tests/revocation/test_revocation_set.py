@@ -10,6 +10,7 @@ import pytest
 from authgate_common.jwks import JwksCache, KeysUnavailable
 from authgate_common.revocation import (
     KEY,
+    ROLES,
     SESSION,
     USER,
     RevocationSet,
@@ -33,6 +34,7 @@ class Token:
     session_id: str = "session-1"
     key_id: str = "kid-1"
     issued_at: int = int(NOW.timestamp())
+    roles: frozenset[str] = frozenset({"admin", "support"})
 
 
 def _synced(clock: ManualClock, **settings: float) -> RevocationSet:
@@ -80,16 +82,58 @@ def test_a_later_not_before_wins_and_an_earlier_one_never_loosens() -> None:
         revocations.check(Token(issued_at=int(NOW.timestamp()) + 5))
 
 
+def test_a_role_removal_narrows_earlier_tokens_of_the_user_and_refuses_none() -> None:
+    revocations = _synced(ManualClock())
+    revocations.apply(ROLES, "user-1", NOW, LATER, roles=["support", "billing"])
+
+    # Issued in NOW's second, before the change: only the roles the user still has.
+    assert revocations.check(Token()) == {"support"}
+    assert revocations.check(Token(issued_at=int(NOW.timestamp()) + 1)) == {"admin", "support"}
+    assert revocations.check(Token(user_id="user-2")) == {"admin", "support"}
+
+
+def test_every_role_removed_leaves_earlier_tokens_with_none() -> None:
+    revocations = _synced(ManualClock())
+    revocations.apply(ROLES, "user-1", NOW, LATER, roles=[])
+
+    assert revocations.check(Token()) == frozenset()
+
+
+def test_the_latest_role_removal_gives_the_roles_whatever_order_they_come_in() -> None:
+    # admin removed (id 7), then support removed after admin was granted again (id 9).
+    revocations = _synced(ManualClock())
+    revocations.apply(ROLES, "user-1", NOW, LATER, roles=["support"], revocation_id=7)
+    revocations.apply(
+        ROLES, "user-1", NOW + timedelta(seconds=5), LATER, roles=["admin"], revocation_id=9
+    )
+    revocations.apply(ROLES, "user-1", NOW, LATER, roles=["support"], revocation_id=7)  # replayed
+
+    assert revocations.check(Token()) == {"admin"}
+    # The not-before only grows: a token from between the two removals is narrowed too.
+    assert revocations.check(Token(issued_at=int(NOW.timestamp()) + 3)) == {"admin"}
+    assert revocations.check(Token(issued_at=int(NOW.timestamp()) + 6)) == {"admin", "support"}
+
+
+def test_a_user_revocation_still_refuses_a_token_whose_roles_were_narrowed() -> None:
+    revocations = _synced(ManualClock())
+    revocations.apply(ROLES, "user-1", NOW, LATER, roles=["support"])
+    revocations.apply(USER, "user-1", NOW + timedelta(seconds=2), LATER)
+
+    with pytest.raises(RevokedToken, match=USER):
+        revocations.check(Token(issued_at=int(NOW.timestamp()) + 1))
+
+
 def test_expired_revocations_are_forgotten() -> None:
     clock = ManualClock()
     clock.now = NOW.timestamp()
     revocations = _synced(clock, max_staleness_seconds=3600)
     revocations.apply(USER, "user-1", NOW, NOW + timedelta(seconds=60))
+    revocations.apply(ROLES, "user-1", NOW, NOW + timedelta(seconds=60), roles=[])
 
     clock.now += 61
     revocations.heard(0)
 
-    revocations.check(Token())
+    assert revocations.check(Token()) == Token().roles
 
 
 def test_before_the_first_snapshot_tokens_are_refused_after_a_bounded_wait() -> None:
@@ -131,7 +175,7 @@ class _Revoked:
     def __init__(self, error: Exception) -> None:
         self.error = error
 
-    def check(self, token: object) -> None:
+    def check(self, token: object) -> frozenset[str]:
         raise self.error
 
 
@@ -151,6 +195,37 @@ def test_the_gateway_answers_a_revoked_token_401_and_an_unknown_state_503(
         authenticator.authenticate(f"Bearer {minter.mint('user-1')}")
 
     assert raised.value.status == status
+
+
+def test_a_narrowed_token_is_authenticated_and_forbidden_only_where_a_removed_role_is_needed(
+    token_settings: TokenSettings,
+) -> None:
+    minter = TokenMinter(token_settings)
+    keys = JwksCache(lambda: [minter.jwk], allowed_algorithms=token_settings.algorithms)
+    revocations = RevocationSet()
+    revocations.heard(0)
+    verifier = TokenVerifier(token_settings, keys, cache_size=8, revocations=revocations)
+    authenticator = Authenticator(verifier, max_token_bytes=8192)
+    token = minter.mint("user-1", roles=["admin", "support"])
+    header = f"Bearer {token}"
+    authenticator.authorize(authenticator.authenticate(header), ["admin"])  # cached now
+
+    revocations.apply(
+        ROLES,
+        "user-1",
+        datetime.now(UTC),
+        datetime.now(UTC) + timedelta(hours=1),
+        roles=["support"],
+    )
+
+    caller = authenticator.authenticate(header)  # the cached verification, narrowed
+    assert caller.identity.roles == {"support"}
+    authenticator.authorize(caller, [])  # routes needing no role work on
+    authenticator.authorize(caller, ["support"])
+    with pytest.raises(Problem) as raised:
+        authenticator.authorize(caller, ["admin"])
+    assert raised.value.status == 403
+    assert 'error="insufficient_scope"' in raised.value.headers["WWW-Authenticate"]
 
 
 class _FailingSource:

@@ -16,10 +16,12 @@ class RevocationKind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     REVOCATION_KIND_USER: _ClassVar[RevocationKind]
     REVOCATION_KIND_SESSION: _ClassVar[RevocationKind]
     REVOCATION_KIND_KEY: _ClassVar[RevocationKind]
+    REVOCATION_KIND_ROLES: _ClassVar[RevocationKind]
 REVOCATION_KIND_UNSPECIFIED: RevocationKind
 REVOCATION_KIND_USER: RevocationKind
 REVOCATION_KIND_SESSION: RevocationKind
 REVOCATION_KIND_KEY: RevocationKind
+REVOCATION_KIND_ROLES: RevocationKind
 
 class WatchRevocationsRequest(_message.Message):
     __slots__ = ("after_id",)
@@ -28,18 +30,20 @@ class WatchRevocationsRequest(_message.Message):
     def __init__(self, after_id: _Optional[int] = ...) -> None: ...
 
 class Revocation(_message.Message):
-    __slots__ = ("id", "kind", "subject", "not_before", "expires_at")
+    __slots__ = ("id", "kind", "subject", "not_before", "expires_at", "roles")
     ID_FIELD_NUMBER: _ClassVar[int]
     KIND_FIELD_NUMBER: _ClassVar[int]
     SUBJECT_FIELD_NUMBER: _ClassVar[int]
     NOT_BEFORE_FIELD_NUMBER: _ClassVar[int]
     EXPIRES_AT_FIELD_NUMBER: _ClassVar[int]
+    ROLES_FIELD_NUMBER: _ClassVar[int]
     id: int
     kind: RevocationKind
     subject: str
     not_before: _timestamp_pb2.Timestamp
     expires_at: _timestamp_pb2.Timestamp
-    def __init__(self, id: _Optional[int] = ..., kind: _Optional[_Union[RevocationKind, str]] = ..., subject: _Optional[str] = ..., not_before: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., expires_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    roles: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, id: _Optional[int] = ..., kind: _Optional[_Union[RevocationKind, str]] = ..., subject: _Optional[str] = ..., not_before: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., expires_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., roles: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class FeedStatus(_message.Message):
     __slots__ = ("last_id", "kids")
