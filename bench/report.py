@@ -27,6 +27,7 @@ PROFILE_ROWS = (
     ("static_profile", "(c) floor: static Flask JSON route, same gunicorn settings"),
     ("reference_profile", "5.8 reference: single-process Flask, JWT check + indexed read"),
     ("reference2_profile", "the same reference with the gateway's 2 gunicorn workers"),
+    ("cluster_profile", "cluster: nginx -> 2 gateways -> 2+2 replicas (CPU of every process)"),
 )
 LOGIN_ROWS = (
     ("gateway_login", "(a) gateway: HTTP -> gRPC Login"),
@@ -116,6 +117,13 @@ def targets(results: dict[str, Result]) -> list[str]:
             f"workers, throughput {gateway.rps / two_workers.rps:.2f}, p99 "
             f"{gateway.p99_ms / two_workers.p99_ms:.2f}"
         )
+    cluster = results.get("cluster_profile")
+    if gateway and cluster and gateway.cpu_ms and cluster.cpu_ms:
+        lines.append(
+            f"- the balancer hop (no target): CPU per request, cluster / one node: "
+            f"**{cluster.cpu_ms / gateway.cpu_ms:.2f}** ({cluster.cpu_ms:.2f} ms against "
+            f"{gateway.cpu_ms:.2f} ms, nginx and both gateways included)"
+        )
     if login and argon2:
         ratio = login.rps / argon2.rps
         lines.append(
@@ -158,6 +166,9 @@ def markdown(
         "- server CPU ms/request: user + system CPU time of the serving processes (all "
         "three for the gateway, gunicorn workers included) per successful request; unlike "
         "req/s it hardly moves with other work on the machine",
+        "- cluster row (MariaDB, largest population): `make cluster`'s topology (nginx, 2 "
+        "gateways of the same gunicorn settings, 2 auth_svc and 2 profile_svc replicas) on "
+        "the same databases, key and wrk load; its CPU is every process's, nginx included",
         "",
     ]
     for backend in results:
@@ -312,6 +323,7 @@ _COLOURS = {
     "argon2": "#7f7f7f",
     "reference": "#ff7f0e",
     "reference2": "#ffbb78",
+    "cluster": "#9467bd",
 }
 _SHORT_NAMES = {
     "gateway": "gateway",
@@ -320,6 +332,7 @@ _SHORT_NAMES = {
     "argon2": "argon2 alone",
     "reference": "reference, 1 process",
     "reference2": "reference, 2 workers",
+    "cluster": "cluster (nginx, 2 gateways)",
 }
 
 

@@ -28,14 +28,18 @@ from sqlalchemy.engine import make_url
 
 from auth_svc.config import Argon2Params
 from auth_svc.keys import KeyRing
+from auth_svc.migrations import AUTH_MIGRATIONS
 from auth_svc.passwords import PasswordHasher
 from auth_svc.tokens import AccessTokenIssuer, AccessTokenSubject
 from authgate_common.channels import open_channel
 from authgate_common.config import Env
 from authgate_common.tokens import TokenSettings
 from bench import seed
+from bench.cluster_row import running_cluster
 from bench.measure import Result, cpu_seconds, lua_rotating_requests, run_threads, run_wrk
-from devstack.launcher import Stack, StackSettings, reported_ports
+from devstack.cluster import CLUSTER_REDIS_URL
+from devstack.launcher import Stack, StackError, StackSettings, reported_ports
+from profile_svc.migrations import PROFILE_MIGRATIONS
 
 PASSWORD = "bench password that is long enough"  # noqa: S105 - a benchmark user's password
 REPO = Path(__file__).resolve().parent.parent
@@ -107,10 +111,13 @@ def databases(backend: str, state: Path, mysql_server_url: str) -> Iterator[tupl
                     )
                 )
         url = make_url(mysql_server_url)
-        yield (
-            url.set(database=names[0]).render_as_string(hide_password=False),
-            url.set(database=names[1]).render_as_string(hide_password=False),
-        )
+        auth_url = url.set(database=names[0]).render_as_string(hide_password=False)
+        profile_url = url.set(database=names[1]).render_as_string(hide_password=False)
+        # The launcher migrates SQLite files only; a server's databases are migrated on
+        # purpose, as `make migrate` does.
+        AUTH_MIGRATIONS.upgrade(auth_url)
+        PROFILE_MIGRATIONS.upgrade(profile_url)
+        yield auth_url, profile_url
     finally:
         with server.begin() as connection:
             for name in names:
@@ -130,7 +137,9 @@ def running_stack(state: Path, auth_db: str, profile_db: str) -> Iterator[Target
         auth_database_url=auth_db,
         profile_database_url=profile_db,
     )
-    stack = Stack(settings, log_dir=state / "logs")
+    # wrk sends every login from one address: the (exact) login limit would answer 429s.
+    limits_off = {**os.environ, "GATEWAY_RATE_LIMITS_ENABLED": "false"}
+    stack = Stack(settings, log_dir=state / "logs", base_env=limits_off)
     stack.start(timeout=120)
     settings = stack.settings  # with the bound ports
     try:
@@ -302,6 +311,40 @@ class Bench:
             servers=target.pids("gateway", "profile", "auth"),
         )
 
+    def cluster_profile(self, target: Target, tokens: list[str]) -> Result | None:
+        """GET /v1/profile through `make cluster`'s topology on target's databases and keys,
+        with the CPU of every cluster process; None (logged) when the cluster cannot start.
+        """
+        script = lua_rotating_requests(
+            "GET", "/v1/profile", headers=[{"Authorization": f"Bearer {t}"} for t in tokens]
+        )
+        cluster = running_cluster(
+            auth_database_url=target.auth_database_url,
+            profile_database_url=target.profile_database_url,
+            keys_dir=target.keys_dir,
+            redis_url=CLUSTER_REDIS_URL.read(Env.from_os()),
+            gateway_workers=GATEWAY_WORKERS,
+            gateway_threads=GATEWAY_THREADS,
+        )
+        try:
+            with cluster as running:
+                before = {tier: cpu_seconds(pids) for tier, pids in running.tiers.items()}
+                result = self.warm_then(
+                    lambda s: run_wrk(running.url, script, seconds=s, connections=HTTP_CONNECTIONS),
+                    "cluster GET /v1/profile (nginx, 2 gateways, 2+2 replicas)",
+                    servers=running.pids,
+                )
+                used = {t: cpu_seconds(p) - before[t] for t, p in running.tiers.items()}
+                total = sum(used.values()) or 1.0
+                # Warm-up included (the same load, so the same shares): see docs/capacity.md.
+                shares = ", ".join(f"{tier} {cpu / total:.0%}" for tier, cpu in used.items())
+                log(f"  cluster CPU by tier: {shares}")
+                return result
+        except StackError as exc:
+            # Measured last: a missing nginx or Redis costs this row, not the run.
+            log(f"  cluster row skipped: {exc}")
+            return None
+
     def http_profile(self, url: str, pid: int, tokens: list[str], label: str) -> Result:
         script = lua_rotating_requests(
             "GET", "/v1/profile", headers=[{"Authorization": f"Bearer {t}"} for t in tokens]
@@ -409,8 +452,7 @@ class Bench:
     def measure_population(
         self, target: Target, users: int, *, floors: dict[str, Result]
     ) -> dict[str, Result]:
-        rng = random.Random(users)  # noqa: S311 - a repeatable sample, not a secret
-        sample = rng.sample(range(1, users + 1), min(TOKENS, users))
+        sample = population_sample(users)
         tokens = mint_tokens(target, sample)
         login_users = sample[:LOGIN_USERS]
         results = {
@@ -439,7 +481,8 @@ class Bench:
                 )
                 target = cleanup.enter_context(running_stack(state, auth_db, profile_db))
             seeded = seed.count_users(target.auth_database_url)
-            for users in (self.plan.small_users, self.plan.large_users):
+            # One population when both are the same size (a quicker run).
+            for users in sorted({self.plan.small_users, self.plan.large_users}):
                 if users > seeded:
                     log(f"{backend}: seeding users {seeded + 1}..{users}")
                     started = time.monotonic()
@@ -454,7 +497,19 @@ class Bench:
                     seeded = users
                 log(f"{backend}: {users:,} users")
                 results.by_users[users] = self.measure_population(target, users, floors=floors)
+            if backend == "mariadb":
+                # The cluster needs MySQL: on the largest population, beside its one-node row.
+                tokens = mint_tokens(target, population_sample(users))
+                cluster = self.cluster_profile(target, tokens)
+                if cluster is not None:
+                    results.by_users[users]["cluster_profile"] = cluster
         return results
+
+
+def population_sample(users: int) -> list[int]:
+    """The users whose tokens GET /v1/profile cycles through; the same for every target."""
+    rng = random.Random(users)  # noqa: S311 - a repeatable sample, not a secret
+    return rng.sample(range(1, users + 1), min(TOKENS, users))
 
 
 def run(plan: Plan) -> tuple[list[BackendResults], Argon2Params]:

@@ -7,13 +7,11 @@ the API: they become the OpenAPI descriptions.
 
 from __future__ import annotations
 
-import importlib.resources
 from collections.abc import Iterable, Mapping
 
 from google.protobuf import descriptor_pb2
 
-DESCRIPTOR_SET_PACKAGE = "authgate"
-DESCRIPTOR_SET_FILE = "descriptors.binpb"
+from authgate_common.descriptor_set import load_descriptor_set
 
 # Field numbers of the descriptor.proto elements that comments attach to.
 _FILE_MESSAGE = 4
@@ -51,10 +49,9 @@ class ProtoComments:
 
 def load_proto_comments() -> ProtoComments:
     """The comments of the shipped protos; none if the descriptor set is missing."""
-    resource = importlib.resources.files(DESCRIPTOR_SET_PACKAGE).joinpath(DESCRIPTOR_SET_FILE)
-    if not resource.is_file():
+    descriptor_set = load_descriptor_set()
+    if descriptor_set is None:
         return ProtoComments({})
-    descriptor_set = descriptor_pb2.FileDescriptorSet.FromString(resource.read_bytes())
     return ProtoComments.from_files(descriptor_set.file)
 
 

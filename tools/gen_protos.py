@@ -12,7 +12,8 @@ from grpc_tools import protoc
 
 ROOT = Path(__file__).resolve().parent.parent
 PROTOS = ROOT / "protos"
-# Our files (not their imports) with comments, read by gateway.proto_comments.
+# Our files (not their imports) with comments and options, read by
+# authgate_common.descriptor_set.
 DESCRIPTOR_SET = Path("authgate") / "descriptors.binpb"
 
 

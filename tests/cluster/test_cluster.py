@@ -200,7 +200,7 @@ def _kill_and_restart(running_cluster: RunningCluster, names: tuple[str, ...], l
     return killed_at
 
 
-def test_replicas_killed_under_load_cost_at_most_a_handful_of_requests_then_none(
+def test_replicas_killed_under_load_cost_no_read(
     running_cluster: RunningCluster,
 ) -> None:
     token = running_cluster.register_and_login()["access_token"]
@@ -218,8 +218,11 @@ def test_replicas_killed_under_load_cost_at_most_a_handful_of_requests_then_none
         ):
             assert time.monotonic() < deadline, "no traffic reached the restarted replicas"
             time.sleep(0.1)
-    assert sum(load.failures(killed_at, killed_at + 1).values()) <= 5
-    assert load.failures(killed_at + 1, restarted_at) == Counter()
+    # Both reads are RPCs the protos declare safe to repeat (GetProfile IDEMPOTENT, GetJwks
+    # NO_SIDE_EFFECTS): a call that was in flight on a killed replica is sent again to the
+    # other by the gateway's channel (authgate_common.channels), so not even the second
+    # of the kill costs a request. (Without the retry policy it cost one or two 503s.)
+    assert load.failures(killed_at, restarted_at) == Counter()
     assert load.failures(restarted_at) == Counter()
 
 
@@ -231,7 +234,9 @@ def test_a_gateway_killed_under_load_is_routed_around_by_nginx(
     with Load(lambda s: s.get(f"{url}/v1/profile", headers=bearer(token), timeout=10)) as load:
         killed_at = _kill_and_restart(running_cluster, ("gateway-1",), load)
         load.wait_for(40)
-    assert load.failures(killed_at + 1) == Counter()
+    # A GET in flight on the killed gateway is retried by nginx on the other one
+    # (proxy_next_upstream error timeout: nginx resends idempotent methods only).
+    assert load.failures(killed_at) == Counter()
 
 
 @pytest.mark.parametrize("replica", ["auth-2", "profile-2"])

@@ -25,13 +25,15 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n!authgate/auth/v1/revocation.proto\x12\x10\x61uthgate.auth.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"+\n\x17WatchRevocationsRequest\x12\x10\n\x08\x61\x66ter_id\x18\x01 \x01(\x03\"\xc8\x01\n\nRevocation\x12\n\n\x02id\x18\x01 \x01(\x03\x12.\n\x04kind\x18\x02 \x01(\x0e\x32 .authgate.auth.v1.RevocationKind\x12\x0f\n\x07subject\x18\x03 \x01(\t\x12.\n\nnot_before\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nexpires_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\r\n\x05roles\x18\x06 \x03(\t\"+\n\nFeedStatus\x12\x0f\n\x07last_id\x18\x01 \x01(\x03\x12\x0c\n\x04kids\x18\x02 \x03(\t\"~\n\x0fRevocationEvent\x12\x32\n\nrevocation\x18\x01 \x01(\x0b\x32\x1c.authgate.auth.v1.RevocationH\x00\x12.\n\x06status\x18\x02 \x01(\x0b\x32\x1c.authgate.auth.v1.FeedStatusH\x00\x42\x07\n\x05\x65vent*\x9c\x01\n\x0eRevocationKind\x12\x1f\n\x1bREVOCATION_KIND_UNSPECIFIED\x10\x00\x12\x18\n\x14REVOCATION_KIND_USER\x10\x01\x12\x1b\n\x17REVOCATION_KIND_SESSION\x10\x02\x12\x17\n\x13REVOCATION_KIND_KEY\x10\x03\x12\x19\n\x15REVOCATION_KIND_ROLES\x10\x04\x32w\n\x11RevocationService\x12\x62\n\x10WatchRevocations\x12).authgate.auth.v1.WatchRevocationsRequest\x1a!.authgate.auth.v1.RevocationEvent0\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n!authgate/auth/v1/revocation.proto\x12\x10\x61uthgate.auth.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"+\n\x17WatchRevocationsRequest\x12\x10\n\x08\x61\x66ter_id\x18\x01 \x01(\x03\"\xc8\x01\n\nRevocation\x12\n\n\x02id\x18\x01 \x01(\x03\x12.\n\x04kind\x18\x02 \x01(\x0e\x32 .authgate.auth.v1.RevocationKind\x12\x0f\n\x07subject\x18\x03 \x01(\t\x12.\n\nnot_before\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nexpires_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\r\n\x05roles\x18\x06 \x03(\t\"+\n\nFeedStatus\x12\x0f\n\x07last_id\x18\x01 \x01(\x03\x12\x0c\n\x04kids\x18\x02 \x03(\t\"~\n\x0fRevocationEvent\x12\x32\n\nrevocation\x18\x01 \x01(\x0b\x32\x1c.authgate.auth.v1.RevocationH\x00\x12.\n\x06status\x18\x02 \x01(\x0b\x32\x1c.authgate.auth.v1.FeedStatusH\x00\x42\x07\n\x05\x65vent*\x9c\x01\n\x0eRevocationKind\x12\x1f\n\x1bREVOCATION_KIND_UNSPECIFIED\x10\x00\x12\x18\n\x14REVOCATION_KIND_USER\x10\x01\x12\x1b\n\x17REVOCATION_KIND_SESSION\x10\x02\x12\x17\n\x13REVOCATION_KIND_KEY\x10\x03\x12\x19\n\x15REVOCATION_KIND_ROLES\x10\x04\x32|\n\x11RevocationService\x12g\n\x10WatchRevocations\x12).authgate.auth.v1.WatchRevocationsRequest\x1a!.authgate.auth.v1.RevocationEvent\"\x03\x90\x02\x01\x30\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'authgate.auth.v1.revocation_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
+  _globals['_REVOCATIONSERVICE'].methods_by_name['WatchRevocations']._loaded_options = None
+  _globals['_REVOCATIONSERVICE'].methods_by_name['WatchRevocations']._serialized_options = b'\220\002\001'
   _globals['_REVOCATIONKIND']._serialized_start=510
   _globals['_REVOCATIONKIND']._serialized_end=666
   _globals['_WATCHREVOCATIONSREQUEST']._serialized_start=88
@@ -43,5 +45,5 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_REVOCATIONEVENT']._serialized_start=381
   _globals['_REVOCATIONEVENT']._serialized_end=507
   _globals['_REVOCATIONSERVICE']._serialized_start=668
-  _globals['_REVOCATIONSERVICE']._serialized_end=787
+  _globals['_REVOCATIONSERVICE']._serialized_end=792
 # @@protoc_insertion_point(module_scope)
