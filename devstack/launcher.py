@@ -436,7 +436,19 @@ class Stack(ProcessGroup):
             )
         else:
             s = dataclasses.replace(s, gateway_port=ports.port)
+        profile_port_was = self.settings.profile_port
         self.settings = s
+        if name == "profile" and ports.port != profile_port_was and self._is_running("auth"):
+            # auth_svc calls the profile service too (account deletions), at the address
+            # it was started with: with port 0 that was not known yet, so it starts again
+            # (on its own port) now that it is.
+            self.restart("auth")
+
+    def _is_running(self, name: str) -> bool:
+        try:
+            return self.process(name).poll() is None
+        except KeyError:
+            return False
 
     def readiness(self, name: str) -> Callable[[], None]:
         s = self.settings

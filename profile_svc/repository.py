@@ -6,11 +6,16 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import RowMapping, bindparam, insert, select, update
+from sqlalchemy import RowMapping, bindparam, delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
-from profile_svc.models import Profile, profiles
+from profile_svc.models import Profile, deleted_users, profiles
+
+
+class DeletedUser(Exception):
+    """The user's account was deleted: their profile is never created again."""
+
 
 EDITABLE_COLUMNS = frozenset({"display_name", "email", "bio"})
 # Built once and reused: no statement construction or cache-key work on the hot read path.
@@ -38,12 +43,33 @@ class ProfileRepository:
         try:
             with self._sessions.begin() as session:
                 session.execute(insert(profiles).values(_row(new)))
+                # After the insert, and a locking read: a deletion committing meanwhile
+                # is seen (or waits for us and then deletes this row), never missed.
+                if _is_deleted(session, new.user_id):
+                    raise DeletedUser(new.user_id)
         except IntegrityError:
             winner = self.find(new.user_id)
             if winner is None:  # the conflict was not on our key
                 raise
             return winner
         return new
+
+    def delete_for_good(self, user_id: str, deleted_at: datetime) -> bool:
+        """Delete the profile and remember the user id as deleted, in one transaction;
+        whether a profile was there. Idempotent."""
+        try:
+            with self._sessions.begin() as session:
+                if not _is_deleted(session, user_id):
+                    session.execute(
+                        insert(deleted_users).values(user_id=user_id, deleted_at=deleted_at)
+                    )
+                result = session.execute(delete(profiles).where(profiles.c.user_id == user_id))
+                return bool(getattr(result, "rowcount", 0))
+        except IntegrityError:
+            # A concurrent call remembered it first; the profile goes all the same.
+            with self._sessions.begin() as session:
+                session.execute(delete(profiles).where(profiles.c.user_id == user_id))
+            return False
 
     def update(
         self, user_id: str, changes: Mapping[str, str], updated_at: datetime
@@ -60,6 +86,13 @@ class ProfileRepository:
             )
             row = session.execute(_BY_USER_ID, {"user_id": user_id}).first()
         return None if row is None else _profile(row._mapping)
+
+
+def _is_deleted(session: Session, user_id: str) -> bool:
+    found = session.execute(
+        select(deleted_users.c.user_id).where(deleted_users.c.user_id == user_id).with_for_update()
+    ).first()
+    return found is not None
 
 
 def _row(profile: Profile) -> dict[str, Any]:
