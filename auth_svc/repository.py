@@ -664,7 +664,9 @@ class AccountRepository:
         def work(session: Session) -> int:
             others = sorted(
                 session.execute(
-                    select(refresh_tokens.c.family_id.distinct()).where(
+                    select(refresh_tokens.c.family_id)
+                    .distinct()
+                    .where(
                         refresh_tokens.c.user_id == user_id,
                         refresh_tokens.c.revoked_at.is_(None),
                         refresh_tokens.c.family_id != keep_session_id,
