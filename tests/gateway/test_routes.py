@@ -71,7 +71,8 @@ def test_every_account_route_needs_a_token_and_declares_a_rate_limit() -> None:
     ]
     assert len(account) == 5
     for route in account:
-        assert not route.public and route.rate_limit, route.grpc_path
+        assert not route.public, route.grpc_path
+        assert route.rate_limit, route.grpc_path
 
 
 def test_public_flag_is_read_from_the_method_option() -> None:

@@ -10,7 +10,7 @@ from collections.abc import Iterator
 import grpc
 import pytest
 from authgate.profile.v1 import profile_pb2, profile_pb2_grpc
-from sqlalchemy import Engine, func, select
+from sqlalchemy import Engine, Table, func, select
 
 from authgate_common.errors import InvalidArgument, Unauthenticated
 from authgate_common.grpc_server import RunningServer
@@ -26,14 +26,10 @@ from tests.profile.helpers import make_identity
 from tests.token_factory import TokenFactory
 
 
-def _count(engine: Engine, table: object, user_id: str) -> int:
-    column = table.c.user_id  # type: ignore[attr-defined]
+def _count(engine: Engine, table: Table, user_id: str) -> int:
+    query = select(func.count()).select_from(table).where(table.c.user_id == user_id)
     with engine.connect() as connection:
-        return int(
-            connection.execute(
-                select(func.count()).select_from(table).where(column == user_id)
-            ).scalar_one()  # type: ignore[arg-type]
-        )
+        return int(connection.execute(query).scalar_one())
 
 
 # --- storage -------------------------------------------------------------------------------
@@ -135,7 +131,7 @@ def _delete(server: RunningServer, user_id: str, token: str | None) -> grpc.Stat
                 profile_pb2.DeleteUserProfileRequest(user_id=user_id), timeout=10, metadata=metadata
             )
         except grpc.RpcError as exc:
-            return exc.code()  # type: ignore[no-any-return]
+            return exc.code()
     return grpc.StatusCode.OK
 
 
@@ -149,7 +145,7 @@ def _get_profile(server: RunningServer, token: str) -> grpc.StatusCode:
                 metadata=(("authorization", f"Bearer {token}"),),
             )
         except grpc.RpcError as exc:
-            return exc.code()  # type: ignore[no-any-return]
+            return exc.code()
     return grpc.StatusCode.OK
 
 
