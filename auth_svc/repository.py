@@ -716,9 +716,9 @@ class AccountRepository:
         return work
 
     def delete_user(self, claim: LoginClaim, event: NewEvent) -> bool:
-        """Delete the claimed user with their sessions, tokens and roles, queue their
-        profile's deletion (the outbox) and refuse their access tokens, in one transaction;
-        False if the user was gone already."""
+        """Delete the claimed user with their sessions, tokens and roles, strip their audit
+        events to the user id, queue their profile's deletion (the outbox) and refuse their
+        access tokens, in one transaction; False if the user was gone already."""
         assert claim.user is not None
         user_id = claim.user.id
         now = event.created_at
@@ -741,6 +741,13 @@ class AccountRepository:
                 insert(profile_deletions).values(
                     user_id=user_id, created_at=now, attempts=0, next_attempt_at=now
                 )
+            )
+            # The user's events stay, naming them by id only: where they were is personal
+            # data that goes with the account.
+            session.execute(
+                update(audit_events)
+                .where(audit_events.c.user_id == user_id)
+                .values(client_ip=None, user_agent=None)
             )
             append_event(session, event.with_detail(sessions_revoked=int(ended)))
             self._revocations.revoke_user(

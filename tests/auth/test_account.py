@@ -186,6 +186,10 @@ def test_a_deletion_removes_everything_and_queues_the_profile(api: Account) -> N
     assert event.client_ip is None
     assert event.user_agent is None
     assert json.loads(event.detail) == {"sessions_revoked": 2}
+    # The user's earlier events (register, logins) stay, without address or User-Agent.
+    earlier = api.rows("SELECT * FROM audit_events WHERE user_id = :u", u=user_id)
+    assert {e.type for e in earlier} >= {"register", "login_succeeded", "account_deleted"}
+    assert all(e.client_ip is None and e.user_agent is None for e in earlier)
     assert [(r.kind, r.subject) for r in api.rows("SELECT kind, subject FROM revocations")] == [
         ("user", user_id)
     ]
