@@ -73,6 +73,7 @@ def test_every_account_route_needs_a_token_and_declares_a_rate_limit() -> None:
     for route in account:
         assert not route.public, route.grpc_path
         assert route.rate_limit, route.grpc_path
+        assert 429 in route.error_statuses, route.grpc_path
 
 
 def test_public_flag_is_read_from_the_method_option() -> None:
