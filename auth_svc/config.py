@@ -26,7 +26,7 @@ from authgate_common.config import (
 )
 from authgate_common.db_watch import DatabaseCheckSettings
 from authgate_common.grpc_server import ServerSettings
-from authgate_common.tls import ServerTls
+from authgate_common.tls import ClientTls, ServerTls
 from authgate_common.tokens import TokenSettings
 
 # Lifetimes travel as int32 seconds; ten years is far below that limit.
@@ -192,9 +192,10 @@ SETTINGS = SettingsTable.of(
     (AUTH_LOCKOUT_THRESHOLD, AUTH_LOCKOUT_BASE_SECONDS, AUTH_LOCKOUT_MAX_SECONDS),
     (AUTH_ARGON2_TIME_COST, AUTH_ARGON2_MEMORY_KIB, AUTH_ARGON2_PARALLELISM),
     (AUTH_MAX_CONCURRENT_HASHES, AUTH_HASH_QUEUE_TIMEOUT_SECONDS),
-    (AUTH_AUDIT_RETENTION_DAYS,),
+    (AUTH_AUDIT_RETENTION_DAYS, shared.PROFILE_GRPC_TARGET),
     shared.TOKENS,
     shared.GRPC_SERVER,
+    shared.CLIENT_TLS,
     shared.DB_CHECK,
     (shared.LOG_LEVEL,),
 )
@@ -270,6 +271,10 @@ class AuthConfig:
     hash_queue_timeout_seconds: float = AUTH_HASH_QUEUE_TIMEOUT_SECONDS.default
     # Audit events older than this many days are deleted (hourly, in the background).
     audit_retention_days: int = AUTH_AUDIT_RETENTION_DAYS.default
+    # The profile service, which the outbox of account deletions is drained to, and the
+    # TLS of the channel to it (None: plaintext).
+    profile_target: str = shared.PROFILE_GRPC_TARGET.default
+    profile_tls: ClientTls | None = None
 
     def __post_init__(self) -> None:
         if self.access_token_ttl_seconds > self.tokens.max_lifetime_seconds:
@@ -343,6 +348,8 @@ class AuthConfig:
             or default_max_concurrent_hashes(argon2.memory_kib),
             hash_queue_timeout_seconds=AUTH_HASH_QUEUE_TIMEOUT_SECONDS.read(env),
             audit_retention_days=AUTH_AUDIT_RETENTION_DAYS.read(env),
+            profile_target=shared.PROFILE_GRPC_TARGET.read(env),
+            profile_tls=ClientTls.from_env(env),
         )
 
 

@@ -158,3 +158,42 @@ revocation_sequence = Table(
     Column("name", String(32), primary_key=True),
     Column("last_id", BigInteger, nullable=False),
 )
+
+
+# One row per session (a login and every token refreshed from it: a refresh-token family,
+# `id` = the family id = the tokens' `sid`). Whether it is live is the refresh tokens'
+# business (an unspent, unrevoked, unexpired token of the family); this row says what the
+# owner sees of it.
+AMR_LENGTH = 64  # a small JSON array of RFC 8176 method names
+sessions = Table(
+    "sessions",
+    metadata,
+    Column("id", String(ID_LENGTH), primary_key=True),
+    Column(
+        "user_id",
+        String(ID_LENGTH),
+        ForeignKey("users.id", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("last_used_at", UtcDateTime, nullable=False),
+    Column("client_ip", String(CLIENT_IP_LENGTH), nullable=True),
+    Column("user_agent", String(USER_AGENT_LENGTH), nullable=True),
+    Column("amr", String(AMR_LENGTH), nullable=False),
+    Index("ix_sessions_user_id", "user_id"),
+)
+
+
+# The outbox of account deletions: a row is written with the deletion and removed once the
+# profile service has deleted the profile (auth_svc.profile_outbox). Not a foreign key:
+# the user is gone.
+profile_deletions = Table(
+    "profile_deletions",
+    metadata,
+    Column("user_id", String(ID_LENGTH), primary_key=True),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("attempts", Integer, nullable=False, default=0, server_default="0"),
+    # Due from then; a worker that takes the row moves it on by its lease first.
+    Column("next_attempt_at", UtcDateTime, nullable=False),
+    Index("ix_profile_deletions_next_attempt_at", "next_attempt_at"),
+)

@@ -38,7 +38,9 @@ from auth_svc.models import (
     LOGIN_REFUSAL_SLOTS,
     audit_events,
     login_refusals,
+    profile_deletions,
     refresh_tokens,
+    sessions,
     user_roles,
     users,
 )
@@ -94,6 +96,19 @@ class RefreshTokenRecord:
     family_expires_at: datetime
     spent_at: datetime | None = None
     revoked_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class SessionRecord:
+    """What the owner sees of a session (a refresh-token family; `id` is its `sid`)."""
+
+    id: str
+    user_id: str
+    created_at: datetime
+    last_used_at: datetime
+    client_ip: str | None
+    user_agent: str | None
+    amr: tuple[str, ...]
 
 
 @dataclass(frozen=True)
@@ -246,10 +261,17 @@ class UserRepository:
             )
 
     def complete_login(
-        self, claim: LoginClaim, session_token: RefreshTokenRecord, event: NewEvent
+        self,
+        claim: LoginClaim,
+        session_token: RefreshTokenRecord,
+        event: NewEvent,
+        *,
+        session_record: SessionRecord,
+        then: Callable[[Session], None] | None = None,
     ) -> None:
         """A login succeeded: in one transaction take its counted failure back (count and
-        event), store the new session's first refresh token, append login_succeeded."""
+        event), store the new session and its first refresh token, append the event
+        (login_succeeded), then run `then` (the rest of a password change), if any."""
         assert claim.user is not None
         user_id = claim.user.id
 
@@ -264,7 +286,10 @@ class UserRepository:
                     delete(audit_events).where(audit_events.c.id == claim.failure_event_id)
                 )
             session.execute(insert(refresh_tokens).values(**asdict(session_token)))
+            session.execute(insert(sessions).values(**_session_row(session_record)))
             append_event(session, event)
+            if then is not None:
+                then(session)
 
         _transaction(self._sessions, work)
 
@@ -289,8 +314,13 @@ class UserRepository:
 
 
 class RefreshTokenRepository:
-    def __init__(self, sessions: sessionmaker[Session]) -> None:
+    def __init__(
+        self, sessions: sessionmaker[Session], revocations: RevocationLog | None = None
+    ) -> None:
         self._sessions = sessions
+        # When given, revoking a family also refuses its access tokens (by `sid`) through
+        # the feed, in the same transaction.
+        self._revocations = revocations
 
     def add(self, token: RefreshTokenRecord) -> None:
         with self._sessions.begin() as session:
@@ -324,6 +354,9 @@ class RefreshTokenRepository:
             if _rowcount(result) != 1:
                 return False
             session.execute(insert(refresh_tokens).values(**asdict(child)))
+            session.execute(
+                update(sessions).where(sessions.c.id == child.family_id).values(last_used_at=now)
+            )
             return True
 
         return _transaction(self._sessions, work)
@@ -347,6 +380,19 @@ class RefreshTokenRepository:
             revoked = _rowcount(result)
             if event is not None and revoked:
                 append_event(session, event)
+            if self._revocations is not None and revoked:
+                user_id = session.execute(
+                    select(refresh_tokens.c.user_id)
+                    .where(refresh_tokens.c.family_id == family_id)
+                    .limit(1)
+                ).scalar_one()
+                self._revocations.revoke_session(
+                    session,
+                    user_id,
+                    family_id,
+                    reason="family revoked" if event is None else event.type.value,
+                    at=now,
+                )
             return revoked
 
         return _transaction(self._sessions, work)
@@ -557,6 +603,242 @@ class AuditRepository:
             total += deleted
             if deleted < batch_size:
                 return total
+
+
+class AccountRepository:
+    """What a user changes of their own account: sessions, password, the account itself.
+
+    Every change revokes the access tokens it takes away through the feed, last in its
+    transaction (see auth_svc.revocations).
+    """
+
+    def __init__(self, sessions: sessionmaker[Session], revocations: RevocationLog) -> None:
+        self._sessions = sessions
+        self._revocations = revocations
+
+    def live_sessions(self, user_id: str, now: datetime) -> list[SessionRecord]:
+        """The user's sessions with a usable refresh token, newest first."""
+        query = (
+            select(sessions)
+            .where(
+                sessions.c.user_id == user_id,
+                sessions.c.id.in_(
+                    select(refresh_tokens.c.family_id).where(_usable_token(user_id, now))
+                ),
+            )
+            .order_by(sessions.c.created_at.desc(), sessions.c.id)
+        )
+        with self._sessions() as session:
+            return [_session_record(row) for row in session.execute(query)]
+
+    def revoke_session(self, user_id: str, session_id: str, event: NewEvent) -> bool:
+        """End one of the user's sessions; False when the user has no such live session."""
+        now = event.created_at
+
+        def work(session: Session) -> bool:
+            ended = session.execute(
+                update(refresh_tokens)
+                .where(
+                    refresh_tokens.c.family_id == session_id,
+                    _usable_token(user_id, now),
+                )
+                .values(revoked_at=now)
+            )
+            if _rowcount(ended) == 0:
+                return False
+            append_event(session, event.with_detail(session_id=session_id))
+            self._revocations.revoke_session(
+                session, user_id, session_id, reason=event.type.value, at=now
+            )
+            return True
+
+        return _transaction(self._sessions, work)
+
+    def revoke_other_sessions(self, user_id: str, keep_session_id: str, event: NewEvent) -> int:
+        """End every session of the user's but keep_session_id; how many were live."""
+        now = event.created_at
+
+        def work(session: Session) -> int:
+            others = sorted(
+                session.execute(
+                    select(refresh_tokens.c.family_id)
+                    .distinct()
+                    .where(
+                        refresh_tokens.c.user_id == user_id,
+                        refresh_tokens.c.revoked_at.is_(None),
+                        refresh_tokens.c.family_id != keep_session_id,
+                    )
+                ).scalars()
+            )
+            append_event(session, event.with_detail(sessions_revoked=len(others)))
+            for family_id in others:  # each revoke_session also ends the family's tokens
+                self._revocations.revoke_session(
+                    session, user_id, family_id, reason=event.type.value, at=now
+                )
+            return len(others)
+
+        return _transaction(self._sessions, work)
+
+    def password_change(
+        self, user_id: str, old_hash: str, new_hash: str, keep_session_id: str, now: datetime
+    ) -> Callable[[Session], None]:
+        """The password change's part of the transaction that also starts the new session
+        (UserRepository.complete_login's `then`): swap the hash if it is still old_hash
+        (else PasswordChangedMeanwhile rolls everything back), end every other session,
+        and refuse every access token issued until now."""
+
+        def work(session: Session) -> None:
+            swapped = session.execute(
+                update(users)
+                .where(users.c.id == user_id, users.c.password_hash == old_hash)
+                .values(password_hash=new_hash, updated_at=now)
+            )
+            if _rowcount(swapped) != 1:
+                raise PasswordChangedMeanwhile
+            session.execute(
+                update(refresh_tokens)
+                .where(
+                    refresh_tokens.c.user_id == user_id,
+                    refresh_tokens.c.revoked_at.is_(None),
+                    refresh_tokens.c.family_id != keep_session_id,
+                )
+                .values(revoked_at=now)
+            )
+            # Every earlier token of the user, the caller's old one too; the new session's
+            # tokens are issued after this commits, with a later `iat`.
+            self._revocations.revoke_user(
+                session, user_id, reason="password_changed", at=now, end_sessions=False
+            )
+
+        return work
+
+    def delete_user(self, claim: LoginClaim, event: NewEvent) -> bool:
+        """Delete the claimed user with their sessions, tokens and roles, strip their audit
+        events to the user id, queue their profile's deletion (the outbox) and refuse their
+        access tokens, in one transaction; False if the user was gone already."""
+        assert claim.user is not None
+        user_id = claim.user.id
+        now = event.created_at
+
+        def work(session: Session) -> bool:
+            if claim.failure_event_id is not None:  # the claim's counted failure is taken back
+                session.execute(
+                    delete(audit_events).where(audit_events.c.id == claim.failure_event_id)
+                )
+            ended = session.execute(
+                select(func.count(refresh_tokens.c.family_id.distinct())).where(
+                    refresh_tokens.c.user_id == user_id, refresh_tokens.c.revoked_at.is_(None)
+                )
+            ).scalar_one()
+            for table in (refresh_tokens, sessions, user_roles):
+                session.execute(delete(table).where(table.c.user_id == user_id))
+            if _rowcount(session.execute(delete(users).where(users.c.id == user_id))) != 1:
+                return False
+            session.execute(
+                insert(profile_deletions).values(
+                    user_id=user_id, created_at=now, attempts=0, next_attempt_at=now
+                )
+            )
+            # The user's events stay, naming them by id only: where they were is personal
+            # data that goes with the account.
+            session.execute(
+                update(audit_events)
+                .where(audit_events.c.user_id == user_id)
+                .values(client_ip=None, user_agent=None)
+            )
+            append_event(session, event.with_detail(sessions_revoked=int(ended)))
+            self._revocations.revoke_user(
+                session, user_id, reason=event.type.value, at=now, end_sessions=False
+            )
+            return True
+
+        return _transaction(self._sessions, work)
+
+
+@dataclass(frozen=True)
+class DueDeletion:
+    user_id: str
+    attempts: int
+
+
+class ProfileDeletionOutbox:
+    """The profile deletions the profile service has yet to take (written by
+    AccountRepository.delete_user with the deletion)."""
+
+    def __init__(self, sessions: sessionmaker[Session]) -> None:
+        self._sessions = sessions
+
+    def take_due(self, now: datetime, *, lease: timedelta, limit: int) -> list[DueDeletion]:
+        """Rows due by now, each moved on by the lease first, so that another replica's
+        worker does not take it at the same time (if this one dies, it is due again)."""
+        taken: list[DueDeletion] = []
+        with self._sessions() as session:
+            rows = session.execute(
+                select(
+                    profile_deletions.c.user_id,
+                    profile_deletions.c.attempts,
+                    profile_deletions.c.next_attempt_at,
+                )
+                .where(profile_deletions.c.next_attempt_at <= now)
+                .order_by(profile_deletions.c.next_attempt_at)
+                .limit(limit)
+            ).all()
+        for user_id, attempts, due_at in rows:
+            with self._sessions.begin() as session:
+                moved = session.execute(
+                    update(profile_deletions)
+                    .where(
+                        profile_deletions.c.user_id == user_id,
+                        profile_deletions.c.next_attempt_at == due_at,
+                    )
+                    .values(next_attempt_at=now + lease)
+                )
+            if _rowcount(moved) == 1:
+                taken.append(DueDeletion(user_id, attempts))
+        return taken
+
+    def done(self, user_id: str) -> None:
+        with self._sessions.begin() as session:
+            session.execute(delete(profile_deletions).where(profile_deletions.c.user_id == user_id))
+
+    def retry_at(self, user_id: str, attempts: int, at: datetime) -> None:
+        with self._sessions.begin() as session:
+            session.execute(
+                update(profile_deletions)
+                .where(profile_deletions.c.user_id == user_id)
+                .values(attempts=attempts, next_attempt_at=at)
+            )
+
+    def pending(self) -> int:
+        with self._sessions() as session:
+            return int(
+                session.execute(select(func.count()).select_from(profile_deletions)).scalar_one()
+            )
+
+
+class PasswordChangedMeanwhile(Exception):
+    """The password hash changed between its check and its replacement."""
+
+
+def _usable_token(user_id: str, now: datetime) -> Any:
+    return and_(
+        refresh_tokens.c.user_id == user_id,
+        refresh_tokens.c.revoked_at.is_(None),
+        refresh_tokens.c.spent_at.is_(None),
+        refresh_tokens.c.expires_at > now,
+    )
+
+
+def _session_row(record: SessionRecord) -> dict[str, Any]:
+    row = asdict(record)
+    row["amr"] = json.dumps(list(record.amr), separators=(",", ":"))
+    return row
+
+
+def _session_record(row: Any) -> SessionRecord:
+    values = row._asdict()
+    values["amr"] = tuple(json.loads(values["amr"]))
+    return SessionRecord(**values)
 
 
 def append_event(session: Session, event: NewEvent) -> int:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 
-from authgate.auth.v1 import auth_pb2
+from authgate.auth.v1 import account_pb2, auth_pb2
 
 from authgate_common.errors import InvalidArgument
 from authgate_common.field_rules import rules_for
@@ -20,6 +20,11 @@ USERNAME_RULES = rules_for(_REGISTER, "username")
 PASSWORD_RULES = rules_for(_REGISTER, "password")
 EMAIL_RULES = rules_for(_REGISTER, "email")
 DISPLAY_NAME_RULES = rules_for(_REGISTER, "display_name")
+
+# The account requests' own fields (AccountService); new passwords follow check_password.
+CURRENT_PASSWORD_RULES = rules_for(account_pb2.ChangePasswordRequest, "current_password")
+DELETE_PASSWORD_RULES = rules_for(account_pb2.DeleteAccountRequest, "password")
+SESSION_ID_RULES = rules_for(account_pb2.RevokeSessionRequest, "session_id")
 
 MIN_USERNAME_LENGTH = USERNAME_RULES.min_length
 MAX_USERNAME_LENGTH = USERNAME_RULES.max_length

@@ -9,6 +9,7 @@ from typing import cast
 
 import grpc
 from authgate.auth.v1 import (
+    account_pb2_grpc,
     admin_pb2,
     admin_pb2_grpc,
     auth_pb2,
@@ -19,6 +20,8 @@ from authgate.auth.v1 import (
 from prometheus_client import CollectorRegistry
 from sqlalchemy import Engine
 
+from auth_svc.account_servicer import SERVICE_NAME as ACCOUNT_SERVICE_NAME
+from auth_svc.account_servicer import AccountServicer
 from auth_svc.admin import Administration
 from auth_svc.admin_servicer import AdminServicer
 from auth_svc.audit_retention import AuditPruner
@@ -30,9 +33,12 @@ from auth_svc.keys import KeyRing
 from auth_svc.metrics import AuthMetrics
 from auth_svc.migrations import AUTH_MIGRATIONS
 from auth_svc.passwords import PasswordHasher
+from auth_svc.profile_outbox import GrpcProfileDeleter, ProfileDeletionWorker
 from auth_svc.repository import (
+    AccountRepository,
     AdminRepository,
     AuditRepository,
+    ProfileDeletionOutbox,
     RefreshTokenRepository,
     UserRepository,
 )
@@ -41,6 +47,7 @@ from auth_svc.revocations import RevocationLog, token_lifetime_bound
 from auth_svc.service import AuthService, LockoutObserver
 from auth_svc.servicer import AuthServicer
 from auth_svc.tokens import AccessTokenIssuer
+from authgate_common.channels import open_channel
 from authgate_common.clock import Clock, utc_now
 from authgate_common.db import make_sessions
 from authgate_common.grpc_server import RunningServer
@@ -48,6 +55,7 @@ from authgate_common.interceptors import AuthInterceptor
 from authgate_common.jwks import JwksCache
 from authgate_common.revocation import RevocationCheck
 from authgate_common.service import ServiceParts, build
+from authgate_common.tls import channel_credentials
 from authgate_common.tokens import VERIFIED_TOKEN_CACHE_SIZE, TokenSettings, TokenVerifier
 
 NAME = "auth_svc"
@@ -61,6 +69,10 @@ _add_auth_servicer = cast(
 _add_admin_servicer = cast(
     Callable[[AdminServicer, grpc.Server], None],
     admin_pb2_grpc.add_AdminServiceServicer_to_server,
+)
+_add_account_servicer = cast(
+    Callable[[AccountServicer, grpc.Server], None],
+    account_pb2_grpc.add_AccountServiceServicer_to_server,
 )
 # The verifier reads the ring in process: cheap, so the key set is re-read every second.
 _OWN_KEYS_MAX_AGE_SECONDS = 1.0
@@ -77,23 +89,28 @@ def build_service(
     clock: Clock = utc_now,
     on_lockout: LockoutObserver = lambda _event: None,
     revocation_log: RevocationLog | None = None,
+    on_account_deleted: Callable[[str], None] = lambda _user_id: None,
 ) -> AuthService:
     sessions = make_sessions(engine)
+    if revocation_log is None:
+        revocation_log = RevocationLog(sessions, token_lifetime=token_lifetime_bound(config.tokens))
     return AuthService(
         config,
         users=UserRepository(sessions),
-        refresh_tokens=RefreshTokenRepository(sessions),
+        refresh_tokens=RefreshTokenRepository(sessions, revocation_log),
         passwords=PasswordHasher(config.argon2, limiter=hash_limiter(config)),
         access_tokens=AccessTokenIssuer(
             config.tokens,
             keys,
             ttl_seconds=config.access_token_ttl_seconds,
-            honoured_iat=None if revocation_log is None else revocation_log.first_honoured_iat,
+            honoured_iat=revocation_log.first_honoured_iat,
         ),
         keys=keys,
         common_passwords=load_common_passwords(),
         clock=clock,
         on_lockout=on_lockout,
+        accounts=AccountRepository(sessions, revocation_log),
+        on_account_deleted=on_account_deleted,
     )
 
 
@@ -154,6 +171,14 @@ def build_server(config: AuthConfig, *, clock: Clock = utc_now) -> RunningServer
             clock=clock,
         )
         auth_metrics = AuthMetrics(registry)
+        profile_channel = open_channel(
+            config.profile_target, credentials=channel_credentials(config.profile_tls)
+        )
+        outbox = ProfileDeletionWorker(
+            ProfileDeletionOutbox(make_sessions(engine)),
+            GrpcProfileDeleter(profile_channel, config.tokens, keys, clock=clock),
+            clock=clock,
+        )
         service = build_service(
             config,
             engine,
@@ -161,14 +186,16 @@ def build_server(config: AuthConfig, *, clock: Clock = utc_now) -> RunningServer
             clock=clock,
             on_lockout=auth_metrics.lockout,
             revocation_log=revocation_log,
+            on_account_deleted=outbox.notify,
         )
         servicer = AuthServicer(service, jwks_max_age_seconds=config.jwks_max_age_seconds)
-        # AuthService's RPCs authenticate by password or refresh token; the admin API by
-        # access token, with the roles its options require.
+        # AuthService's RPCs authenticate by password or refresh token; the admin and
+        # account APIs by access token, with the roles their options require.
         authenticator = AuthInterceptor(
             own_token_verifier(config, keys, revocations=feed.local),
-            protected_services=[ADMIN_SERVICE_NAME],
+            protected_services=[ADMIN_SERVICE_NAME, ACCOUNT_SERVICE_NAME],
         )
+        account = AccountServicer(service, authenticator.caller)
         admin = AdminServicer(
             build_administration(engine, config.tokens, clock=clock),
             authenticator.caller,
@@ -183,19 +210,26 @@ def build_server(config: AuthConfig, *, clock: Clock = utc_now) -> RunningServer
         def register(server: grpc.Server) -> None:
             _add_auth_servicer(servicer, server)
             _add_admin_servicer(admin, server)
+            _add_account_servicer(account, server)
             revocation_pb2_grpc.add_RevocationServiceServicer_to_server(
                 RevocationServicer(feed), server
             )
 
         return ServiceParts(
             register=register,
-            service_names=[SERVICE_NAME, ADMIN_SERVICE_NAME, REVOCATION_SERVICE_NAME],
+            service_names=[
+                SERVICE_NAME,
+                ADMIN_SERVICE_NAME,
+                ACCOUNT_SERVICE_NAME,
+                REVOCATION_SERVICE_NAME,
+            ],
             interceptors=[authenticator],
             observers=[auth_metrics.observe],
-            background=[reloader, pruner, feed],
+            background=[reloader, pruner, feed, outbox],
             # The feed's streams never end on their own: end them first, or the stop
             # waits out its whole grace period.
             on_stopping=[feed.stop],
+            closers=[profile_channel.close],
             signal_handlers={signal.SIGHUP: reloader.trigger},
             log_fields={"signing_kid": keys.signer.kid},
         )

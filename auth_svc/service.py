@@ -32,9 +32,12 @@ from auth_svc.config import AuthConfig
 from auth_svc.keys import KeyRing
 from auth_svc.passwords import PasswordHasher
 from auth_svc.repository import (
+    AccountRepository,
     LoginClaim,
+    PasswordChangedMeanwhile,
     RefreshTokenRecord,
     RefreshTokenRepository,
+    SessionRecord,
     UserRecord,
     UserRepository,
 )
@@ -46,7 +49,7 @@ from auth_svc.tokens import (
     new_refresh_token,
 )
 from authgate_common.clock import Clock, utc_now
-from authgate_common.errors import InvalidArgument, PermissionDenied, Unauthenticated
+from authgate_common.errors import InvalidArgument, NotFound, PermissionDenied, Unauthenticated
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +59,9 @@ INVALID_CREDENTIALS = "invalid username or password"
 LOCK_ENGAGED = "engaged"
 LOCK_REFUSED = "refused"
 LockoutObserver = Callable[[str], None]
+WRONG_PASSWORD = "the password is wrong"  # noqa: S105 - a message
+ACCOUNT_GONE = "the account no longer exists"
+SESSION_NOT_FOUND = "you have no live session with this id"
 INVALID_REFRESH_TOKEN = "the refresh token is invalid, expired or revoked"  # noqa: S105
 TOKEN_TYPE = "Bearer"  # noqa: S105 - the OAuth token_type, not a secret
 
@@ -99,8 +105,13 @@ class AuthService:
         common_passwords: frozenset[str] = frozenset(),
         clock: Clock = utc_now,
         on_lockout: LockoutObserver = lambda _event: None,
+        accounts: AccountRepository | None = None,
+        on_account_deleted: Callable[[str], None] = lambda _user_id: None,
     ) -> None:
         self._config = config
+        self._accounts = accounts
+        # Told the user id once a deletion has committed (wakes the profile outbox).
+        self._on_account_deleted = on_account_deleted
         self._on_lockout = on_lockout
         self._users = users
         self._refresh_tokens = refresh_tokens
@@ -174,6 +185,7 @@ class AuthService:
                 now,
                 {"session_id": record.family_id, "amr": ["pwd"]},
             ),
+            session_record=new_session(record, origin, ("pwd",)),
         )
         if self._passwords.needs_rehash(user.password_hash):
             self._users.replace_password_hash(
@@ -269,6 +281,113 @@ class AuthService:
             self._refresh_tokens.revoke_family(presented.family_id, now, event)
             log.info("logout", extra={"user_id": presented.user_id})
 
+    # --- the caller's own account (AccountService); user_id comes from a verified token ---
+
+    def change_password(
+        self,
+        user_id: str,
+        session_id: str,
+        current_password: str,
+        new_password: str,
+        *,
+        origin: Origin = NO_ORIGIN,
+    ) -> TokenPair:
+        """Check the current password as a login does (a wrong one counts towards the
+        lockout), set the new one, end every session and start a new one: its pair."""
+        accounts = self._account_repository()
+        rules.CURRENT_PASSWORD_RULES.check(current_password)
+        user = self._account_owner(user_id)
+        rules.check_password(
+            new_password,
+            username=user.username,
+            min_length=self._config.password_min_length,
+            common_passwords=self._common_passwords,
+        )
+        if new_password == current_password:
+            raise InvalidArgument("new_password must differ from the current password")
+        now = self._clock()
+        with self._passwords.reserved():
+            claim = self._checked_claim(user.username, current_password, now, origin)
+            new_hash = self._passwords.hash(new_password)
+        claimed = claim.user
+        assert claimed is not None
+        family_expires_at = now + timedelta(seconds=self._config.refresh_family_max_seconds)
+        token, record = self._new_refresh_token(
+            claimed.id,
+            now,
+            family_id=str(uuid.uuid4()),
+            parent_id=None,
+            family_expires_at=family_expires_at,
+        )
+        event = NewEvent(
+            EventType.PASSWORD_CHANGED,
+            claimed.id,
+            origin,
+            now,
+            {"session_id": record.family_id, "previous_session_id": session_id},
+        )
+        try:
+            self._users.complete_login(
+                claim,
+                record,
+                event,
+                session_record=new_session(record, origin, ("pwd",)),
+                then=accounts.password_change(
+                    claimed.id, claimed.password_hash, new_hash, record.family_id, now
+                ),
+            )
+        except PasswordChangedMeanwhile:
+            raise Unauthenticated(WRONG_PASSWORD) from None
+        log.info("password changed", extra={"user_id": claimed.id})
+        return self._token_pair(claimed, token, record, now)
+
+    def list_sessions(self, user_id: str) -> list[SessionRecord]:
+        return self._account_repository().live_sessions(user_id, self._clock())
+
+    def revoke_session(self, user_id: str, session_id: str, *, origin: Origin = NO_ORIGIN) -> None:
+        """End one of the caller's sessions; another user's (or no) session is NotFound."""
+        rules.SESSION_ID_RULES.check(session_id)
+        event = NewEvent(EventType.SESSION_REVOKED, user_id, origin, self._clock())
+        if not self._account_repository().revoke_session(user_id, session_id, event):
+            raise NotFound(SESSION_NOT_FOUND)
+
+    def revoke_other_sessions(
+        self, user_id: str, session_id: str, *, origin: Origin = NO_ORIGIN
+    ) -> int:
+        event = NewEvent(
+            EventType.SESSIONS_REVOKED, user_id, origin, self._clock(), {"kept": session_id}
+        )
+        return self._account_repository().revoke_other_sessions(user_id, session_id, event)
+
+    def delete_account(self, user_id: str, password: str, *, origin: Origin = NO_ORIGIN) -> None:
+        """Check the password as a login does, then delete the user, their sessions, roles
+        and (through the outbox) profile. The event keeps the user id and request id only."""
+        accounts = self._account_repository()
+        rules.DELETE_PASSWORD_RULES.check(password)
+        user = self._account_owner(user_id)
+        now = self._clock()
+        with self._passwords.reserved():
+            claim = self._checked_claim(user.username, password, now, origin)
+        # Where the owner was is personal data: not kept once the account is gone.
+        event = NewEvent(
+            EventType.ACCOUNT_DELETED, user.id, Origin(request_id=origin.request_id), now
+        )
+        if not accounts.delete_user(claim, event):
+            raise Unauthenticated(ACCOUNT_GONE)
+        log.info("account deleted", extra={"user_id": user.id})
+        self._on_account_deleted(user.id)
+
+    def _account_owner(self, user_id: str) -> UserRecord:
+        user = self._users.by_id(user_id)
+        if user is None:
+            raise Unauthenticated(ACCOUNT_GONE)
+        return user
+
+    def _account_repository(self) -> AccountRepository:
+        if self._accounts is None:
+            raise RuntimeError("AuthService was built without an AccountRepository")
+        return self._accounts
+
     def jwks(self) -> list[dict[str, str]]:
         return self._keys.jwks(self._config.signing_algorithm)
 
@@ -363,3 +482,16 @@ class AuthService:
             refresh_expires_in=int((record.expires_at - now).total_seconds()),
             user_id=user.id,
         )
+
+
+def new_session(record: RefreshTokenRecord, origin: Origin, amr: tuple[str, ...]) -> SessionRecord:
+    """The session a login starts with its first refresh token."""
+    return SessionRecord(
+        id=record.family_id,
+        user_id=record.user_id,
+        created_at=record.issued_at,
+        last_used_at=record.issued_at,
+        client_ip=origin.client_ip,
+        user_agent=origin.user_agent,
+        amr=amr,
+    )

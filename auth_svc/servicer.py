@@ -70,14 +70,14 @@ class AuthServicer(auth_pb2_grpc.AuthServiceServicer):
     def Login(  # noqa: N802
         self, request: auth_pb2.LoginRequest, context: grpc.ServicerContext
     ) -> auth_pb2.TokenResponse:
-        return _token_response(
+        return token_response(
             self._service.login(request.username, request.password, origin=origin_of(context))
         )
 
     def Refresh(  # noqa: N802
         self, request: auth_pb2.RefreshRequest, context: grpc.ServicerContext
     ) -> auth_pb2.TokenResponse:
-        return _token_response(
+        return token_response(
             self._service.refresh(request.refresh_token, origin=origin_of(context))
         )
 
@@ -107,7 +107,7 @@ class AuthServicer(auth_pb2_grpc.AuthServiceServicer):
         )
 
 
-def _token_response(pair: TokenPair) -> auth_pb2.TokenResponse:
+def token_response(pair: TokenPair) -> auth_pb2.TokenResponse:
     note_user(pair.user_id)  # the rpc log line says whom the tokens are for
     return auth_pb2.TokenResponse(
         access_token=pair.access_token,

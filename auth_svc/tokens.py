@@ -102,6 +102,37 @@ class AccessTokenIssuer:
         )
 
 
+def issue_internal_token(
+    settings: TokenSettings,
+    keys: KeyRing,
+    *,
+    subject: str,
+    roles: frozenset[str],
+    ttl_seconds: int,
+    now: datetime,
+) -> str:
+    """A token for a call between the services (settings: authgate_common.internal's)."""
+    issued_at = int(now.timestamp())
+    claims: dict[str, Any] = {
+        "iss": settings.issuer,
+        "aud": settings.audience,
+        "sub": subject,
+        "exp": issued_at + ttl_seconds,
+        "iat": issued_at,
+        "nbf": issued_at,
+        "jti": uuid.uuid4().hex,
+        "client_id": CLIENT_ID,
+        "roles": sorted(roles),
+    }
+    signer = keys.signer
+    return jwt.encode(
+        claims,
+        signer.private_key,
+        algorithm=settings.algorithms[0],
+        headers={"typ": ACCESS_TOKEN_TYPE, "kid": signer.kid},
+    )
+
+
 def new_refresh_token() -> str:
     """256 random bits, URL-safe; only its hash is stored."""
     return secrets.token_urlsafe(32)

@@ -61,6 +61,12 @@ AUTH_GRPC_TARGET = text(
     "127.0.0.1:50051",
     "where to reach the auth service (`host:port`, or any gRPC target such as `dns:///auth:50051`)",
 )
+# --- callers of the profile service (gateway; auth_svc, for account deletions) ---
+
+PROFILE_GRPC_TARGET = text(
+    "PROFILE_GRPC_TARGET", "127.0.0.1:50052", "where to reach the profile service"
+)
+
 JWKS_REFETCH_COOLDOWN_SECONDS = number(
     "JWKS_REFETCH_COOLDOWN_SECONDS",
     5.0,

@@ -440,7 +440,22 @@ class Stack(ProcessGroup):
             )
         else:
             s = dataclasses.replace(s, gateway_port=ports.port)
+        profile_port_was = self.settings.profile_port
         self.settings = s
+        if name == "profile" and ports.port != profile_port_was and self._is_running("auth"):
+            # auth_svc calls the profile service too (account deletions), at the address
+            # it was started with: with port 0 that was not known yet, so it starts again
+            # (on its own port) now that it is; and so does the profile service, whose
+            # first key fetch and revocation feed the restart cut off (it would wait out
+            # its JWKS cooldown).
+            self.restart("auth")
+            self.restart("profile")
+
+    def _is_running(self, name: str) -> bool:
+        try:
+            return self.process(name).poll() is None
+        except KeyError:
+            return False
 
     def readiness(self, name: str) -> Callable[[], None]:
         s = self.settings

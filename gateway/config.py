@@ -78,9 +78,7 @@ SERVING = (
 
 # --- the application (GatewayConfig) ---
 
-PROFILE_GRPC_TARGET = text(
-    "PROFILE_GRPC_TARGET", "127.0.0.1:50052", "where to reach the profile service"
-)
+PROFILE_GRPC_TARGET = shared.PROFILE_GRPC_TARGET
 GATEWAY_GRPC_TIMEOUT_SECONDS = number(
     "GATEWAY_GRPC_TIMEOUT_SECONDS",
     5.0,

@@ -1,4 +1,4 @@
-"""The `profiles` table and the profile record the domain works with."""
+"""The `profiles` and `deleted_users` tables and the profile record the domain works with."""
 
 from __future__ import annotations
 
@@ -27,6 +27,15 @@ profiles = Table(
     Column("bio", String(BIO_MAX), nullable=False),
     Column("created_at", UtcDateTime, nullable=False),
     Column("updated_at", UtcDateTime, nullable=False),
+)
+
+# User ids whose account was deleted: their profile is gone and is never created again
+# (ids are never reused, so a row is kept for good; it holds no personal data).
+deleted_users = Table(
+    "deleted_users",
+    metadata,
+    Column("user_id", String(USER_ID_MAX), primary_key=True),
+    Column("deleted_at", UtcDateTime, nullable=False),
 )
 
 

@@ -20,7 +20,10 @@ from profile_svc.models import (
     USERNAME_MAX,
     Profile,
 )
-from profile_svc.repository import ProfileRepository
+from profile_svc.repository import DeletedUser, ProfileRepository
+
+ACCOUNT_DELETED = "the account has been deleted"
+DELETE_REQUEST_RULES = rules_for(profile_pb2.DeleteUserProfileRequest, "user_id")
 
 # Lengths, patterns and text rules are declared on the request's fields in the proto.
 _UPDATE = profile_pb2.UpdateProfileRequest
@@ -50,7 +53,16 @@ class Profiles:
         existing = self._repository.find(_user_id(identity))
         if existing is not None:
             return existing
-        return self._repository.get_or_create(self._new_profile(identity))
+        try:
+            return self._repository.get_or_create(self._new_profile(identity))
+        except DeletedUser:
+            # A token issued before the deletion, in the moment before it is refused.
+            raise Unauthenticated(ACCOUNT_DELETED) from None
+
+    def delete_for_good(self, user_id: str) -> bool:
+        """Remove a deleted user's profile, never to be created again; idempotent."""
+        DELETE_REQUEST_RULES.check(user_id)
+        return self._repository.delete_for_good(user_id, self._clock())
 
     def update_profile(self, identity: Identity, changes: ProfileChanges) -> Profile:
         """Apply the fields present in changes; all are validated before anything is written."""

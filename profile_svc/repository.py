@@ -2,16 +2,27 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import random
+import time
+from collections.abc import Callable, Mapping
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
-from sqlalchemy import RowMapping, bindparam, insert, select, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import RowMapping, bindparam, delete, insert, select, update
+from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
-from profile_svc.models import Profile, profiles
+from profile_svc.models import Profile, deleted_users, profiles
 
+
+class DeletedUser(Exception):
+    """The user's account was deleted: their profile is never created again."""
+
+
+T = TypeVar("T")
+# ER_LOCK_DEADLOCK: InnoDB rolled the transaction back and it may be retried.
+_MYSQL_DEADLOCK_CODES = frozenset({1213})
+_DEADLOCK_RETRIES = 5
 EDITABLE_COLUMNS = frozenset({"display_name", "email", "bio"})
 # Built once and reused: no statement construction or cache-key work on the hot read path.
 _BY_USER_ID = select(profiles).where(profiles.c.user_id == bindparam("user_id"))
@@ -30,20 +41,50 @@ class ProfileRepository:
         """The stored profile of new.user_id, inserting `new` if there is none.
 
         Race-safe: when a concurrent call inserts first, our insert fails on the
-        primary key and we read the winner's row.
+        primary key and we read the winner's row. A user deleted for good
+        (`delete_for_good`) raises DeletedUser, however the two interleave.
         """
         existing = self.find(new.user_id)
         if existing is not None:
             return existing
-        try:
+
+        def insert_unless_deleted() -> None:
             with self._sessions.begin() as session:
                 session.execute(insert(profiles).values(_row(new)))
+                # After the insert, and a locking read: a deletion committing meanwhile
+                # is seen (or waits for us and then deletes this row), never missed.
+                if _is_deleted(session, new.user_id):
+                    raise DeletedUser(new.user_id)
+
+        try:
+            _retrying_deadlocks(insert_unless_deleted)
         except IntegrityError:
             winner = self.find(new.user_id)
             if winner is None:  # the conflict was not on our key
                 raise
             return winner
         return new
+
+    def delete_for_good(self, user_id: str, deleted_at: datetime) -> bool:
+        """Delete the profile and remember the user id as deleted, in one transaction;
+        whether a profile was there. Idempotent."""
+
+        def remember_and_delete() -> bool:
+            with self._sessions.begin() as session:
+                if not _is_deleted(session, user_id):
+                    session.execute(
+                        insert(deleted_users).values(user_id=user_id, deleted_at=deleted_at)
+                    )
+                result = session.execute(delete(profiles).where(profiles.c.user_id == user_id))
+                return bool(getattr(result, "rowcount", 0))
+
+        try:
+            return _retrying_deadlocks(remember_and_delete)
+        except IntegrityError:
+            # A concurrent call remembered it first; the profile goes all the same.
+            with self._sessions.begin() as session:
+                session.execute(delete(profiles).where(profiles.c.user_id == user_id))
+            return False
 
     def update(
         self, user_id: str, changes: Mapping[str, str], updated_at: datetime
@@ -60,6 +101,28 @@ class ProfileRepository:
             )
             row = session.execute(_BY_USER_ID, {"user_id": user_id}).first()
         return None if row is None else _profile(row._mapping)
+
+
+def _retrying_deadlocks(work: Callable[[], T]) -> T:
+    """work(), again if MySQL rolled it back as a deadlock victim (a lazy creation and a
+    deletion of one profile lock the same rows in opposite orders); nothing of the failed
+    attempt remains."""
+    for attempt in range(_DEADLOCK_RETRIES):
+        try:
+            return work()
+        except OperationalError as exc:
+            code = getattr(exc.orig, "args", (None,))[0]
+            if code not in _MYSQL_DEADLOCK_CODES or attempt == _DEADLOCK_RETRIES - 1:
+                raise
+            time.sleep(random.uniform(0.001, 0.01) * (attempt + 1))  # noqa: S311 - jitter only
+    raise AssertionError("unreachable")
+
+
+def _is_deleted(session: Session, user_id: str) -> bool:
+    found = session.execute(
+        select(deleted_users.c.user_id).where(deleted_users.c.user_id == user_id).with_for_update()
+    ).first()
+    return found is not None
 
 
 def _row(profile: Profile) -> dict[str, Any]:

@@ -11,6 +11,7 @@ from authgate_common.channels import open_channel
 from authgate_common.db import make_sessions
 from authgate_common.grpc_server import RunningServer
 from authgate_common.interceptors import AuthInterceptor
+from authgate_common.internal import internal_token_settings
 from authgate_common.jwks import JwksCache, JwksSource, grpc_jwks_source
 from authgate_common.revocation import (
     FeedMetrics,
@@ -25,7 +26,12 @@ from profile_svc.config import ProfileConfig
 from profile_svc.migrations import PROFILE_MIGRATIONS
 from profile_svc.profiles import Profiles
 from profile_svc.repository import ProfileRepository
-from profile_svc.servicer import SERVICE_NAME, ProfileServicer
+from profile_svc.servicer import (
+    ADMIN_SERVICE_NAME,
+    SERVICE_NAME,
+    ProfileAdminServicer,
+    ProfileServicer,
+)
 
 NAME = "profile_svc"
 
@@ -78,17 +84,24 @@ def build_server(
             ),
             protected_services=[SERVICE_NAME],
         )
-        servicer = ProfileServicer(
-            Profiles(ProfileRepository(make_sessions(engine))), authenticator.caller
+        # The auth service's calls carry tokens for the internal audience, which the
+        # users' verifier refuses (and this one refuses users' tokens).
+        internal_authenticator = AuthInterceptor(
+            TokenVerifier(internal_token_settings(config.tokens), keys, revocations=check),
+            protected_services=[ADMIN_SERVICE_NAME],
         )
+        profiles = Profiles(ProfileRepository(make_sessions(engine)))
+        servicer = ProfileServicer(profiles, authenticator.caller)
+        admin = ProfileAdminServicer(profiles)
 
         def register(server: grpc.Server) -> None:
             profile_pb2_grpc.add_ProfileServiceServicer_to_server(servicer, server)
+            profile_pb2_grpc.add_ProfileAdminServiceServicer_to_server(admin, server)
 
         return ServiceParts(
             register=register,
-            service_names=[SERVICE_NAME],
-            interceptors=[authenticator],
+            service_names=[SERVICE_NAME, ADMIN_SERVICE_NAME],
+            interceptors=[authenticator, internal_authenticator],
             closers=closers,
             log_fields={"auth_target": config.auth_target},
         )

@@ -6,6 +6,7 @@ from datetime import datetime
 
 import grpc
 from authgate.profile.v1 import profile_pb2, profile_pb2_grpc
+from google.protobuf import empty_pb2
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from authgate_common.interceptors import CallerIdentity
@@ -13,6 +14,7 @@ from profile_svc.models import Profile
 from profile_svc.profiles import ProfileChanges, Profiles
 
 SERVICE_NAME: str = profile_pb2.DESCRIPTOR.services_by_name["ProfileService"].full_name
+ADMIN_SERVICE_NAME: str = profile_pb2.DESCRIPTOR.services_by_name["ProfileAdminService"].full_name
 
 
 class ProfileServicer(profile_pb2_grpc.ProfileServiceServicer):
@@ -34,6 +36,20 @@ class ProfileServicer(profile_pb2_grpc.ProfileServiceServicer):
             bio=request.bio if request.HasField("bio") else None,
         )
         return to_message(self._profiles.update_profile(self._caller.get(), changes))
+
+
+class ProfileAdminServicer(profile_pb2_grpc.ProfileAdminServiceServicer):
+    """What the auth service tells the profile service; its interceptor has checked the
+    internal token and its role."""
+
+    def __init__(self, profiles: Profiles) -> None:
+        self._profiles = profiles
+
+    def DeleteUserProfile(  # noqa: N802
+        self, request: profile_pb2.DeleteUserProfileRequest, context: grpc.ServicerContext
+    ) -> empty_pb2.Empty:
+        self._profiles.delete_for_good(request.user_id)
+        return empty_pb2.Empty()
 
 
 def to_message(profile: Profile) -> profile_pb2.Profile:

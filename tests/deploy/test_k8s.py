@@ -357,8 +357,9 @@ def test_only_the_gateway_and_profile_svc_reach_auth_svc(objects: list[dict[str,
     assert allowed_sources(objects, "auth", GRPC_SERVICES["auth"]) == {"gateway", "profile"}
 
 
-def test_only_the_gateway_reaches_profile_svc(objects: list[dict[str, Any]]) -> None:
-    assert allowed_sources(objects, "profile", GRPC_SERVICES["profile"]) == {"gateway"}
+def test_only_the_gateway_and_auth_svc_reach_profile_svc(objects: list[dict[str, Any]]) -> None:
+    # auth_svc drains the outbox of account deletions to profile_svc.
+    assert allowed_sources(objects, "profile", GRPC_SERVICES["profile"]) == {"gateway", "auth"}
 
 
 def test_ingress_is_denied_by_default_in_the_namespace(objects: list[dict[str, Any]]) -> None:

@@ -106,6 +106,11 @@ def test_the_contract_paths_are_all_documented(document: dict[str, Any]) -> None
         ("PUT", "/v1/admin/users/{user_id}/roles"),
         ("POST", "/v1/admin/users/{user_id}:revokeSessions"),
         ("GET", "/v1/admin/audit-events"),
+        ("POST", "/v1/account/password"),
+        ("GET", "/v1/account/sessions"),
+        ("DELETE", "/v1/account/sessions/{session_id}"),
+        ("POST", "/v1/account/sessions:revokeOthers"),
+        ("POST", "/v1/account:delete"),
         ("GET", "/healthz"),
         ("GET", "/readyz"),
     }

@@ -68,7 +68,23 @@ def test_an_invalid_limit_is_refused(text: str) -> None:
 def test_register_login_and_refresh_carry_a_limit_in_the_protos() -> None:
     limited = limits_by_rpc(real_routes())
     admin_rpcs = {f"authgate.auth.v1.AdminService.{method.name}" for method in ADMIN.methods}
-    assert set(limited) == {f"{AUTH}.Register", f"{AUTH}.Login", f"{AUTH}.Refresh", *admin_rpcs}
+    account_rpcs = {
+        f"authgate.auth.v1.AccountService.{name}"
+        for name in (
+            "ChangePassword",
+            "ListSessions",
+            "RevokeSession",
+            "RevokeOtherSessions",
+            "DeleteAccount",
+        )
+    }
+    assert set(limited) == {
+        f"{AUTH}.Register",
+        f"{AUTH}.Login",
+        f"{AUTH}.Refresh",
+        *admin_rpcs,
+        *account_rpcs,
+    }
     assert limited[f"{AUTH}.Login"] == ["10 per 1 minute"]
 
 

@@ -48,7 +48,32 @@ def test_routes_match_the_rest_contract() -> None:
         ("PUT", "/v1/admin/users/{user_id}/roles"),
         ("POST", "/v1/admin/users/{user_id}:revokeSessions"),
         ("GET", "/v1/admin/audit-events"),
+        ("POST", "/v1/account/password"),
+        ("GET", "/v1/account/sessions"),
+        ("DELETE", "/v1/account/sessions/{session_id}"),
+        ("POST", "/v1/account/sessions:revokeOthers"),
+        ("POST", "/v1/account:delete"),
     }
+
+
+def test_the_internal_profile_service_is_never_fronted() -> None:
+    # The auth service's DeleteUserProfile has no HTTP binding and its service is not fronted.
+    assert "authgate.profile.v1.ProfileAdminService" not in FRONTED_SERVICES
+    paths = {route.grpc_path for route in build_routes(fronted_services())}
+    assert not any("ProfileAdminService" in path for path in paths)
+
+
+def test_every_account_route_needs_a_token_and_declares_a_rate_limit() -> None:
+    account = [
+        route
+        for route in build_routes(fronted_services())
+        if route.method.containing_service.name == "AccountService"
+    ]
+    assert len(account) == 5
+    for route in account:
+        assert not route.public, route.grpc_path
+        assert route.rate_limit, route.grpc_path
+        assert 429 in route.error_statuses, route.grpc_path
 
 
 def test_public_flag_is_read_from_the_method_option() -> None:

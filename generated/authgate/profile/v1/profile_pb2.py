@@ -25,16 +25,19 @@ _sym_db = _symbol_database.Default()
 from authgate.options.v1 import options_pb2 as authgate_dot_options_dot_v1_dot_options__pb2
 from google.api import annotations_pb2 as google_dot_api_dot_annotations__pb2
 from google.api import field_behavior_pb2 as google_dot_api_dot_field__behavior__pb2
+from google.protobuf import empty_pb2 as google_dot_protobuf_dot_empty__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n!authgate/profile/v1/profile.proto\x12\x13\x61uthgate.profile.v1\x1a!authgate/options/v1/options.proto\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x13\n\x11GetProfileRequest\"\x9b\x04\n\x14UpdateProfileRequest\x12q\n\x0c\x64isplay_name\x18\x01 \x01(\tBV\xe2\x41\x01\x01\xaa\xbb\x18N\x10\x64 \x01*Hat most 100 characters on one line, without control or format charactersH\x00\x88\x01\x01\x12\xf1\x01\n\x05\x65mail\x18\x02 \x01(\tB\xdc\x01\xe2\x41\x01\x01\xaa\xbb\x18\xd3\x01\x10\xfe\x01\x1au^([^@\\s\\u0000-\\u001f\\u007f-\\u009f]{1,64}@[^@\\s.\\u0000-\\u001f\\u007f-\\u009f]+(\\.[^@\\s.\\u0000-\\u001f\\u007f-\\u009f]+)+)?$*Wan e-mail address such as name@example.com of at most 254 characters, or \"\" to clear itH\x01\x88\x01\x01\x12y\n\x03\x62io\x18\x03 \x01(\tBg\xe2\x41\x01\x01\xaa\xbb\x18_\x10\xe8\x07 \x02*Xat most 1000 characters, without control or format characters other than newline and tabH\x02\x88\x01\x01\x42\x0f\n\r_display_nameB\x08\n\x06_emailB\x06\n\x04_bio\"\xd6\x01\n\x07Profile\x12\x15\n\x07user_id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x03\x12\x16\n\x08username\x18\x02 \x01(\tB\x04\xe2\x41\x01\x03\x12\x14\n\x0c\x64isplay_name\x18\x03 \x01(\t\x12\r\n\x05\x65mail\x18\x04 \x01(\t\x12\x0b\n\x03\x62io\x18\x05 \x01(\t\x12\x34\n\ncreated_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03\x12\x34\n\nupdated_at\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03\x32\xee\x01\n\x0eProfileService\x12j\n\nGetProfile\x12&.authgate.profile.v1.GetProfileRequest\x1a\x1c.authgate.profile.v1.Profile\"\x16\x90\x02\x02\x82\xd3\xe4\x93\x02\r\x12\x0b/v1/profile\x12p\n\rUpdateProfile\x12).authgate.profile.v1.UpdateProfileRequest\x1a\x1c.authgate.profile.v1.Profile\"\x16\x82\xd3\xe4\x93\x02\x10\x32\x0b/v1/profile:\x01*b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n!authgate/profile/v1/profile.proto\x12\x13\x61uthgate.profile.v1\x1a!authgate/options/v1/options.proto\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a\x1bgoogle/protobuf/empty.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"9\n\x18\x44\x65leteUserProfileRequest\x12\x1d\n\x07user_id\x18\x01 \x01(\tB\x0c\xe2\x41\x01\x02\xaa\xbb\x18\x04\x08\x01\x10@\"\x13\n\x11GetProfileRequest\"\x9b\x04\n\x14UpdateProfileRequest\x12q\n\x0c\x64isplay_name\x18\x01 \x01(\tBV\xe2\x41\x01\x01\xaa\xbb\x18N\x10\x64 \x01*Hat most 100 characters on one line, without control or format charactersH\x00\x88\x01\x01\x12\xf1\x01\n\x05\x65mail\x18\x02 \x01(\tB\xdc\x01\xe2\x41\x01\x01\xaa\xbb\x18\xd3\x01\x10\xfe\x01\x1au^([^@\\s\\u0000-\\u001f\\u007f-\\u009f]{1,64}@[^@\\s.\\u0000-\\u001f\\u007f-\\u009f]+(\\.[^@\\s.\\u0000-\\u001f\\u007f-\\u009f]+)+)?$*Wan e-mail address such as name@example.com of at most 254 characters, or \"\" to clear itH\x01\x88\x01\x01\x12y\n\x03\x62io\x18\x03 \x01(\tBg\xe2\x41\x01\x01\xaa\xbb\x18_\x10\xe8\x07 \x02*Xat most 1000 characters, without control or format characters other than newline and tabH\x02\x88\x01\x01\x42\x0f\n\r_display_nameB\x08\n\x06_emailB\x06\n\x04_bio\"\xd6\x01\n\x07Profile\x12\x15\n\x07user_id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x03\x12\x16\n\x08username\x18\x02 \x01(\tB\x04\xe2\x41\x01\x03\x12\x14\n\x0c\x64isplay_name\x18\x03 \x01(\t\x12\r\n\x05\x65mail\x18\x04 \x01(\t\x12\x0b\n\x03\x62io\x18\x05 \x01(\t\x12\x34\n\ncreated_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03\x12\x34\n\nupdated_at\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03\x32\xee\x01\n\x0eProfileService\x12j\n\nGetProfile\x12&.authgate.profile.v1.GetProfileRequest\x1a\x1c.authgate.profile.v1.Profile\"\x16\x90\x02\x02\x82\xd3\xe4\x93\x02\r\x12\x0b/v1/profile\x12p\n\rUpdateProfile\x12).authgate.profile.v1.UpdateProfileRequest\x1a\x1c.authgate.profile.v1.Profile\"\x16\x82\xd3\xe4\x93\x02\x10\x32\x0b/v1/profile:\x01*2\x8e\x01\n\x13ProfileAdminService\x12w\n\x11\x44\x65leteUserProfile\x12-.authgate.profile.v1.DeleteUserProfileRequest\x1a\x16.google.protobuf.Empty\"\x1b\xaa\xb5\x18\x17internal:profile-deleteb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'authgate.profile.v1.profile_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
+  _globals['_DELETEUSERPROFILEREQUEST'].fields_by_name['user_id']._loaded_options = None
+  _globals['_DELETEUSERPROFILEREQUEST'].fields_by_name['user_id']._serialized_options = b'\342A\001\002\252\273\030\004\010\001\020@'
   _globals['_UPDATEPROFILEREQUEST'].fields_by_name['display_name']._loaded_options = None
   _globals['_UPDATEPROFILEREQUEST'].fields_by_name['display_name']._serialized_options = b'\342A\001\001\252\273\030N\020d \001*Hat most 100 characters on one line, without control or format characters'
   _globals['_UPDATEPROFILEREQUEST'].fields_by_name['email']._loaded_options = None
@@ -53,12 +56,18 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_PROFILESERVICE'].methods_by_name['GetProfile']._serialized_options = b'\220\002\002\202\323\344\223\002\r\022\013/v1/profile'
   _globals['_PROFILESERVICE'].methods_by_name['UpdateProfile']._loaded_options = None
   _globals['_PROFILESERVICE'].methods_by_name['UpdateProfile']._serialized_options = b'\202\323\344\223\002\0202\013/v1/profile:\001*'
-  _globals['_GETPROFILEREQUEST']._serialized_start=189
-  _globals['_GETPROFILEREQUEST']._serialized_end=208
-  _globals['_UPDATEPROFILEREQUEST']._serialized_start=211
-  _globals['_UPDATEPROFILEREQUEST']._serialized_end=750
-  _globals['_PROFILE']._serialized_start=753
-  _globals['_PROFILE']._serialized_end=967
-  _globals['_PROFILESERVICE']._serialized_start=970
-  _globals['_PROFILESERVICE']._serialized_end=1208
+  _globals['_PROFILEADMINSERVICE'].methods_by_name['DeleteUserProfile']._loaded_options = None
+  _globals['_PROFILEADMINSERVICE'].methods_by_name['DeleteUserProfile']._serialized_options = b'\252\265\030\027internal:profile-delete'
+  _globals['_DELETEUSERPROFILEREQUEST']._serialized_start=218
+  _globals['_DELETEUSERPROFILEREQUEST']._serialized_end=275
+  _globals['_GETPROFILEREQUEST']._serialized_start=277
+  _globals['_GETPROFILEREQUEST']._serialized_end=296
+  _globals['_UPDATEPROFILEREQUEST']._serialized_start=299
+  _globals['_UPDATEPROFILEREQUEST']._serialized_end=838
+  _globals['_PROFILE']._serialized_start=841
+  _globals['_PROFILE']._serialized_end=1055
+  _globals['_PROFILESERVICE']._serialized_start=1058
+  _globals['_PROFILESERVICE']._serialized_end=1296
+  _globals['_PROFILEADMINSERVICE']._serialized_start=1299
+  _globals['_PROFILEADMINSERVICE']._serialized_end=1441
 # @@protoc_insertion_point(module_scope)

@@ -4,6 +4,7 @@ import grpc
 import warnings
 
 from authgate.profile.v1 import profile_pb2 as authgate_dot_profile_dot_v1_dot_profile__pb2
+from google.protobuf import empty_pb2 as google_dot_protobuf_dot_empty__pb2
 
 GRPC_GENERATED_VERSION = '1.85.1'
 GRPC_VERSION = grpc.__version__
@@ -137,6 +138,92 @@ class ProfileService:
             '/authgate.profile.v1.ProfileService/UpdateProfile',
             authgate_dot_profile_dot_v1_dot_profile__pb2.UpdateProfileRequest.SerializeToString,
             authgate_dot_profile_dot_v1_dot_profile__pb2.Profile.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+
+class ProfileAdminServiceStub:
+    """Internal: what the auth service tells the profile service. No HTTP binding (the gateway
+    never fronts it). Each call carries a short-lived token signed by the auth service's
+    key for the audience `<JWT_AUDIENCE>:internal` with the role `internal:profile-delete`;
+    user access tokens (another audience) are refused.
+    """
+
+    def __init__(self, channel):
+        """Constructor.
+
+        Args:
+            channel: A grpc.Channel.
+        """
+        self.DeleteUserProfile = channel.unary_unary(
+                '/authgate.profile.v1.ProfileAdminService/DeleteUserProfile',
+                request_serializer=authgate_dot_profile_dot_v1_dot_profile__pb2.DeleteUserProfileRequest.SerializeToString,
+                response_deserializer=google_dot_protobuf_dot_empty__pb2.Empty.FromString,
+                _registered_method=True)
+
+
+class ProfileAdminServiceServicer:
+    """Internal: what the auth service tells the profile service. No HTTP binding (the gateway
+    never fronts it). Each call carries a short-lived token signed by the auth service's
+    key for the audience `<JWT_AUDIENCE>:internal` with the role `internal:profile-delete`;
+    user access tokens (another audience) are refused.
+    """
+
+    def DeleteUserProfile(self, request, context):
+        """Removes the user's profile for good: it is deleted, and never created again for that
+        user id. Idempotent: deleting an absent profile succeeds.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+
+def add_ProfileAdminServiceServicer_to_server(servicer, server):
+    rpc_method_handlers = {
+            'DeleteUserProfile': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteUserProfile,
+                    request_deserializer=authgate_dot_profile_dot_v1_dot_profile__pb2.DeleteUserProfileRequest.FromString,
+                    response_serializer=google_dot_protobuf_dot_empty__pb2.Empty.SerializeToString,
+            ),
+    }
+    generic_handler = grpc.method_handlers_generic_handler(
+            'authgate.profile.v1.ProfileAdminService', rpc_method_handlers)
+    server.add_generic_rpc_handlers((generic_handler,))
+    server.add_registered_method_handlers('authgate.profile.v1.ProfileAdminService', rpc_method_handlers)
+
+
+ # This class is part of an EXPERIMENTAL API.
+class ProfileAdminService:
+    """Internal: what the auth service tells the profile service. No HTTP binding (the gateway
+    never fronts it). Each call carries a short-lived token signed by the auth service's
+    key for the audience `<JWT_AUDIENCE>:internal` with the role `internal:profile-delete`;
+    user access tokens (another audience) are refused.
+    """
+
+    @staticmethod
+    def DeleteUserProfile(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/authgate.profile.v1.ProfileAdminService/DeleteUserProfile',
+            authgate_dot_profile_dot_v1_dot_profile__pb2.DeleteUserProfileRequest.SerializeToString,
+            google_dot_protobuf_dot_empty__pb2.Empty.FromString,
             options,
             channel_credentials,
             insecure,

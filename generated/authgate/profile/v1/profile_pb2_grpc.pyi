@@ -5,6 +5,7 @@ Profiles of the users named by access tokens."""
 
 from authgate.profile.v1 import profile_pb2 as _profile_pb2
 from collections import abc as _abc
+from google.protobuf import empty_pb2 as _empty_pb2
 from grpc import aio as _aio
 import abc as _abc_1
 import grpc as _grpc
@@ -74,3 +75,52 @@ class ProfileServiceServicer(metaclass=_abc_1.ABCMeta):
         """Changes the fields that are present in the request; others stay."""
 
 def add_ProfileServiceServicer_to_server(servicer: ProfileServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
+
+class ProfileAdminServiceStub:
+    """Internal: what the auth service tells the profile service. No HTTP binding (the gateway
+    never fronts it). Each call carries a short-lived token signed by the auth service's
+    key for the audience `<JWT_AUDIENCE>:internal` with the role `internal:profile-delete`;
+    user access tokens (another audience) are refused.
+    """
+
+    @_typing.overload
+    def __new__(cls, channel: _grpc.Channel) -> _Self: ...
+    @_typing.overload
+    def __new__(cls, channel: _aio.Channel) -> ProfileAdminServiceAsyncStub: ...
+    DeleteUserProfile: _grpc.UnaryUnaryMultiCallable[_profile_pb2.DeleteUserProfileRequest, _empty_pb2.Empty]
+    """Removes the user's profile for good: it is deleted, and never created again for that
+    user id. Idempotent: deleting an absent profile succeeds.
+    """
+
+@_typing.type_check_only
+class ProfileAdminServiceAsyncStub(ProfileAdminServiceStub):
+    """Internal: what the auth service tells the profile service. No HTTP binding (the gateway
+    never fronts it). Each call carries a short-lived token signed by the auth service's
+    key for the audience `<JWT_AUDIENCE>:internal` with the role `internal:profile-delete`;
+    user access tokens (another audience) are refused.
+    """
+
+    def __init__(self, channel: _aio.Channel) -> None: ...
+    DeleteUserProfile: _aio.UnaryUnaryMultiCallable[_profile_pb2.DeleteUserProfileRequest, _empty_pb2.Empty]  # type: ignore[assignment]
+    """Removes the user's profile for good: it is deleted, and never created again for that
+    user id. Idempotent: deleting an absent profile succeeds.
+    """
+
+class ProfileAdminServiceServicer(metaclass=_abc_1.ABCMeta):
+    """Internal: what the auth service tells the profile service. No HTTP binding (the gateway
+    never fronts it). Each call carries a short-lived token signed by the auth service's
+    key for the audience `<JWT_AUDIENCE>:internal` with the role `internal:profile-delete`;
+    user access tokens (another audience) are refused.
+    """
+
+    @_abc_1.abstractmethod
+    def DeleteUserProfile(
+        self,
+        request: _profile_pb2.DeleteUserProfileRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_empty_pb2.Empty, _abc.Awaitable[_empty_pb2.Empty]]:
+        """Removes the user's profile for good: it is deleted, and never created again for that
+        user id. Idempotent: deleting an absent profile succeeds.
+        """
+
+def add_ProfileAdminServiceServicer_to_server(servicer: ProfileAdminServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
