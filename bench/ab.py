@@ -18,8 +18,13 @@ import argparse
 import contextlib
 import json
 import random
+import socket
+import subprocess
 import sys
 import tempfile
+import time
+import urllib.error
+import urllib.request
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -110,6 +115,66 @@ def stack_and_reference(backend: str, mysql_server_url: str) -> Iterator[tuple[T
         yield target, url, pid
 
 
+@contextlib.contextmanager
+def granian_gateway(target: Target) -> Iterator[tuple[str, int]]:
+    """The same gateway app under granian (WSGI, 2 workers x 8 blocking threads), with the
+    gunicorn gateway's environment (upstreams, keys, settings) and its own metrics folder."""
+    assert target.stack is not None
+    raw = Path(f"/proc/{target.stack.process('gateway').pid}/environ").read_bytes()
+    env = dict(item.split("=", 1) for item in raw.decode().split("\0") if "=" in item)
+    with tempfile.TemporaryDirectory(prefix="bench-granian-") as metrics:
+        port = free_port()
+        env.update({"PROMETHEUS_MULTIPROC_DIR": metrics, "GATEWAY_PORT": str(port)})
+        process = subprocess.Popen(
+            [
+                str(Path(sys.executable).parent / "granian"),
+                "--interface",
+                "wsgi",
+                "--factory",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                "--workers",
+                str(GATEWAY_WORKERS),
+                "--blocking-threads",
+                str(GATEWAY_THREADS),
+                "--no-access-log",
+                "gateway.wsgi:create_app_from_env",
+            ],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        url = f"http://127.0.0.1:{port}"
+        try:
+            wait_until_answers(url)
+            yield url, process.pid
+        finally:
+            process.terminate()
+            process.wait(timeout=30)
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def wait_until_answers(url: str, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with urllib.request.urlopen(f"{url}/healthz", timeout=1):  # noqa: S310
+                return
+        except urllib.error.HTTPError:
+            return
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.ab", description=__doc__.split("\n")[0])
     parser.add_argument("--backend", default="sqlite", choices=("sqlite", "mariadb"))
@@ -117,11 +182,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seconds", type=float, default=8.0)
     parser.add_argument("--memory", default="", help="e.g. 10000,100000 requests")
     parser.add_argument("--json", type=Path)
+    parser.add_argument(
+        "--granian", action="store_true", help="also the gateway under granian (row A2)"
+    )
     parser.add_argument("--mysql", default="mysql+pymysql://root@127.0.0.1:3306/")
     args = parser.parse_args(argv)
     rows: list[Row] = []
     memory: dict[str, dict[str, float]] = {}
-    with stack_and_reference(args.backend, args.mysql) as (target, ref_url, ref_pid):
+    with (
+        contextlib.ExitStack() as cleanup,
+        stack_and_reference(args.backend, args.mysql) as (target, ref_url, ref_pid),
+    ):
         sample = random.Random(0).sample(range(1, USERS + 1), min(TOKENS, USERS))  # noqa: S311
         tokens = mint_tokens(target, sample)
         script = lua_rotating_requests(
@@ -129,14 +200,17 @@ def main(argv: list[str] | None = None) -> int:
         )
         gateway = gateway_processes(target)
         reference = {"reference": [ref_pid]}
+        turns = [("A gateway", target.gateway_url, gateway), ("B reference", ref_url, reference)]
+        if args.granian:
+            granian_url, granian_pid = cleanup.enter_context(granian_gateway(target))
+            granian = {**gateway, "gateway": [granian_pid]}
+            turns.insert(1, ("A2 granian gateway", granian_url, granian))
+            run_wrk(granian_url, script, seconds=WARM_SECONDS, connections=HTTP_CONNECTIONS)
         # Warm both (each gateway worker sees most tokens once), then take turns.
         run_wrk(target.gateway_url, script, seconds=WARM_SECONDS, connections=HTTP_CONNECTIONS)
         run_wrk(ref_url, script, seconds=WARM_SECONDS, connections=HTTP_CONNECTIONS)
         for n in range(1, args.rounds + 1):
-            for name, url, processes in (
-                ("A gateway", target.gateway_url, gateway),
-                ("B reference", ref_url, reference),
-            ):
+            for name, url, processes in turns:
                 row = measured(f"{name} #{n}", url, script, processes, args.seconds)
                 log(row.line())
                 rows.append(row)
@@ -173,7 +247,8 @@ def main(argv: list[str] | None = None) -> int:
 def summarize(rows: list[Row]) -> str:
     a = [r for r in rows if r.name.startswith("A gateway")]
     b = [r for r in rows if r.name.startswith("B reference")]
-    lines = [row.line() for row in a + b]
+    a2 = [r for r in rows if r.name.startswith("A2 ")]
+    lines = [row.line() for row in a + a2 + b]
     pairs = list(zip(a, b, strict=True))
     if pairs:
         rps = [x.result.rps / y.result.rps for x, y in pairs]
@@ -186,6 +261,13 @@ def summarize(rows: list[Row]) -> str:
             + " ".join(f"{v:.2f}" for v in p99)
             + "; CPU/request "
             + " ".join(f"{v:.2f}" for v in cpu)
+        )
+    if a2:
+        lines.append(
+            "granian / reference per round: throughput "
+            + " ".join(f"{x.result.rps / y.result.rps:.2f}" for x, y in zip(a2, b, strict=True))
+            + "; CPU/request "
+            + " ".join(f"{x.cpu_ms / y.cpu_ms:.2f}" for x, y in zip(a2, b, strict=True))
         )
     return "\n".join(lines)
 
