@@ -192,14 +192,16 @@ def run_wrk(url: str, script: str, *, seconds: float, connections: int, threads:
     )
 
 
-def run_wrk_requests(url: str, script: str, *, requests: int, connections: int = 16) -> None:
-    """Send about `requests` requests (wrk runs by time: in slices until enough were sent)."""
+def run_wrk_requests(url: str, script: str, *, requests: int, connections: int = 16) -> int:
+    """Send at least `requests` requests (wrk runs by time: in slices until enough were sent);
+    how many were sent."""
     sent = 0
     while sent < requests:
         result = run_wrk(url, script, seconds=5, connections=connections)
         sent += result.requests
         if result.requests == 0:
             raise BenchError("no request was answered")
+    return sent
 
 
 # --- in-process drivers (gRPC client, argon2) -----------------------------------------------

@@ -117,10 +117,14 @@ class GatewayMetrics:
         self.rate_limit_storage_failures.inc()
 
 
+# Told of each upstream call: (full gRPC method, status code, seconds taken).
+RpcObserver = Callable[[str, grpc.StatusCode, float], None]
+
+
 class UpstreamMetricsInterceptor(grpc.UnaryUnaryClientInterceptor):
     """Times every unary call on an upstream channel, blocking or future, until it completes."""
 
-    def __init__(self, observe: Callable[[str, grpc.StatusCode, float], None]) -> None:
+    def __init__(self, observe: RpcObserver) -> None:
         self._observe = observe
 
     def intercept_unary_unary(
