@@ -217,18 +217,36 @@ def run_backend(
         for _name, url, _processes in turns:
             warm = run_wrk(url, script, seconds=WARM_SECONDS, connections=HTTP_CONNECTIONS)
             sent += warm.requests if url == target.gateway_url else 0
+        # The first memory reading before the rounds (so that it is taken at its count),
+        # the others after them.
+        for count in memory[:1]:
+            sent = _memory_reading(run, target, script, gateway, count, sent)
         for n in range(1, rounds + 1):
             for name, url, processes in turns:
                 row = measured(f"{name} #{n}", url, script, processes, seconds)
                 log(f"{backend}: {row.line()}")
                 run.rows.append(row)
                 sent += row.result.requests if name == GATEWAY else 0
-        for count in memory:
-            if count > sent:
-                sent += run_wrk_requests(target.gateway_url, script, requests=count - sent)
-            run.memory[count] = rss_by_process(gateway)
-            log(f"{backend}: RSS MiB after {sent:,} requests: {run.memory[count]}")
+        for count in memory[1:]:
+            sent = _memory_reading(run, target, script, gateway, count, sent)
     return run
+
+
+def _memory_reading(
+    run: BackendRun,
+    target: Target,
+    script: str,
+    gateway: dict[str, list[int]],
+    count: int,
+    sent: int,
+) -> int:
+    """Send requests through the gateway until `count` were sent, then read every RSS under
+    the number actually sent; the new total."""
+    if count > sent:
+        sent += run_wrk_requests(target.gateway_url, script, requests=count - sent)
+    run.memory[sent] = rss_by_process(gateway)
+    log(f"{run.backend}: RSS MiB after {sent:,} requests: {run.memory[sent]}")
+    return sent
 
 
 GATEWAY = "A gateway"
