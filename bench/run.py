@@ -28,6 +28,7 @@ from sqlalchemy.engine import make_url
 
 from auth_svc.config import Argon2Params
 from auth_svc.keys import KeyRing
+from auth_svc.migrations import AUTH_MIGRATIONS
 from auth_svc.passwords import PasswordHasher
 from auth_svc.tokens import AccessTokenIssuer, AccessTokenSubject
 from authgate_common.channels import open_channel
@@ -36,6 +37,7 @@ from authgate_common.tokens import TokenSettings
 from bench import seed
 from bench.measure import Result, cpu_seconds, lua_rotating_requests, run_threads, run_wrk
 from devstack.launcher import Stack, StackSettings, reported_ports
+from profile_svc.migrations import PROFILE_MIGRATIONS
 
 PASSWORD = "bench password that is long enough"  # noqa: S105 - a benchmark user's password
 REPO = Path(__file__).resolve().parent.parent
@@ -107,10 +109,13 @@ def databases(backend: str, state: Path, mysql_server_url: str) -> Iterator[tupl
                     )
                 )
         url = make_url(mysql_server_url)
-        yield (
-            url.set(database=names[0]).render_as_string(hide_password=False),
-            url.set(database=names[1]).render_as_string(hide_password=False),
+        auth_url, profile_url = (
+            url.set(database=name).render_as_string(hide_password=False) for name in names
         )
+        # As `make migrate` does: the launcher migrates only SQLite files itself.
+        AUTH_MIGRATIONS.upgrade(auth_url)
+        PROFILE_MIGRATIONS.upgrade(profile_url)
+        yield auth_url, profile_url
     finally:
         with server.begin() as connection:
             for name in names:
