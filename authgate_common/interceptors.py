@@ -53,7 +53,16 @@ def with_unary_behaviour(
 
 
 class UnaryInterceptor(grpc.ServerInterceptor, ABC):
-    """An interceptor that wraps the behaviour of each unary-unary RPC."""
+    """An interceptor that wraps the behaviour of each unary-unary RPC.
+
+    grpcio asks the interceptors for a handler on every call; the wrapped handler of a
+    method is made once and reused while the handler inside stays the same object (the
+    registered services' handlers do; the set of methods served is fixed, so the map is
+    bounded). Per-call work stays inside the wrapped behaviour.
+    """
+
+    def __init__(self) -> None:
+        self._wrapped: dict[str, tuple[grpc.RpcMethodHandler[Any, Any], Any]] = {}
 
     def intercept_service(
         self, continuation: Continuation, handler_call_details: grpc.HandlerCallDetails
@@ -61,8 +70,13 @@ class UnaryInterceptor(grpc.ServerInterceptor, ABC):
         handler = continuation(handler_call_details)
         if handler is None or handler.unary_unary is None:
             return self.not_unary(handler)
-        behaviour = self.wrap(handler_call_details.method, handler.unary_unary)
-        return with_unary_behaviour(handler, behaviour)
+        method = handler_call_details.method
+        known = self._wrapped.get(method)
+        if known is not None and known[0] is handler:
+            return known[1]  # type: ignore[no-any-return]
+        wrapped = with_unary_behaviour(handler, self.wrap(method, handler.unary_unary))
+        self._wrapped[method] = (handler, wrapped)
+        return wrapped
 
     def not_unary(
         self, handler: grpc.RpcMethodHandler[Any, Any] | None
@@ -140,6 +154,7 @@ class MetricsInterceptor(UnaryInterceptor):
     """Tells each observer (the metrics) how every call ended and how long it took."""
 
     def __init__(self, observers: Iterable[RpcObserver]) -> None:
+        super().__init__()
         self._observers = tuple(observers)
 
     def wrap(self, method: str, behaviour: UnaryBehaviour) -> UnaryBehaviour:
@@ -259,6 +274,7 @@ class AuthInterceptor(UnaryInterceptor):
         protected_services: Sequence[str],
         caller: CallerIdentity | None = None,
     ) -> None:
+        super().__init__()
         self._verifier = verifier
         self._prefixes = tuple(f"/{name}/" for name in protected_services)
         self.caller = caller if caller is not None else CallerIdentity()

@@ -55,6 +55,32 @@ def cpu_seconds(pids: Iterable[int]) -> float:
     return total
 
 
+def cpu_by_process(processes: dict[str, list[int]]) -> dict[str, float]:
+    """CPU seconds per named group of processes (each with its children)."""
+    return {name: cpu_seconds(pids) for name, pids in processes.items()}
+
+
+def rss_by_process(processes: dict[str, list[int]]) -> dict[str, float]:
+    """Resident memory in MiB of each process (children apart: each gunicorn worker)."""
+    found: dict[str, float] = {}
+    for name, pids in processes.items():
+        for pid in pids:
+            for index, process in enumerate((pid, *_children(pid))):
+                label = name if index == 0 else f"{name} worker {index}"
+                found[label] = _rss_kib(process) / 1024
+    return found
+
+
+def _rss_kib(pid: int) -> int:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
 def _children(pid: int) -> list[int]:
     found: list[int] = []
     try:
@@ -164,6 +190,18 @@ def run_wrk(url: str, script: str, *, seconds: float, connections: int, threads:
         errors=raw["errors"] + raw["non2xx"],
         concurrency=connections,
     )
+
+
+def run_wrk_requests(url: str, script: str, *, requests: int, connections: int = 16) -> int:
+    """Send at least `requests` requests (wrk runs by time: in slices until enough were sent);
+    how many were sent."""
+    sent = 0
+    while sent < requests:
+        result = run_wrk(url, script, seconds=5, connections=connections)
+        sent += result.requests
+        if result.requests == 0:
+            raise BenchError("no request was answered")
+    return sent
 
 
 # --- in-process drivers (gRPC client, argon2) -----------------------------------------------

@@ -57,6 +57,7 @@ def record(pid: int, seconds: float, out: Path) -> subprocess.Popen[bytes]:
             "--rate",
             "200",
             "--nonblocking",
+            "--gil",  # only the thread that holds the GIL: CPU spent in Python
             "--output",
             str(out),
         ],

@@ -20,7 +20,7 @@ from gateway.config import GatewayConfig
 from gateway.docs import register_docs
 from gateway.errors import Problem, generic_detail, problem_response, title_of
 from gateway.health import register_health
-from gateway.metrics import GatewayMetrics, UpstreamMetricsInterceptor, register_metrics_route
+from gateway.metrics import GatewayMetrics, register_metrics_route
 from gateway.rate_limiter import register_rate_limits
 from gateway.routes import AUTH_UPSTREAM, PROFILE_UPSTREAM, build_routes, fronted_services
 from gateway.upstream import Upstreams
@@ -41,7 +41,7 @@ def create_app(config: GatewayConfig) -> Flask:
     upstreams = Upstreams(
         {AUTH_UPSTREAM: config.auth_target, PROFILE_UPSTREAM: config.profile_target},
         timeout_seconds=config.grpc_timeout_seconds,
-        interceptors=[UpstreamMetricsInterceptor(metrics.observe_upstream)],
+        observe=metrics.observe_upstream,
         tls=config.upstream_tls,
     )
     keys = JwksCache(

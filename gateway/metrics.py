@@ -81,18 +81,32 @@ class GatewayMetrics:
             "(the limiter fails open).",
             registry=registry,
         )
+        # The labelled children in use, looked up once each: labels() costs as much as the
+        # update itself, on every request.
+        self._request_children: dict[tuple[str | None, str, int], tuple[Counter, Histogram]] = {}
+        self._upstream_children: dict[tuple[str, grpc.StatusCode], Histogram] = {}
 
     def observe_request(self, route: str | None, method: str, status: int, seconds: float) -> None:
-        labels = (
-            route or UNMATCHED_ROUTE,
-            method if method in _HTTP_METHODS else OTHER_METHOD,
-            str(status),
-        )
-        self.requests.labels(*labels).inc()
-        self.request_latency.labels(*labels).observe(seconds)
+        # Bounded like the labels: route templates, the fixed set of methods, status codes
+        # (a client's made-up method is counted as OTHER_METHOD, never kept as sent).
+        key = (route, method if method in _HTTP_METHODS else OTHER_METHOD, status)
+        children = self._request_children.get(key)
+        if children is None:
+            labels = (key[0] or UNMATCHED_ROUTE, key[1], str(status))
+            children = self.requests.labels(*labels), self.request_latency.labels(*labels)
+            self._request_children[key] = children
+        count, latency = children
+        count.inc()
+        latency.observe(seconds)
 
     def observe_upstream(self, full_method: str, code: grpc.StatusCode, seconds: float) -> None:
-        self.upstream_latency.labels(full_method, code.name).observe(seconds)
+        key = (full_method, code)
+        latency = self._upstream_children.get(key)
+        if latency is None:
+            latency = self._upstream_children[key] = self.upstream_latency.labels(
+                full_method, code.name
+            )
+        latency.observe(seconds)
         if full_method == LOGIN_METHOD and code == grpc.StatusCode.UNAUTHENTICATED:
             self.login_failures.inc()
 
@@ -103,10 +117,14 @@ class GatewayMetrics:
         self.rate_limit_storage_failures.inc()
 
 
+# Told of each upstream call: (full gRPC method, status code, seconds taken).
+RpcObserver = Callable[[str, grpc.StatusCode, float], None]
+
+
 class UpstreamMetricsInterceptor(grpc.UnaryUnaryClientInterceptor):
     """Times every unary call on an upstream channel, blocking or future, until it completes."""
 
-    def __init__(self, observe: Callable[[str, grpc.StatusCode, float], None]) -> None:
+    def __init__(self, observe: RpcObserver) -> None:
         self._observe = observe
 
     def intercept_unary_unary(

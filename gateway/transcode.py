@@ -10,10 +10,11 @@ JSON paths such as `inners[1].name`), never protobuf's internal type names.
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from google.protobuf import json_format, message_factory
@@ -329,12 +330,93 @@ def _check_range(kind: int, number: int, label: str) -> None:
 
 
 def response_json(message: Message) -> dict[str, Any]:
-    """The contract's JSON: proto field names, default-valued scalars included."""
+    """The contract's JSON: proto field names, default-valued scalars included, in the order
+    of the proto fields (as the contract lists them)."""
+    return _response_converter(descriptor_of(message))(message)
+
+
+def _generic_response_json(message: Message) -> dict[str, Any]:
     converted = json_format.MessageToDict(
         message,
         preserving_proto_field_name=True,
         always_print_fields_with_no_presence=True,
     )
-    # In the order of the proto fields, as the contract lists them.
     order = [field.name for field in descriptor_of(message).fields]
     return {name: converted[name] for name in order if name in converted}
+
+
+_AS_IS_TYPES = frozenset(
+    {
+        FieldDescriptor.TYPE_STRING,
+        FieldDescriptor.TYPE_BOOL,
+        FieldDescriptor.TYPE_INT32,
+        FieldDescriptor.TYPE_SINT32,
+        FieldDescriptor.TYPE_SFIXED32,
+        FieldDescriptor.TYPE_UINT32,
+        FieldDescriptor.TYPE_FIXED32,
+    }
+)
+_TIMESTAMP = "google.protobuf.Timestamp"
+_FieldToJson = Callable[[Any], Any]
+
+
+@functools.cache
+def _response_converter(descriptor: Descriptor) -> Callable[[Message], dict[str, Any]]:
+    """What response_json does for messages of descriptor, made once per message type.
+
+    json_format walks the descriptors again on every call, a large share of the gateway's
+    work per request. For messages made only of the simple kinds below the conversion is
+    precompiled (the same result, tests/gateway/test_transcode_response.py compares them);
+    anything else (maps, floats, bytes, 64-bit integers, other well-known types) keeps
+    json_format.
+    """
+    fields: list[tuple[str, _FieldToJson, bool]] = []
+    for field in descriptor.fields:
+        convert = _field_converter(field)
+        if convert is None:
+            return _generic_response_json
+        fields.append((field.name, convert, field.has_presence))
+
+    def convert_message(message: Message) -> dict[str, Any]:
+        converted: dict[str, Any] = {}
+        for name, convert, has_presence in fields:
+            if has_presence and not message.HasField(name):
+                continue
+            converted[name] = convert(getattr(message, name))
+        return converted
+
+    return convert_message
+
+
+def _field_converter(field: FieldDescriptor) -> _FieldToJson | None:
+    single = _single_value_converter(field)
+    if single is None or not field.is_repeated:
+        return single
+    if field.message_type is not None and field.message_type.GetOptions().map_entry:
+        return None
+    return lambda values: [single(value) for value in values]
+
+
+def _single_value_converter(field: FieldDescriptor) -> _FieldToJson | None:
+    if field.type in _AS_IS_TYPES:
+        return _as_is
+    if field.type == FieldDescriptor.TYPE_ENUM:
+        names = {value.number: value.name for value in enum_type(field).values}
+        return lambda number: names.get(number, number)
+    if field.type != FieldDescriptor.TYPE_MESSAGE:
+        return None
+    message = message_type(field)
+    if message.full_name == _TIMESTAMP:
+        return _timestamp_text
+    if message.full_name.startswith("google.protobuf.") or message.GetOptions().map_entry:
+        return None
+    # Looked up at call time: a message may contain itself.
+    return lambda value: _response_converter(message)(value)
+
+
+def _as_is(value: Any) -> Any:
+    return value
+
+
+def _timestamp_text(value: Any) -> str:
+    return str(value.ToJsonString())

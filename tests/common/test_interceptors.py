@@ -6,14 +6,14 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import grpc
 import pytest
 
 from authgate_common.errors import NotFound
 from authgate_common.grpc_server import RunningServer, ServerSettings, start_server
-from authgate_common.interceptors import AuthInterceptor, CallerIdentity
+from authgate_common.interceptors import AccessLogInterceptor, AuthInterceptor, CallerIdentity
 from authgate_common.jwks import JwksCache
 from authgate_common.tokens import TokenSettings, TokenVerifier
 from tests.token_factory import TokenFactory
@@ -229,3 +229,65 @@ def test_an_open_streaming_rpc_passes_through(server: InterceptedServer) -> None
     )
 
     assert list(stream(b"x", timeout=5)) == [b"x", b"x"]
+
+
+def test_every_call_is_checked_logged_and_counted_though_the_handler_is_made_once(
+    server: InterceptedServer, token_factory: TokenFactory, caplog: pytest.LogCaptureFixture
+) -> None:
+    # The wrapped handler of a method is reused across calls: per-call work must not be.
+    caplog.set_level(logging.INFO, logger=ACCESS_LOGGER)
+    whoami = server.unary(PROTECTED, "WhoAmI")
+    good = (("authorization", f"Bearer {token_factory.mint('user-8', 'hal')}"),)
+
+    answers = [
+        whoami(b"", metadata=(*good, ("x-request-id", f"req-again-{n}")), timeout=5)
+        for n in range(3)
+    ]
+    refused = _failure(
+        lambda: whoami(
+            b"",
+            metadata=(("authorization", "Bearer not.a.jwt"), ("x-request-id", "req-again-bad")),
+            timeout=5,
+        )
+    )
+
+    assert answers == [b"user-8"] * 3
+    assert refused.code() == grpc.StatusCode.UNAUTHENTICATED
+    for n in range(3):
+        [line] = _rpc_lines(caplog, f"req-again-{n}")
+        assert (line["code"], line["user_id"]) == ("OK", "user-8")
+    [bad] = _rpc_lines(caplog, "req-again-bad")
+    assert (bad["code"], bad["user_id"]) == ("UNAUTHENTICATED", None)
+    assert server.observed.calls.count((f"/{PROTECTED}/WhoAmI", grpc.StatusCode.OK)) == 3
+
+
+def test_the_wrapped_handler_is_reused_while_the_inner_one_stays_the_same() -> None:
+    interceptor = AccessLogInterceptor()
+    details = _CallDetails(f"/{OPEN}/SetCode")
+    first: grpc.RpcMethodHandler[Any, Any] = grpc.unary_unary_rpc_method_handler(_set_code)
+    second: grpc.RpcMethodHandler[Any, Any] = grpc.unary_unary_rpc_method_handler(_not_found)
+
+    one = interceptor.intercept_service(lambda _d: first, details)
+    again = interceptor.intercept_service(lambda _d: first, details)
+    replaced = interceptor.intercept_service(lambda _d: second, details)
+
+    assert one is again
+    assert replaced is not one
+    assert replaced is not None
+    assert replaced.unary_unary is not None
+    with pytest.raises(NotFound):
+        replaced.unary_unary(b"", cast(grpc.ServicerContext, _NoContext()))
+
+
+@dataclass(frozen=True)
+class _CallDetails(grpc.HandlerCallDetails):
+    method: str
+    invocation_metadata: tuple[tuple[str, str], ...] = ()
+
+
+class _NoContext:
+    def invocation_metadata(self) -> tuple[tuple[str, str], ...]:
+        return ()
+
+    def code(self) -> None:
+        return None
