@@ -100,7 +100,7 @@ def _user(view: UserView, now: datetime) -> admin_pb2.User:
         roles=sorted(view.roles),
         disabled=user.disabled,
         locked_until=_rfc3339(user.locked_until) if locked and user.locked_until else "",
-        mfa_enabled=False,  # no second factor exists yet
+        mfa_enabled=view.mfa_enabled,
         created_at=_timestamp(user.created_at),
     )
 

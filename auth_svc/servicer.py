@@ -12,7 +12,8 @@ from authgate.auth.v1 import auth_pb2, auth_pb2_grpc
 from google.protobuf import empty_pb2
 
 from auth_svc.audit import Origin
-from auth_svc.service import AuthService, TokenPair
+from auth_svc.mfa import MfaChallenge
+from auth_svc.service import AuthService, SecondFactorRequired, TokenPair
 from authgate_common import metadata
 from authgate_common.call_context import note_user
 from authgate_common.interceptors import request_id
@@ -70,8 +71,19 @@ class AuthServicer(auth_pb2_grpc.AuthServiceServicer):
     def Login(  # noqa: N802
         self, request: auth_pb2.LoginRequest, context: grpc.ServicerContext
     ) -> auth_pb2.TokenResponse:
+        try:
+            pair = self._service.login(
+                request.username, request.password, origin=origin_of(context)
+            )
+        except SecondFactorRequired as due:
+            return _token_response(due.challenge)
+        return _token_response(pair)
+
+    def LoginMfa(  # noqa: N802
+        self, request: auth_pb2.LoginMfaRequest, context: grpc.ServicerContext
+    ) -> auth_pb2.TokenResponse:
         return _token_response(
-            self._service.login(request.username, request.password, origin=origin_of(context))
+            self._service.login_mfa(request.mfa_token, request.code, origin=origin_of(context))
         )
 
     def Refresh(  # noqa: N802
@@ -107,8 +119,12 @@ class AuthServicer(auth_pb2_grpc.AuthServiceServicer):
         )
 
 
-def _token_response(pair: TokenPair) -> auth_pb2.TokenResponse:
+def _token_response(pair: TokenPair | MfaChallenge) -> auth_pb2.TokenResponse:
     note_user(pair.user_id)  # the rpc log line says whom the tokens are for
+    if isinstance(pair, MfaChallenge):
+        return auth_pb2.TokenResponse(
+            mfa_required=True, mfa_token=pair.mfa_token, expires_in=pair.expires_in
+        )
     return auth_pb2.TokenResponse(
         access_token=pair.access_token,
         token_type=pair.token_type,
