@@ -72,7 +72,8 @@ def test_failures_from_many_addresses_lock_the_account_for_everyone_and_are_audi
     assert [event.detail["scope"] for event in locks] == ["account"]
     assert locks[0].detail["failed_logins"] == POLICY.account_threshold
     user = users.by_username("alice")
-    assert user is not None and user.locked_until is not None
+    assert user is not None
+    assert user.locked_until is not None
 
     clock.advance(POLICY.account_lock_seconds)
     assert isinstance(service.login("alice", PASSWORD, origin=OWNER), TokenPair)

@@ -139,8 +139,7 @@ class FakeAuthService(auth_pb2_grpc.AuthServiceServicer):
     def LoginMfa(self, request: auth_pb2.LoginMfaRequest, context: grpc.ServicerContext) -> Any:  # noqa: N802
         if (behaviour := self._override("LoginMfa", request, context)) is not None:
             return behaviour(request, context)
-        context.abort(grpc.StatusCode.UNAUTHENTICATED, "the mfa_token is invalid")
-        return None
+        return context.abort(grpc.StatusCode.UNAUTHENTICATED, "the mfa_token is invalid")
 
     def Refresh(self, request: auth_pb2.RefreshRequest, context: grpc.ServicerContext) -> Any:  # noqa: N802
         if (behaviour := self._override("Refresh", request, context)) is not None:
