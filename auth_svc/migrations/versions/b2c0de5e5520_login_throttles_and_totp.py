@@ -82,8 +82,7 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    with op.batch_alter_table("mfa_challenges", schema=None) as batch_op:
-        batch_op.drop_index("ix_mfa_challenges_user_id")
+    # Its index goes with it (MySQL refuses to drop an index a foreign key needs).
     op.drop_table("mfa_challenges")
     op.drop_table("mfa_recovery_codes")
     op.drop_table("mfa_totp")
