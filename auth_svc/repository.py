@@ -99,7 +99,8 @@ class LoginClaim:
     # The throttle's row (the client address, "" when unknown) and its state once claimed.
     client: str = ""
     throttle: ThrottleState = field(default_factory=ThrottleState)
-    busy_user_id: str | None = None
+    # The user a refused or busy claim was for, if there is one.
+    user_id: str | None = None
 
 
 # The scopes of lockout_engaged: one address on one account, or the whole account.
@@ -131,6 +132,8 @@ class UserView:
     user: UserRecord
     roles: frozenset[str] = field(default_factory=frozenset)
     mfa_enabled: bool = False
+    # The end of the latest lock, account-wide or of any one address (None: never locked).
+    locked_until: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -206,7 +209,7 @@ class UserRepository:
         `release_login_attempt`. A claim that finds no room but no lock either is `busy`:
         the caller waits for the attempts in flight to settle and claims again.
 
-        With an origin, refusals are audited in the same transaction as login_failed.
+        A refused claim is audited by `record_refusal`, once its dummy check is paid.
         """
         return self._settled_claim(
             users.c.username_normalized == username_normalized, now, policy, origin
@@ -232,12 +235,29 @@ class UserRepository:
                 return claim
             if time.monotonic() >= deadline:
                 # Attempts in flight for this long: refuse as a lock would, audited alike.
-                return self._refuse(claim.busy_user_id, now, origin)
+                return self._refuse(claim.user_id)
             time.sleep(pause)
             pause = min(pause * 2, 0.05)
 
-    def _refuse(self, user_id: str | None, now: datetime, origin: Origin | None) -> LoginClaim:
-        return _transaction(self._sessions, lambda session: _refused(session, user_id, now, origin))
+    def _refuse(self, user_id: str | None) -> LoginClaim:
+        return _transaction(self._sessions, lambda session: _refused(session, user_id))
+
+    def record_refusal(self, claim: LoginClaim, now: datetime, origin: Origin) -> None:
+        """Audit a refused claim as login_failed, after its (dummy) password check.
+
+        In a transaction of its own, with a row write, as a failed check settles in one:
+        refused and failed logins then commit the same number of times and take as long.
+        """
+
+        def work(session: Session) -> None:
+            _refused(session, claim.user_id)
+            reason = "unknown_user" if claim.user_id is None else "locked"
+            append_event(
+                session,
+                NewEvent(EventType.LOGIN_FAILED, claim.user_id, origin, now, {"reason": reason}),
+            )
+
+        _transaction(self._sessions, work)
 
     def _claim(
         self,
@@ -249,7 +269,7 @@ class UserRepository:
     ) -> LoginClaim:
         found = session.execute(select(users.c.id, users.c.locked_until).where(which)).first()
         if found is None or (found.locked_until is not None and found.locked_until > now):
-            return _refused(session, None if found is None else found.id, now, origin)
+            return _refused(session, None if found is None else found.id)
         user_id: str = found.id
         client = _client_of(origin)
         _ensure_throttle(session, user_id, client)
@@ -281,8 +301,8 @@ class UserRepository:
             user = _user(session.execute(select(users).where(users.c.id == user_id)).one())
             return LoginClaim(user=user, client=client, throttle=state)
         if state.locked_until is not None and state.locked_until > now:
-            return _refused(session, user_id, now, origin)
-        return LoginClaim(user=None, busy=True, busy_user_id=user_id)
+            return _refused(session, user_id)
+        return LoginClaim(user=None, busy=True, user_id=user_id)
 
     def fail_login_attempt(
         self,
@@ -522,8 +542,14 @@ class AdminRepository:
             ids = [record.id for record in records]
             roles = _roles_of_many(session, ids)
             with_mfa = _mfa_enabled_of_many(session, ids)
+            locks = _latest_locks(session, records)
         return [
-            UserView(record, roles.get(record.id, frozenset()), record.id in with_mfa)
+            UserView(
+                record,
+                roles.get(record.id, frozenset()),
+                record.id in with_mfa,
+                locks.get(record.id),
+            )
             for record in records
         ]
 
@@ -559,13 +585,19 @@ class AdminRepository:
             before = _locked_user(session, user_id, event.created_at)
             if before is None:
                 return None
+            lock_ended = _latest_locks(session, [before]).get(user_id)
+            failures = session.execute(
+                select(func.max(login_throttles.c.failures)).where(
+                    login_throttles.c.user_id == user_id
+                )
+            ).scalar()
             _reset_lockout(session, user_id)
             append_event(
                 session,
                 event.with_detail(
-                    failed_logins=before.failed_logins,
-                    was_locked=before.locked_until is not None
-                    and before.locked_until > event.created_at,
+                    # The most failures counted: from one address, or on the whole account.
+                    failed_logins=max(before.failed_logins, failures or 0),
+                    was_locked=lock_ended is not None and lock_ended > event.created_at,
                 ),
             )
             return _user_view(session, user_id)
@@ -722,7 +754,13 @@ def _user_view(session: Session, user_id: str) -> UserView | None:
     row = session.execute(select(users).where(users.c.id == user_id)).first()
     if row is None:
         return None
-    return UserView(_user(row), _roles_of(session, user_id), _mfa_enabled(session, user_id))
+    user = _user(row)
+    return UserView(
+        user,
+        _roles_of(session, user_id),
+        _mfa_enabled(session, user_id),
+        _latest_locks(session, [user]).get(user_id),
+    )
 
 
 def _roles_of(session: Session, user_id: str) -> frozenset[str]:
@@ -753,9 +791,7 @@ def _revoke_sessions(session: Session, user_id: str, now: datetime) -> int:
     return int(sessions)
 
 
-def _refused(
-    session: Session, user_id: str | None, now: datetime, origin: Origin | None
-) -> LoginClaim:
+def _refused(session: Session, user_id: str | None) -> LoginClaim:
     """A claim refused (locked, or no such user): commit a row write all the same, as an
     admitted one does, so that the durable commit does not tell the cases apart by time."""
     session.execute(
@@ -763,12 +799,7 @@ def _refused(
         .where(login_refusals.c.slot == secrets.randbelow(LOGIN_REFUSAL_SLOTS))
         .values(refusals=login_refusals.c.refusals + 1)
     )
-    if origin is not None:
-        reason = "unknown_user" if user_id is None else "locked"
-        append_event(
-            session, NewEvent(EventType.LOGIN_FAILED, user_id, origin, now, {"reason": reason})
-        )
-    return LoginClaim(user=None, locked=user_id is not None)
+    return LoginClaim(user=None, locked=user_id is not None, user_id=user_id)
 
 
 def _client_of(origin: Origin | None) -> str:
@@ -1088,3 +1119,19 @@ def _mfa_enabled_of_many(session: Session, user_ids: Sequence[str]) -> frozenset
             )
         ).scalars()
     )
+
+
+def _latest_locks(session: Session, records: Sequence[UserRecord]) -> dict[str, datetime]:
+    """Per user, the end of the latest lock: account-wide or of any one address."""
+    latest = {record.id: record.locked_until for record in records if record.locked_until}
+    if records:
+        rows = session.execute(
+            select(login_throttles.c.user_id, func.max(login_throttles.c.locked_until))
+            .where(login_throttles.c.user_id.in_([record.id for record in records]))
+            .group_by(login_throttles.c.user_id)
+        )
+        for user_id, until in rows:
+            # max() keeps the column's type: read back as aware UTC like the column.
+            if until is not None and (latest.get(user_id) is None or until > latest[user_id]):
+                latest[user_id] = until
+    return {user_id: until for user_id, until in latest.items() if until is not None}

@@ -162,8 +162,10 @@ class SecondFactor:
         self._users.release_login_attempt(claim)
 
     def _claim(self, user_id: str, origin: Origin) -> LoginClaim:
-        claim = self._users.claim_attempt_of(user_id, self._clock(), self._lockout, origin)
+        now = self._clock()
+        claim = self._users.claim_attempt_of(user_id, now, self._lockout, origin)
         if claim.user is None:
+            self._users.record_refusal(claim, now, origin)
             log.info("code refused", extra={"reason": "locked", "user_id": user_id})
             raise Unauthenticated(INVALID_CODE)
         return claim

@@ -241,6 +241,7 @@ class AuthService:
             # Unknown or locked: pay for one verification all the same, so that
             # neither the answer nor its timing tells these apart from a wrong password.
             self._passwords.verify_dummy(password)
+            self._users.record_refusal(claim, now, origin)
             if claim.locked:
                 self._on_lockout(LOCK_REFUSED)
             log.info("login refused", extra={"reason": "locked" if claim.locked else "unknown"})

@@ -48,6 +48,10 @@ def test_routes_match_the_rest_contract() -> None:
         ("PUT", "/v1/admin/users/{user_id}/roles"),
         ("POST", "/v1/admin/users/{user_id}:revokeSessions"),
         ("GET", "/v1/admin/audit-events"),
+        ("POST", "/v1/auth/login/mfa"),
+        ("POST", "/v1/account/mfa/totp:enroll"),
+        ("POST", "/v1/account/mfa/totp:confirm"),
+        ("POST", "/v1/account/mfa/totp:disable"),
     }
 
 

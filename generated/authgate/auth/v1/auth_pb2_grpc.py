@@ -87,8 +87,7 @@ class AuthServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def Login(self, request, context):
-        """Exchanges a username and password for an access token and a refresh token; for a
-        user with a second factor, for an `mfa_token` to finish with LoginMfa instead.
+        """Exchanges a username and password for an access token and a refresh token.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

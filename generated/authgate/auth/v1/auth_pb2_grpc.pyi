@@ -39,9 +39,7 @@ class AuthServiceStub:
     Register: _grpc.UnaryUnaryMultiCallable[_auth_pb2.RegisterRequest, _auth_pb2.RegisterResponse]
     """Creates a user."""
     Login: _grpc.UnaryUnaryMultiCallable[_auth_pb2.LoginRequest, _auth_pb2.TokenResponse]
-    """Exchanges a username and password for an access token and a refresh token; for a
-    user with a second factor, for an `mfa_token` to finish with LoginMfa instead.
-    """
+    """Exchanges a username and password for an access token and a refresh token."""
     LoginMfa: _grpc.UnaryUnaryMultiCallable[_auth_pb2.LoginMfaRequest, _auth_pb2.TokenResponse]
     """Finishes a login that answered `mfa_required`: the `mfa_token` (single use) and a
     current TOTP code or a recovery code give the token pair (`amr` ["pwd","otp"]).
@@ -71,9 +69,7 @@ class AuthServiceAsyncStub(AuthServiceStub):
     Register: _aio.UnaryUnaryMultiCallable[_auth_pb2.RegisterRequest, _auth_pb2.RegisterResponse]  # type: ignore[assignment]
     """Creates a user."""
     Login: _aio.UnaryUnaryMultiCallable[_auth_pb2.LoginRequest, _auth_pb2.TokenResponse]  # type: ignore[assignment]
-    """Exchanges a username and password for an access token and a refresh token; for a
-    user with a second factor, for an `mfa_token` to finish with LoginMfa instead.
-    """
+    """Exchanges a username and password for an access token and a refresh token."""
     LoginMfa: _aio.UnaryUnaryMultiCallable[_auth_pb2.LoginMfaRequest, _auth_pb2.TokenResponse]  # type: ignore[assignment]
     """Finishes a login that answered `mfa_required`: the `mfa_token` (single use) and a
     current TOTP code or a recovery code give the token pair (`amr` ["pwd","otp"]).
@@ -112,9 +108,7 @@ class AuthServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _auth_pb2.LoginRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_auth_pb2.TokenResponse, _abc.Awaitable[_auth_pb2.TokenResponse]]:
-        """Exchanges a username and password for an access token and a refresh token; for a
-        user with a second factor, for an `mfa_token` to finish with LoginMfa instead.
-        """
+        """Exchanges a username and password for an access token and a refresh token."""
 
     @_abc_1.abstractmethod
     def LoginMfa(
