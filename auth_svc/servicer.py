@@ -16,6 +16,7 @@ from auth_svc.mfa import MfaChallenge
 from auth_svc.service import AuthService, SecondFactorRequired, TokenPair
 from authgate_common import metadata
 from authgate_common.call_context import note_user
+from authgate_common.field_rules import rules_for
 from authgate_common.interceptors import request_id
 
 # grpc's peer strings: "ipv4:127.0.0.1:5000", "ipv6:[::1]:5000".
@@ -43,6 +44,9 @@ def _peer_ip(peer: str | None) -> str | None:
     match = _PEER.fullmatch(peer or "")
     return None if match is None else match.group("v4") or match.group("v6")
 
+
+_MFA_TOKEN_RULES = rules_for(auth_pb2.LoginMfaRequest, "mfa_token")
+_MFA_CODE_RULES = rules_for(auth_pb2.LoginMfaRequest, "code")
 
 # Response metadata the gateway copies into the HTTP answer (see gateway.views).
 CACHE_CONTROL = "cache-control"
@@ -83,7 +87,11 @@ class AuthServicer(auth_pb2_grpc.AuthServiceServicer):
         self, request: auth_pb2.LoginMfaRequest, context: grpc.ServicerContext
     ) -> auth_pb2.TokenResponse:
         return _token_response(
-            self._service.login_mfa(request.mfa_token, request.code, origin=origin_of(context))
+            self._service.login_mfa(
+                _MFA_TOKEN_RULES.check(request.mfa_token),
+                _MFA_CODE_RULES.check(request.code),
+                origin=origin_of(context),
+            )
         )
 
     def Refresh(  # noqa: N802
