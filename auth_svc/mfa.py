@@ -27,7 +27,8 @@ import pyotp
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from authgate_common.config import ConfigError
+from auth_svc.config import AUTH_TOTP_KEY, AUTH_TOTP_KEY_FILE
+from authgate_common.config import ConfigError, Env
 
 KEY_BYTES = 32  # AES-256
 _NONCE_BYTES = 12
@@ -159,3 +160,9 @@ class MfaChallenge:
     mfa_token: str
     expires_in: int
     user_id: str = ""  # for logs only
+
+
+def main() -> None:
+    """Make the configured TOTP key file if it is missing (a deployment's one-shot)."""
+    env = Env.from_os()
+    load_totp_key(AUTH_TOTP_KEY.read(env) or "", AUTH_TOTP_KEY_FILE.read(env))
