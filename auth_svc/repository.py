@@ -854,11 +854,12 @@ def _count_account_failure(
 ) -> tuple[int, datetime] | None:
     """Count a failure on the account, from any address; the lock's facts if it engaged."""
     window = timedelta(seconds=policy.account_window_seconds)
-    # The UPDATE locks the row: what is read next is ours until commit.
-    session.execute(
-        update(users).where(users.c.id == user_id).values(failed_logins=users.c.failed_logins)
+    # A locking read: the latest row, ours until commit (a plain read would see this
+    # transaction's snapshot under InnoDB's REPEATABLE READ and lose concurrent counts;
+    # SQLite has no FOR UPDATE but holds its one write lock since the first write).
+    user = _user(
+        session.execute(select(users).where(users.c.id == user_id).with_for_update()).one()
     )
-    user = _user(session.execute(select(users).where(users.c.id == user_id)).one())
     started = user.failure_window_start
     if started is None or started <= now - window:
         failures, started = 1, now
