@@ -91,7 +91,7 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
 
 def _user(view: UserView, now: datetime) -> admin_pb2.User:
     user = view.user
-    locked = user.locked_until is not None and user.locked_until > now
+    locked = view.locked_until is not None and view.locked_until > now
     return admin_pb2.User(
         user_id=user.id,
         username=user.username,
@@ -99,8 +99,8 @@ def _user(view: UserView, now: datetime) -> admin_pb2.User:
         display_name=user.display_name or "",
         roles=sorted(view.roles),
         disabled=user.disabled,
-        locked_until=_rfc3339(user.locked_until) if locked and user.locked_until else "",
-        mfa_enabled=False,  # no second factor exists yet
+        locked_until=_rfc3339(view.locked_until) if locked and view.locked_until else "",
+        mfa_enabled=view.mfa_enabled,
         created_at=_timestamp(user.created_at),
     )
 

@@ -136,6 +136,53 @@ AUTH_LOCKOUT_MAX_SECONDS = whole(
     maximum=30 * _DAY,
     kind="seconds",
 )
+AUTH_ACCOUNT_LOCK_THRESHOLD = whole(
+    "AUTH_ACCOUNT_LOCK_THRESHOLD",
+    LockoutPolicy.account_threshold,
+    "failed logins on one account from any addresses within `AUTH_ACCOUNT_LOCK_WINDOW_SECONDS` "
+    "that lock it for every address (a distributed attack; the lockout above is per address)",
+    minimum=1,
+    maximum=1_000_000,
+)
+AUTH_ACCOUNT_LOCK_WINDOW_SECONDS = whole(
+    "AUTH_ACCOUNT_LOCK_WINDOW_SECONDS",
+    LockoutPolicy.account_window_seconds,
+    "window in which `AUTH_ACCOUNT_LOCK_THRESHOLD` failures are counted",
+    minimum=1,
+    maximum=30 * _DAY,
+    kind="seconds",
+)
+AUTH_ACCOUNT_LOCK_SECONDS = whole(
+    "AUTH_ACCOUNT_LOCK_SECONDS",
+    LockoutPolicy.account_lock_seconds,
+    "length of an account-wide lock",
+    minimum=1,
+    maximum=30 * _DAY,
+    kind="seconds",
+)
+AUTH_TOTP_KEY = optional_text(
+    "AUTH_TOTP_KEY",
+    "base64 of the 32-byte AES-256-GCM key that encrypts TOTP secrets at rest "
+    "(unset: read from `AUTH_TOTP_KEY_FILE`)",
+    kind="base64",
+)
+AUTH_TOTP_KEY_FILE = path(
+    "AUTH_TOTP_KEY_FILE",
+    "var/totp.key",
+    "file holding the TOTP encryption key (base64 of 32 bytes) when `AUTH_TOTP_KEY` is unset; "
+    "generated there (mode 0600) on first start when missing",
+)
+AUTH_TOTP_ISSUER = text(
+    "AUTH_TOTP_ISSUER", "authgate", "issuer named in the otpauth:// URI of a TOTP enrolment"
+)
+AUTH_MFA_TOKEN_TTL_SECONDS = whole(
+    "AUTH_MFA_TOKEN_TTL_SECONDS",
+    300,
+    "how long the `mfa_token` of a login waiting for its second factor is valid",
+    minimum=10,
+    maximum=3600,
+    kind="seconds",
+)
 
 # argon2id: OWASP's minimum cost (Password Storage Cheat Sheet) as (memory KiB, passes);
 # more memory allows fewer passes. Anything below the curve is refused.
@@ -190,6 +237,8 @@ SETTINGS = SettingsTable.of(
     (AUTH_ACCESS_TOKEN_TTL_SECONDS, AUTH_REFRESH_TOKEN_TTL_SECONDS),
     (AUTH_REFRESH_FAMILY_MAX_SECONDS, AUTH_PASSWORD_MIN_LENGTH, AUTH_REGISTRATION_ENABLED),
     (AUTH_LOCKOUT_THRESHOLD, AUTH_LOCKOUT_BASE_SECONDS, AUTH_LOCKOUT_MAX_SECONDS),
+    (AUTH_ACCOUNT_LOCK_THRESHOLD, AUTH_ACCOUNT_LOCK_WINDOW_SECONDS, AUTH_ACCOUNT_LOCK_SECONDS),
+    (AUTH_TOTP_KEY, AUTH_TOTP_KEY_FILE, AUTH_TOTP_ISSUER, AUTH_MFA_TOKEN_TTL_SECONDS),
     (AUTH_ARGON2_TIME_COST, AUTH_ARGON2_MEMORY_KIB, AUTH_ARGON2_PARALLELISM),
     (AUTH_MAX_CONCURRENT_HASHES, AUTH_HASH_QUEUE_TIMEOUT_SECONDS),
     (AUTH_AUDIT_RETENTION_DAYS, shared.PROFILE_GRPC_TARGET),
@@ -275,6 +324,11 @@ class AuthConfig:
     # TLS of the channel to it (None: plaintext).
     profile_target: str = shared.PROFILE_GRPC_TARGET.default
     profile_tls: ClientTls | None = None
+    # The AES-GCM key of TOTP secrets at rest: base64 text, or (when "") the file's.
+    totp_key: str = ""
+    totp_key_file: Path = AUTH_TOTP_KEY_FILE.default
+    totp_issuer: str = AUTH_TOTP_ISSUER.default
+    mfa_token_ttl_seconds: int = AUTH_MFA_TOKEN_TTL_SECONDS.default
 
     def __post_init__(self) -> None:
         if self.access_token_ttl_seconds > self.tokens.max_lifetime_seconds:
@@ -337,7 +391,14 @@ class AuthConfig:
                 threshold=AUTH_LOCKOUT_THRESHOLD.read(env),
                 base_seconds=AUTH_LOCKOUT_BASE_SECONDS.read(env),
                 max_seconds=AUTH_LOCKOUT_MAX_SECONDS.read(env),
+                account_threshold=AUTH_ACCOUNT_LOCK_THRESHOLD.read(env),
+                account_window_seconds=AUTH_ACCOUNT_LOCK_WINDOW_SECONDS.read(env),
+                account_lock_seconds=AUTH_ACCOUNT_LOCK_SECONDS.read(env),
             ),
+            totp_key=AUTH_TOTP_KEY.read(env) or "",
+            totp_key_file=AUTH_TOTP_KEY_FILE.read(env),
+            totp_issuer=AUTH_TOTP_ISSUER.read(env),
+            mfa_token_ttl_seconds=AUTH_MFA_TOKEN_TTL_SECONDS.read(env),
             keys_reload_seconds=AUTH_KEYS_RELOAD_SECONDS.read(env),
             key_activation_seconds=AUTH_KEY_ACTIVATION_SECONDS.read(env),
             public_url=(AUTH_PUBLIC_URL.read(env) or "").strip(),

@@ -1,4 +1,5 @@
-"""The auth service's tables: users, refresh tokens, login refusals, roles, audit events.
+"""The auth service's tables: users, refresh tokens, login throttles and refusals, roles,
+audit events, second factors.
 
 Column sizes are bounded so that unique indexes fit MySQL's limits; times are
 stored as naive UTC with microseconds and read back as timezone-aware UTC.
@@ -41,9 +42,11 @@ users = Table(
     Column("disabled", Boolean, nullable=False, default=False),
     Column("created_at", UtcDateTime, nullable=False),
     Column("updated_at", UtcDateTime, nullable=False),
-    # Brute-force protection: failed logins in a row, and the end of the current lock.
+    # The account-wide lock against distributed attacks (auth_svc.lockout): failed logins
+    # from any address since failure_window_start, and the end of the current lock.
     Column("failed_logins", Integer, nullable=False, default=0, server_default="0"),
     Column("locked_until", UtcDateTime, nullable=True),
+    Column("failure_window_start", UtcDateTime, nullable=True),
     Index("uq_users_username_normalized", "username_normalized", unique=True),
     # The admin API pages through users in this order (keyset paging).
     Index("ix_users_created_at_id", "created_at", "id"),
@@ -59,6 +62,27 @@ login_refusals = Table(
     metadata,
     Column("slot", Integer, primary_key=True, autoincrement=False),
     Column("refusals", BigInteger, nullable=False, default=0, server_default="0"),
+)
+
+
+CLIENT_IP_LENGTH = 45  # the longest textual IPv6 address
+# Brute-force protection per account and client address ("": address unknown): failed
+# logins in a row, attempts being checked (in_flight, since claimed_at), the lock's end.
+login_throttles = Table(
+    "login_throttles",
+    metadata,
+    Column(
+        "user_id",
+        String(ID_LENGTH),
+        ForeignKey("users.id", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    Column("client", String(CLIENT_IP_LENGTH), nullable=False),
+    Column("failures", Integer, nullable=False, default=0, server_default="0"),
+    Column("in_flight", Integer, nullable=False, default=0, server_default="0"),
+    Column("claimed_at", UtcDateTime, nullable=True),
+    Column("locked_until", UtcDateTime, nullable=True),
+    PrimaryKeyConstraint("user_id", "client"),
 )
 
 
@@ -102,7 +126,6 @@ user_roles = Table(
 )
 
 USER_AGENT_LENGTH = 256
-CLIENT_IP_LENGTH = 45  # the longest textual IPv6 address
 REQUEST_ID_LENGTH = 128
 EVENT_TYPE_LENGTH = 32
 # Append-only, except that retention deletes the oldest rows. user_id and actor_id are
@@ -196,4 +219,54 @@ profile_deletions = Table(
     # Due from then; a worker that takes the row moves it on by its lease first.
     Column("next_attempt_at", UtcDateTime, nullable=False),
     Index("ix_profile_deletions_next_attempt_at", "next_attempt_at"),
+)
+
+
+# TOTP second factor (auth_svc.mfa). The secret is AES-GCM ciphertext (base64 of nonce,
+# ciphertext and tag, bound to the user id): the database alone does not reveal it.
+# confirmed_at NULL: enrolled, not active yet. last_used_step: the RFC 6238 time step of
+# the last accepted code; a code is accepted only for a later step (a conditional UPDATE).
+mfa_totp = Table(
+    "mfa_totp",
+    metadata,
+    Column(
+        "user_id",
+        String(ID_LENGTH),
+        ForeignKey("users.id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    Column("secret_ciphertext", String(255), nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("confirmed_at", UtcDateTime, nullable=True),
+    Column("last_used_step", BigInteger, nullable=True),
+)
+
+# Single-use recovery codes, as SHA-256 of their normal form (they are random, 50 bits).
+mfa_recovery_codes = Table(
+    "mfa_recovery_codes",
+    metadata,
+    Column(
+        "user_id",
+        String(ID_LENGTH),
+        ForeignKey("users.id", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    Column("code_hash", String(TOKEN_HASH_LENGTH), nullable=False),
+    PrimaryKeyConstraint("user_id", "code_hash"),
+)
+
+# Logins waiting for their second factor: the SHA-256 of the mfa_token, deleted when used.
+mfa_challenges = Table(
+    "mfa_challenges",
+    metadata,
+    Column("token_hash", String(TOKEN_HASH_LENGTH), primary_key=True),
+    Column(
+        "user_id",
+        String(ID_LENGTH),
+        ForeignKey("users.id", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("expires_at", UtcDateTime, nullable=False),
+    Index("ix_mfa_challenges_user_id", "user_id"),
 )

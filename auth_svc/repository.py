@@ -24,20 +24,25 @@ from sqlalchemy import (
     func,
     insert,
     literal,
-    null,
     or_,
     select,
     update,
 )
+from sqlalchemy.dialects.mysql import insert as mysql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from auth_svc.audit import EventType, NewEvent, Origin
-from auth_svc.lockout import LockoutPolicy
+from auth_svc.lockout import IN_FLIGHT_EXPIRY_SECONDS, LockoutPolicy
 from auth_svc.models import (
     LOGIN_REFUSAL_SLOTS,
     audit_events,
     login_refusals,
+    login_throttles,
+    mfa_challenges,
+    mfa_recovery_codes,
+    mfa_totp,
     profile_deletions,
     refresh_tokens,
     sessions,
@@ -66,7 +71,18 @@ class UserRecord:
     disabled: bool
     created_at: datetime
     updated_at: datetime
+    # The account-wide lock (auth_svc.lockout): failures from any address in the window.
     failed_logins: int = 0
+    locked_until: datetime | None = None
+    failure_window_start: datetime | None = None
+
+
+@dataclass(frozen=True)
+class ThrottleState:
+    """The lockout of one account for one client address."""
+
+    failures: int = 0
+    in_flight: int = 0
     locked_until: datetime | None = None
 
 
@@ -74,14 +90,27 @@ class UserRecord:
 class LoginClaim:
     """The outcome of claiming a login attempt for a username.
 
-    `user` is set when the attempt was counted and the password may be checked;
-    otherwise `locked` tells a locked account from an unknown username.
+    `user` is set when the attempt was admitted and the password may be checked;
+    otherwise `locked` tells a locked account from an unknown username, and `busy`
+    says that attempts in flight must settle before this one may be admitted.
     """
 
     user: UserRecord | None
     locked: bool = False
-    # The login_failed event appended with the counted failure: a success retracts both.
-    failure_event_id: int | None = None
+    busy: bool = False
+    # The throttle's row (the client address, "" when unknown) and its state once claimed.
+    client: str = ""
+    throttle: ThrottleState = field(default_factory=ThrottleState)
+    # The user a refused or busy claim was for, if there is one.
+    user_id: str | None = None
+
+
+# The scopes of lockout_engaged: one address on one account, or the whole account.
+LOCK_SCOPE_CLIENT = "client"
+LOCK_SCOPE_ACCOUNT = "account"
+_IN_FLIGHT_EXPIRY = timedelta(seconds=IN_FLIGHT_EXPIRY_SECONDS)
+# How long a claim waits for the attempts in flight to settle before it is refused.
+_CLAIM_WAIT_SECONDS = 10.0
 
 
 @dataclass(frozen=True)
@@ -117,6 +146,9 @@ class UserView:
 
     user: UserRecord
     roles: frozenset[str] = field(default_factory=frozenset)
+    mfa_enabled: bool = False
+    # The end of the latest lock, account-wide or of any one address (None: never locked).
+    locked_until: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -181,84 +213,190 @@ class UserRepository:
         policy: LockoutPolicy,
         origin: Origin | None = None,
     ) -> LoginClaim:
-        """Count one failed login in advance, unless the account is locked, atomically.
+        """Reserve the check of one password of the user for the origin's address, atomically.
 
-        The conditional UPDATE decides: concurrent attempts serialize on the row,
-        each sees the count the previous one left, and once the count reaches the
-        threshold the lock it sets refuses every later claim until it runs out.
-        So no more passwords are ever checked than the policy allows. A successful
-        login takes its failure back with `complete_login` (or `reset_failed_logins`).
+        The attempt is counted in flight on the (account, address) throttle by a conditional
+        UPDATE, which admits it only while no lock holds and the failures plus attempts in
+        flight leave room (LockoutPolicy.admits). Concurrent attempts serialize on the
+        row, so no more passwords are ever checked than the policy allows; and since an
+        attempt in flight is not a failure yet, concurrent right passwords never lock.
+        Every claim is settled by `fail_login_attempt`, `complete_login` or
+        `release_login_attempt`. A claim that finds no room but no lock either is `busy`:
+        the caller waits for the attempts in flight to settle and claims again.
 
-        With an origin, the attempt is audited in the same transaction: a counted one as
-        login_failed (retracted by a success) plus lockout_engaged when it set the lock,
-        a refused one as login_failed.
+        A refused claim is audited by `record_refusal`, once its dummy check is paid.
         """
-        failures = users.c.failed_logins
-        lock_until: Any = case(
-            (failures + 1 < policy.threshold, null()),
-            *(
-                (failures + 1 == count, _utc(now + timedelta(seconds=seconds)))
-                for count, seconds in policy.escalation()
-            ),
-            else_=_utc(now + timedelta(seconds=policy.max_seconds)),
+        return self._settled_claim(
+            users.c.username_normalized == username_normalized, now, policy, origin
         )
-        claim = (
-            update(users)
-            .where(
-                users.c.username_normalized == username_normalized,
-                or_(users.c.locked_until.is_(None), users.c.locked_until <= now),
-            )
-            # locked_until first: MySQL evaluates SET left to right with updated values,
-            # SQLite with the old ones; in this order both read the old failed_logins.
-            .ordered_values((users.c.locked_until, lock_until), (failures, failures + 1))
-        )
-        by_name = users.c.username_normalized == username_normalized
 
-        def failed(session: Session, user_id: str | None, reason: str) -> int | None:
-            if origin is None:
-                return None
-            return append_event(
+    def claim_attempt_of(
+        self, user_id: str, now: datetime, policy: LockoutPolicy, origin: Origin | None = None
+    ) -> LoginClaim:
+        """claim_login_attempt for a known user id: a second-factor code is throttled alike."""
+        return self._settled_claim(users.c.id == user_id, now, policy, origin)
+
+    def _settled_claim(
+        self, which: Any, now: datetime, policy: LockoutPolicy, origin: Origin | None
+    ) -> LoginClaim:
+        """A claim admitted or refused, after waiting (briefly) for the attempts in flight."""
+        deadline = time.monotonic() + _CLAIM_WAIT_SECONDS
+        pause = 0.002
+        while True:
+            claim = _transaction(
+                self._sessions, lambda session: self._claim(session, which, now, policy, origin)
+            )
+            if not claim.busy:
+                return claim
+            if time.monotonic() >= deadline:
+                # Attempts in flight for this long: refuse as a lock would, audited alike.
+                return self._refuse(claim.user_id)
+            time.sleep(pause)
+            pause = min(pause * 2, 0.05)
+
+    def _refuse(self, user_id: str | None) -> LoginClaim:
+        return _transaction(self._sessions, lambda session: _refused(session, user_id))
+
+    def record_refusal(self, claim: LoginClaim, now: datetime, origin: Origin) -> None:
+        """Audit a refused claim as login_failed, after its (dummy) password check.
+
+        In a transaction of its own, with a row write, as a failed check settles in one:
+        refused and failed logins then commit the same number of times and take as long.
+        """
+
+        def work(session: Session) -> None:
+            _refused(session, claim.user_id)
+            reason = "unknown_user" if claim.user_id is None else "locked"
+            append_event(
                 session,
-                NewEvent(EventType.LOGIN_FAILED, user_id, origin, now, {"reason": reason}),
+                NewEvent(EventType.LOGIN_FAILED, claim.user_id, origin, now, {"reason": reason}),
             )
 
-        def work(session: Session) -> LoginClaim:
-            if _rowcount(session.execute(claim)) == 1:
-                user = _user(session.execute(select(users).where(by_name)).one())
-                event_id = failed(session, user.id, "invalid_credentials")
-                if origin is not None and user.locked_until is not None and user.locked_until > now:
-                    # Claims are refused while a lock holds: this claim is the one that set it.
-                    append_event(
-                        session,
-                        NewEvent(
-                            EventType.LOCKOUT_ENGAGED,
-                            user.id,
-                            origin,
-                            now,
-                            {"failed_logins": user.failed_logins, "locked_until": _iso(user)},
-                        ),
-                    )
-                return LoginClaim(user=user, failure_event_id=event_id)
-            # Locked or unknown: commit a row write all the same, as a counted failure does,
-            # so that the durable commit does not tell the cases apart by time.
-            session.execute(
-                update(login_refusals)
-                .where(login_refusals.c.slot == secrets.randbelow(LOGIN_REFUSAL_SLOTS))
-                .values(refusals=login_refusals.c.refusals + 1)
+        _transaction(self._sessions, work)
+
+    def _claim(
+        self,
+        session: Session,
+        which: Any,
+        now: datetime,
+        policy: LockoutPolicy,
+        origin: Origin | None,
+    ) -> LoginClaim:
+        found = session.execute(select(users.c.id, users.c.locked_until).where(which)).first()
+        if found is None or (found.locked_until is not None and found.locked_until > now):
+            return _refused(session, None if found is None else found.id)
+        user_id: str = found.id
+        client = _client_of(origin)
+        _ensure_throttle(session, user_id, client)
+        throttle = _throttle_row(user_id, client)
+        in_flight = case(
+            (
+                login_throttles.c.claimed_at > _utc(now - _IN_FLIGHT_EXPIRY),
+                login_throttles.c.in_flight,
+            ),
+            else_=0,
+        )
+        claimed = session.execute(
+            update(login_throttles)
+            .where(
+                throttle,
+                or_(
+                    login_throttles.c.locked_until.is_(None), login_throttles.c.locked_until <= now
+                ),
+                or_(in_flight == 0, login_throttles.c.failures + in_flight < policy.threshold),
             )
-            user_id = session.execute(select(users.c.id).where(by_name)).scalar()
-            failed(session, user_id, "unknown_user" if user_id is None else "locked")
-            return LoginClaim(user=None, locked=user_id is not None)
+            # in_flight first: MySQL evaluates SET left to right with updated values,
+            # SQLite with the old ones; in this order both read the old claimed_at.
+            .ordered_values(
+                (login_throttles.c.in_flight, in_flight + 1), (login_throttles.c.claimed_at, now)
+            )
+        )
+        state = _throttle(session, user_id, client)
+        if _rowcount(claimed) == 1:
+            user = _user(session.execute(select(users).where(users.c.id == user_id)).one())
+            return LoginClaim(user=user, client=client, throttle=state)
+        if state.locked_until is not None and state.locked_until > now:
+            return _refused(session, user_id)
+        return LoginClaim(user=None, busy=True, user_id=user_id)
+
+    def fail_login_attempt(
+        self,
+        claim: LoginClaim,
+        now: datetime,
+        policy: LockoutPolicy,
+        origin: Origin | None = None,
+        *,
+        reason: str = "invalid_credentials",
+    ) -> str | None:
+        """The claimed attempt failed: count it for its address and for the account, lock
+        per the policy, audit login_failed (and lockout_engaged, with its scope), in one
+        transaction. The scope of a lock this failure engaged ("client", "account"), if any.
+        """
+        assert claim.user is not None
+        user_id, client = claim.user.id, claim.client
+
+        def work(session: Session) -> str | None:
+            # (scope, failures, until) of each lock this failure engaged.
+            locks: list[tuple[str, int, datetime]] = []
+            # The UPDATE locks the row: what is read next is ours until commit.
+            session.execute(
+                update(login_throttles)
+                .where(_throttle_row(user_id, client))
+                .values(
+                    failures=login_throttles.c.failures + 1,
+                    in_flight=_released(login_throttles.c.in_flight),
+                )
+            )
+            state = _throttle(session, user_id, client)
+            lock_seconds = policy.lock_seconds(state.failures)
+            if lock_seconds:
+                locked_until = now + timedelta(seconds=lock_seconds)
+                session.execute(
+                    update(login_throttles)
+                    .where(_throttle_row(user_id, client))
+                    .values(locked_until=locked_until)
+                )
+                locks.append((LOCK_SCOPE_CLIENT, state.failures, locked_until))
+            account_lock = _count_account_failure(session, user_id, now, policy)
+            if account_lock is not None:
+                locks.append((LOCK_SCOPE_ACCOUNT, *account_lock))
+            if origin is not None:
+                append_event(
+                    session,
+                    NewEvent(EventType.LOGIN_FAILED, user_id, origin, now, {"reason": reason}),
+                )
+                for scope, failures, until in locks:
+                    detail = {
+                        "scope": scope,
+                        "failed_logins": failures,
+                        "locked_until": until.isoformat(),
+                    }
+                    append_event(
+                        session, NewEvent(EventType.LOCKOUT_ENGAGED, user_id, origin, now, detail)
+                    )
+            return locks[-1][0] if locks else None
 
         return _transaction(self._sessions, work)
 
-    def reset_failed_logins(self, user_id: str) -> None:
+    def release_login_attempt(self, claim: LoginClaim) -> None:
+        """The claimed attempt ended neither failed nor complete (a password right, a second
+        factor still due): it leaves the in-flight count, and the failures stay."""
+        assert claim.user is not None
         with self._sessions.begin() as session:
             session.execute(
-                update(users)
-                .where(users.c.id == user_id)
-                .values(failed_logins=0, locked_until=None)
+                update(login_throttles)
+                .where(_throttle_row(claim.user.id, claim.client))
+                .values(in_flight=_released(login_throttles.c.in_flight))
             )
+
+    def throttle_of(self, user_id: str, client_ip: str | None = None) -> ThrottleState:
+        """The lockout state of the user for one client address (None: address unknown)."""
+        with self._sessions() as session:
+            return _throttle(session, user_id, client_ip or "")
+
+    def reset_failed_logins(self, user_id: str) -> None:
+        with self._sessions.begin() as session:
+            _reset_lockout(session, user_id)
 
     def complete_login(
         self,
@@ -269,22 +407,23 @@ class UserRepository:
         session_record: SessionRecord,
         then: Callable[[Session], None] | None = None,
     ) -> None:
-        """A login succeeded: in one transaction take its counted failure back (count and
-        event), store the new session and its first refresh token, append the event
-        (login_succeeded), then run `then` (the rest of a password change), if any."""
+        """A login succeeded: in one transaction reset the failures of its address (the
+        account-wide count stays: it measures an attack on the account, not this client),
+        store the new session and its first refresh token, append the event (login_succeeded),
+        then run `then` (the rest of a password change), if any."""
         assert claim.user is not None
         user_id = claim.user.id
 
         def work(session: Session) -> None:
             session.execute(
-                update(users)
-                .where(users.c.id == user_id)
-                .values(failed_logins=0, locked_until=None)
-            )
-            if claim.failure_event_id is not None:
-                session.execute(
-                    delete(audit_events).where(audit_events.c.id == claim.failure_event_id)
+                update(login_throttles)
+                .where(_throttle_row(user_id, claim.client))
+                .values(
+                    failures=0,
+                    locked_until=None,
+                    in_flight=_released(login_throttles.c.in_flight),
                 )
+            )
             session.execute(insert(refresh_tokens).values(**asdict(session_token)))
             session.execute(insert(sessions).values(**_session_row(session_record)))
             append_event(session, event)
@@ -457,8 +596,19 @@ class AdminRepository:
             )
         with self._sessions() as session:
             records = [_user(row) for row in session.execute(query)]
-            roles = _roles_of_many(session, [record.id for record in records])
-        return [UserView(record, roles.get(record.id, frozenset())) for record in records]
+            ids = [record.id for record in records]
+            roles = _roles_of_many(session, ids)
+            with_mfa = _mfa_enabled_of_many(session, ids)
+            locks = _latest_locks(session, records)
+        return [
+            UserView(
+                record,
+                roles.get(record.id, frozenset()),
+                record.id in with_mfa,
+                locks.get(record.id),
+            )
+            for record in records
+        ]
 
     def set_disabled(self, user_id: str, disabled: bool, event: NewEvent) -> UserView | None:
         """Disable (revoking every session) or enable; the event only when the flag changed."""
@@ -486,17 +636,19 @@ class AdminRepository:
             before = _locked_user(session, user_id, event.created_at)
             if before is None:
                 return None
-            session.execute(
-                update(users)
-                .where(users.c.id == user_id)
-                .values(failed_logins=0, locked_until=None)
-            )
+            lock_ended = _latest_locks(session, [before]).get(user_id)
+            failures = session.execute(
+                select(func.max(login_throttles.c.failures)).where(
+                    login_throttles.c.user_id == user_id
+                )
+            ).scalar()
+            _reset_lockout(session, user_id)
             append_event(
                 session,
                 event.with_detail(
-                    failed_logins=before.failed_logins,
-                    was_locked=before.locked_until is not None
-                    and before.locked_until > event.created_at,
+                    # The most failures counted: from one address, or on the whole account.
+                    failed_logins=max(before.failed_logins, failures or 0),
+                    was_locked=lock_ended is not None and lock_ended > event.created_at,
                 ),
             )
             return _user_view(session, user_id)
@@ -721,10 +873,7 @@ class AccountRepository:
         now = event.created_at
 
         def work(session: Session) -> bool:
-            if claim.failure_event_id is not None:  # the claim's counted failure is taken back
-                session.execute(
-                    delete(audit_events).where(audit_events.c.id == claim.failure_event_id)
-                )
+            # The claim's attempt in flight goes with the user (login_throttles cascade).
             ended = session.execute(
                 select(func.count(refresh_tokens.c.family_id.distinct())).where(
                     refresh_tokens.c.user_id == user_id, refresh_tokens.c.revoked_at.is_(None)
@@ -879,7 +1028,15 @@ def _locked_user(session: Session, user_id: str, now: datetime) -> UserRecord | 
 
 def _user_view(session: Session, user_id: str) -> UserView | None:
     row = session.execute(select(users).where(users.c.id == user_id)).first()
-    return None if row is None else UserView(_user(row), _roles_of(session, user_id))
+    if row is None:
+        return None
+    user = _user(row)
+    return UserView(
+        user,
+        _roles_of(session, user_id),
+        _mfa_enabled(session, user_id),
+        _latest_locks(session, [user]).get(user_id),
+    )
 
 
 def _roles_of(session: Session, user_id: str) -> frozenset[str]:
@@ -910,8 +1067,105 @@ def _revoke_sessions(session: Session, user_id: str, now: datetime) -> int:
     return int(sessions)
 
 
-def _iso(user: UserRecord) -> str | None:
-    return None if user.locked_until is None else user.locked_until.isoformat()
+def _refused(session: Session, user_id: str | None) -> LoginClaim:
+    """A claim refused (locked, or no such user): commit a row write all the same, as an
+    admitted one does, so that the durable commit does not tell the cases apart by time."""
+    session.execute(
+        update(login_refusals)
+        .where(login_refusals.c.slot == secrets.randbelow(LOGIN_REFUSAL_SLOTS))
+        .values(refusals=login_refusals.c.refusals + 1)
+    )
+    return LoginClaim(user=None, locked=user_id is not None, user_id=user_id)
+
+
+def _client_of(origin: Origin | None) -> str:
+    return "" if origin is None or origin.client_ip is None else origin.client_ip
+
+
+def _throttle_row(user_id: str, client: str) -> Any:
+    return and_(login_throttles.c.user_id == user_id, login_throttles.c.client == client)
+
+
+def _throttle(session: Session, user_id: str, client: str) -> ThrottleState:
+    row = session.execute(
+        select(
+            login_throttles.c.failures, login_throttles.c.in_flight, login_throttles.c.locked_until
+        ).where(_throttle_row(user_id, client))
+    ).first()
+    return ThrottleState() if row is None else ThrottleState(*row)
+
+
+def _ensure_throttle(session: Session, user_id: str, client: str) -> None:
+    """Create the (account, address) row if missing, taking its write lock either way.
+
+    An upsert rather than INSERT IGNORE: on MySQL the latter takes a shared lock on an
+    existing row, and two claims upgrading theirs to write the row would deadlock.
+    """
+    values = {"user_id": user_id, "client": client, "failures": 0, "in_flight": 0}
+    if session.get_bind().dialect.name == "mysql":
+        statement: Any = (
+            mysql_insert(login_throttles)
+            .values(**values)
+            .on_duplicate_key_update(in_flight=login_throttles.c.in_flight)
+        )
+    else:
+        statement = (
+            sqlite_insert(login_throttles)
+            .values(**values)
+            .on_conflict_do_update(
+                index_elements=["user_id", "client"],
+                set_={"in_flight": login_throttles.c.in_flight},
+            )
+        )
+    session.execute(statement)
+
+
+def _released(in_flight: Any) -> Any:
+    """One attempt fewer in flight, never below zero (an expired one may have been reset)."""
+    return case((in_flight > 0, in_flight - 1), else_=0)
+
+
+def _count_account_failure(
+    session: Session, user_id: str, now: datetime, policy: LockoutPolicy
+) -> tuple[int, datetime] | None:
+    """Count a failure on the account, from any address; the lock's facts if it engaged."""
+    window = timedelta(seconds=policy.account_window_seconds)
+    # A locking read: the latest row, ours until commit (a plain read would see this
+    # transaction's snapshot under InnoDB's REPEATABLE READ and lose concurrent counts;
+    # SQLite has no FOR UPDATE but holds its one write lock since the first write).
+    user = _user(
+        session.execute(select(users).where(users.c.id == user_id).with_for_update()).one()
+    )
+    started = user.failure_window_start
+    if started is None or started <= now - window:
+        failures, started = 1, now
+    else:
+        failures = user.failed_logins + 1
+    locked_until = None
+    if failures >= policy.account_threshold:
+        # Locked now; counting starts afresh when the lock ends.
+        locked_until = now + timedelta(seconds=policy.account_lock_seconds)
+        changes: dict[str, Any] = {
+            "failed_logins": 0,
+            "failure_window_start": None,
+            "locked_until": locked_until,
+        }
+    else:
+        changes = {"failed_logins": failures, "failure_window_start": started}
+    session.execute(update(users).where(users.c.id == user_id).values(**changes))
+    if locked_until is None:
+        return None
+    return failures, locked_until
+
+
+def _reset_lockout(session: Session, user_id: str) -> None:
+    """No failures and no lock, for the account and every address."""
+    session.execute(
+        update(users)
+        .where(users.c.id == user_id)
+        .values(failed_logins=0, locked_until=None, failure_window_start=None)
+    )
+    session.execute(delete(login_throttles).where(login_throttles.c.user_id == user_id))
 
 
 def _utc(value: datetime) -> Any:
@@ -944,3 +1198,217 @@ def _is_deadlock(exc: OperationalError) -> bool:
 def _rowcount(result: Any) -> int:
     assert isinstance(result, CursorResult)
     return result.rowcount
+
+
+@dataclass(frozen=True)
+class TotpRecord:
+    user_id: str
+    secret_ciphertext: str
+    created_at: datetime
+    confirmed_at: datetime | None
+    last_used_step: int | None
+
+
+class MfaRepository:
+    """TOTP enrolments, recovery codes and logins waiting for their second factor.
+
+    Each code is spent by one conditional statement (UPDATE of the last used step that
+    only moves forward; DELETE of a recovery code), so of concurrent uses one wins.
+    """
+
+    def __init__(self, sessions: sessionmaker[Session]) -> None:
+        self._sessions = sessions
+
+    def totp_of(self, user_id: str) -> TotpRecord | None:
+        with self._sessions() as session:
+            row = session.execute(select(mfa_totp).where(mfa_totp.c.user_id == user_id)).first()
+        return None if row is None else TotpRecord(**row._asdict())
+
+    def enabled(self, user_id: str) -> bool:
+        with self._sessions() as session:
+            return _mfa_enabled(session, user_id)
+
+    def enroll(self, user_id: str, secret_ciphertext: str, now: datetime) -> bool:
+        """Store a new, unconfirmed secret in place of any unconfirmed one; False (nothing
+        changed) when a second factor is on, or the user is gone."""
+
+        def work(session: Session) -> bool:
+            if _locked_user(session, user_id, now) is None or _mfa_enabled(session, user_id):
+                return False
+            session.execute(delete(mfa_totp).where(mfa_totp.c.user_id == user_id))
+            session.execute(
+                insert(mfa_totp).values(
+                    user_id=user_id, secret_ciphertext=secret_ciphertext, created_at=now
+                )
+            )
+            return True
+
+        return _transaction(self._sessions, work)
+
+    def confirm(
+        self,
+        user_id: str,
+        secret_ciphertext: str,
+        step: int,
+        recovery_code_hashes: Sequence[str],
+        event: NewEvent,
+    ) -> bool:
+        """Turn on the enrolment of this very secret, spending the code's step, with new
+        recovery codes and the event; False when it is no longer the pending one."""
+
+        def work(session: Session) -> bool:
+            confirmed = session.execute(
+                update(mfa_totp)
+                .where(
+                    mfa_totp.c.user_id == user_id,
+                    mfa_totp.c.confirmed_at.is_(None),
+                    mfa_totp.c.secret_ciphertext == secret_ciphertext,
+                )
+                .values(confirmed_at=event.created_at, last_used_step=step)
+            )
+            if _rowcount(confirmed) != 1:
+                return False
+            session.execute(
+                delete(mfa_recovery_codes).where(mfa_recovery_codes.c.user_id == user_id)
+            )
+            session.execute(
+                insert(mfa_recovery_codes),
+                [{"user_id": user_id, "code_hash": code} for code in recovery_code_hashes],
+            )
+            append_event(session, event)
+            return True
+
+        return _transaction(self._sessions, work)
+
+    def spend_step(self, user_id: str, step: int) -> bool:
+        """Accept a code of this time step: only if no code of it (or a later one) was."""
+        with self._sessions.begin() as session:
+            result = session.execute(
+                update(mfa_totp)
+                .where(
+                    mfa_totp.c.user_id == user_id,
+                    mfa_totp.c.confirmed_at.is_not(None),
+                    or_(mfa_totp.c.last_used_step.is_(None), mfa_totp.c.last_used_step < step),
+                )
+                .values(last_used_step=step)
+            )
+            return _rowcount(result) == 1
+
+    def spend_recovery_code(self, user_id: str, code_hash: str) -> bool:
+        with self._sessions.begin() as session:
+            result = session.execute(
+                delete(mfa_recovery_codes).where(
+                    mfa_recovery_codes.c.user_id == user_id,
+                    mfa_recovery_codes.c.code_hash == code_hash,
+                )
+            )
+            return _rowcount(result) == 1
+
+    def recovery_codes_left(self, user_id: str) -> int:
+        with self._sessions() as session:
+            return int(
+                session.execute(
+                    select(func.count()).where(mfa_recovery_codes.c.user_id == user_id)
+                ).scalar_one()
+            )
+
+    def disable(self, user_id: str, event: NewEvent) -> bool:
+        """Remove the second factor, its recovery codes and pending logins; the event only
+        when one was on."""
+
+        def work(session: Session) -> bool:
+            if _locked_user(session, user_id, event.created_at) is None:
+                return False
+            removed = session.execute(
+                delete(mfa_totp).where(
+                    mfa_totp.c.user_id == user_id, mfa_totp.c.confirmed_at.is_not(None)
+                )
+            )
+            if _rowcount(removed) != 1:
+                return False
+            session.execute(
+                delete(mfa_recovery_codes).where(mfa_recovery_codes.c.user_id == user_id)
+            )
+            session.execute(delete(mfa_challenges).where(mfa_challenges.c.user_id == user_id))
+            append_event(session, event)
+            return True
+
+        return _transaction(self._sessions, work)
+
+    def add_challenge(
+        self, token_hash: str, user_id: str, now: datetime, expires_at: datetime
+    ) -> None:
+        """Store a pending second-factor login; the user's expired ones go at the same time."""
+
+        def work(session: Session) -> None:
+            session.execute(
+                delete(mfa_challenges).where(
+                    mfa_challenges.c.user_id == user_id, mfa_challenges.c.expires_at <= now
+                )
+            )
+            session.execute(
+                insert(mfa_challenges).values(
+                    token_hash=token_hash, user_id=user_id, created_at=now, expires_at=expires_at
+                )
+            )
+
+        _transaction(self._sessions, work)
+
+    def challenged_user(self, token_hash: str, now: datetime) -> str | None:
+        """The user of a pending, unexpired challenge."""
+        with self._sessions() as session:
+            user_id: str | None = session.execute(
+                select(mfa_challenges.c.user_id).where(
+                    mfa_challenges.c.token_hash == token_hash, mfa_challenges.c.expires_at > now
+                )
+            ).scalar()
+        return user_id
+
+    def spend_challenge(self, token_hash: str, now: datetime) -> bool:
+        """Use a challenge up: once only, and only before it expires."""
+        with self._sessions.begin() as session:
+            result = session.execute(
+                delete(mfa_challenges).where(
+                    mfa_challenges.c.token_hash == token_hash, mfa_challenges.c.expires_at > now
+                )
+            )
+            return _rowcount(result) == 1
+
+
+def _mfa_enabled(session: Session, user_id: str) -> bool:
+    return (
+        session.execute(
+            select(mfa_totp.c.user_id).where(
+                mfa_totp.c.user_id == user_id, mfa_totp.c.confirmed_at.is_not(None)
+            )
+        ).first()
+        is not None
+    )
+
+
+def _mfa_enabled_of_many(session: Session, user_ids: Sequence[str]) -> frozenset[str]:
+    if not user_ids:
+        return frozenset()
+    return frozenset(
+        session.execute(
+            select(mfa_totp.c.user_id).where(
+                mfa_totp.c.user_id.in_(user_ids), mfa_totp.c.confirmed_at.is_not(None)
+            )
+        ).scalars()
+    )
+
+
+def _latest_locks(session: Session, records: Sequence[UserRecord]) -> dict[str, datetime]:
+    """Per user, the end of the latest lock: account-wide or of any one address."""
+    latest = {record.id: record.locked_until for record in records if record.locked_until}
+    if records:
+        rows = session.execute(
+            select(login_throttles.c.user_id, func.max(login_throttles.c.locked_until))
+            .where(login_throttles.c.user_id.in_([record.id for record in records]))
+            .group_by(login_throttles.c.user_id)
+        )
+        for user_id, until in rows:
+            # max() keeps the column's type: read back as aware UTC like the column.
+            if until is not None and (latest.get(user_id) is None or until > latest[user_id]):
+                latest[user_id] = until
+    return {user_id: until for user_id, until in latest.items() if until is not None}

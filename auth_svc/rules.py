@@ -9,6 +9,7 @@ InvalidArgument with a message safe to show; none echoes the password.
 from __future__ import annotations
 
 import re
+import unicodedata
 
 from authgate.auth.v1 import account_pb2, auth_pb2
 
@@ -60,7 +61,9 @@ def check_password(
     """The password exactly as received: no trimming, no normalization, no truncation.
 
     NIST SP 800-63B style: a length range, not the username, not a known common
-    password (`common_passwords` holds lower-cased entries); no composition rules.
+    password; no composition rules. Both comparisons are made on `comparison_form`
+    (`common_passwords` holds entries in that form), so that padding, case or
+    full-width letters do not sidestep them. Register and password change both call this.
     """
     if not min_length <= len(password) <= MAX_PASSWORD_LENGTH:
         raise InvalidArgument(
@@ -68,11 +71,18 @@ def check_password(
         )
     if not _encodable(password):
         raise InvalidArgument("password must be valid Unicode text")
-    if username and username.casefold() in password.casefold():
+    compared = comparison_form(password)
+    if username and comparison_form(username) in compared:
         raise InvalidArgument("password must not contain the username")
-    if password.lower() in common_passwords:
+    if compared in common_passwords:
         raise InvalidArgument("password is too common: it appears in lists of leaked passwords")
     return password
+
+
+def comparison_form(text: str) -> str:
+    """NFKC, case-folded, without any whitespace: the form in which two passwords that a
+    guesser would try as one compare equal (full-width or padded 'password1234' and it)."""
+    return "".join(unicodedata.normalize("NFKC", text).casefold().split())
 
 
 def check_email(email: str) -> str | None:

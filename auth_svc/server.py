@@ -14,6 +14,8 @@ from authgate.auth.v1 import (
     admin_pb2_grpc,
     auth_pb2,
     auth_pb2_grpc,
+    mfa_pb2,
+    mfa_pb2_grpc,
     revocation_pb2,
     revocation_pb2_grpc,
 )
@@ -31,6 +33,8 @@ from auth_svc.hash_limiter import HashLimiter, default_max_concurrent_hashes
 from auth_svc.key_reload import KeyReloader
 from auth_svc.keys import KeyRing
 from auth_svc.metrics import AuthMetrics
+from auth_svc.mfa import SecretBox, load_totp_key
+from auth_svc.mfa_servicer import MfaServicer
 from auth_svc.migrations import AUTH_MIGRATIONS
 from auth_svc.passwords import PasswordHasher
 from auth_svc.profile_outbox import GrpcProfileDeleter, ProfileDeletionWorker
@@ -38,12 +42,14 @@ from auth_svc.repository import (
     AccountRepository,
     AdminRepository,
     AuditRepository,
+    MfaRepository,
     ProfileDeletionOutbox,
     RefreshTokenRepository,
     UserRepository,
 )
 from auth_svc.revocation_feed import RevocationFeed, RevocationServicer
 from auth_svc.revocations import RevocationLog, token_lifetime_bound
+from auth_svc.second_factor import SecondFactor
 from auth_svc.service import AuthService, LockoutObserver
 from auth_svc.servicer import AuthServicer
 from auth_svc.tokens import AccessTokenIssuer
@@ -61,6 +67,7 @@ from authgate_common.tokens import VERIFIED_TOKEN_CACHE_SIZE, TokenSettings, Tok
 NAME = "auth_svc"
 SERVICE_NAME = auth_pb2.DESCRIPTOR.services_by_name["AuthService"].full_name
 ADMIN_SERVICE_NAME = admin_pb2.DESCRIPTOR.services_by_name["AdminService"].full_name
+MFA_SERVICE_NAME = mfa_pb2.DESCRIPTOR.services_by_name["MfaService"].full_name
 REVOCATION_SERVICE_NAME = revocation_pb2.DESCRIPTOR.services_by_name["RevocationService"].full_name
 # The generated functions have no annotations; these are their real signatures.
 _add_auth_servicer = cast(
@@ -73,6 +80,9 @@ _add_admin_servicer = cast(
 _add_account_servicer = cast(
     Callable[[AccountServicer, grpc.Server], None],
     account_pb2_grpc.add_AccountServiceServicer_to_server,
+)
+_add_mfa_servicer = cast(
+    Callable[[MfaServicer, grpc.Server], None], mfa_pb2_grpc.add_MfaServiceServicer_to_server
 )
 # The verifier reads the ring in process: cheap, so the key set is re-read every second.
 _OWN_KEYS_MAX_AGE_SECONDS = 1.0
@@ -90,6 +100,7 @@ def build_service(
     on_lockout: LockoutObserver = lambda _event: None,
     revocation_log: RevocationLog | None = None,
     on_account_deleted: Callable[[str], None] = lambda _user_id: None,
+    second_factor: SecondFactor | None = None,
 ) -> AuthService:
     sessions = make_sessions(engine)
     if revocation_log is None:
@@ -111,6 +122,28 @@ def build_service(
         on_lockout=on_lockout,
         accounts=AccountRepository(sessions, revocation_log),
         on_account_deleted=on_account_deleted,
+        second_factor=(
+            build_second_factor(config, engine, clock=clock)
+            if second_factor is None
+            else second_factor
+        ),
+    )
+
+
+def build_second_factor(
+    config: AuthConfig, engine: Engine, *, clock: Clock = utc_now
+) -> SecondFactor:
+    """The TOTP second factor, its secrets sealed with the configured key (generated into
+    its file on first start when none is configured)."""
+    sessions = make_sessions(engine)
+    return SecondFactor(
+        repository=MfaRepository(sessions),
+        users=UserRepository(sessions),
+        box=SecretBox(load_totp_key(config.totp_key, config.totp_key_file)),
+        lockout=config.lockout,
+        issuer=config.totp_issuer,
+        challenge_ttl_seconds=config.mfa_token_ttl_seconds,
+        clock=clock,
     )
 
 
@@ -171,6 +204,7 @@ def build_server(config: AuthConfig, *, clock: Clock = utc_now) -> RunningServer
             clock=clock,
         )
         auth_metrics = AuthMetrics(registry)
+        second_factor = build_second_factor(config, engine, clock=clock)
         profile_channel = open_channel(
             config.profile_target, credentials=channel_credentials(config.profile_tls)
         )
@@ -187,13 +221,15 @@ def build_server(config: AuthConfig, *, clock: Clock = utc_now) -> RunningServer
             on_lockout=auth_metrics.lockout,
             revocation_log=revocation_log,
             on_account_deleted=outbox.notify,
+            second_factor=second_factor,
         )
         servicer = AuthServicer(service, jwks_max_age_seconds=config.jwks_max_age_seconds)
-        # AuthService's RPCs authenticate by password or refresh token; the admin and
-        # account APIs by access token, with the roles their options require.
+        # AuthService's RPCs authenticate by password, refresh token or mfa_token; the
+        # admin, account and second-factor APIs by access token (with the roles their
+        # options require).
         authenticator = AuthInterceptor(
             own_token_verifier(config, keys, revocations=feed.local),
-            protected_services=[ADMIN_SERVICE_NAME, ACCOUNT_SERVICE_NAME],
+            protected_services=[ADMIN_SERVICE_NAME, ACCOUNT_SERVICE_NAME, MFA_SERVICE_NAME],
         )
         account = AccountServicer(service, authenticator.caller)
         admin = AdminServicer(
@@ -211,6 +247,7 @@ def build_server(config: AuthConfig, *, clock: Clock = utc_now) -> RunningServer
             _add_auth_servicer(servicer, server)
             _add_admin_servicer(admin, server)
             _add_account_servicer(account, server)
+            _add_mfa_servicer(MfaServicer(second_factor, authenticator.caller), server)
             revocation_pb2_grpc.add_RevocationServiceServicer_to_server(
                 RevocationServicer(feed), server
             )
@@ -221,6 +258,7 @@ def build_server(config: AuthConfig, *, clock: Clock = utc_now) -> RunningServer
                 SERVICE_NAME,
                 ADMIN_SERVICE_NAME,
                 ACCOUNT_SERVICE_NAME,
+                MFA_SERVICE_NAME,
                 REVOCATION_SERVICE_NAME,
             ],
             interceptors=[authenticator],

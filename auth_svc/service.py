@@ -6,9 +6,13 @@ Choices worth knowing:
 - Unknown user, wrong password, disabled user and locked account all answer the
   same Unauthenticated(INVALID_CREDENTIALS), after one argon2 verification each
   (against the dummy hash when there is no hash to check).
-- Brute force: each login attempt is counted as a failure before its password
-  is checked, atomically in the database, and refused without a check while the
-  account is locked (see LockoutPolicy); success takes the count back to zero.
+- Brute force: each login attempt is claimed on the lockout of its account and
+  client address before its password is checked, atomically in the database, and
+  refused without a check while that address (or, under a distributed attack, the
+  whole account) is locked (see LockoutPolicy); a failure is counted when the
+  check fails, a success takes the address's count back to zero.
+- With a second factor on, a right password gives only an mfa_token; LoginMfa with
+  a code gives the tokens (amr pwd, otp). Codes are throttled like passwords.
 - A refresh token can be spent once. Presenting it again - including losing a
   race against a concurrent Refresh with the same token - revokes its whole
   family, since the server cannot tell the rightful client from a thief.
@@ -30,6 +34,7 @@ from auth_svc import rules
 from auth_svc.audit import NO_ORIGIN, EventType, NewEvent, Origin
 from auth_svc.config import AuthConfig
 from auth_svc.keys import KeyRing
+from auth_svc.mfa import MfaChallenge
 from auth_svc.passwords import PasswordHasher
 from auth_svc.repository import (
     AccountRepository,
@@ -41,6 +46,7 @@ from auth_svc.repository import (
     UserRecord,
     UserRepository,
 )
+from auth_svc.second_factor import SecondFactor
 from auth_svc.tokens import (
     MAX_REFRESH_TOKEN_LENGTH,
     AccessTokenIssuer,
@@ -64,6 +70,15 @@ ACCOUNT_GONE = "the account no longer exists"
 SESSION_NOT_FOUND = "you have no live session with this id"
 INVALID_REFRESH_TOKEN = "the refresh token is invalid, expired or revoked"  # noqa: S105
 TOKEN_TYPE = "Bearer"  # noqa: S105 - the OAuth token_type, not a secret
+
+
+class SecondFactorRequired(Exception):
+    """The password was right and a second factor is due: the login's answer is the
+    challenge, and no token."""
+
+    def __init__(self, challenge: MfaChallenge) -> None:
+        super().__init__("a second factor is required")
+        self.challenge = challenge
 
 
 @dataclass(frozen=True)
@@ -107,8 +122,10 @@ class AuthService:
         on_lockout: LockoutObserver = lambda _event: None,
         accounts: AccountRepository | None = None,
         on_account_deleted: Callable[[str], None] = lambda _user_id: None,
+        second_factor: SecondFactor | None = None,
     ) -> None:
         self._config = config
+        self._second_factor = second_factor
         self._accounts = accounts
         # Told the user id once a deletion has committed (wakes the profile outbox).
         self._on_account_deleted = on_account_deleted
@@ -158,6 +175,8 @@ class AuthService:
         return RegisteredUser(user_id=user.id, username=user.username)
 
     def login(self, username: str, password: str, *, origin: Origin = NO_ORIGIN) -> TokenPair:
+        """The token pair; for a user with a second factor on, SecondFactorRequired with
+        the challenge that `login_mfa` finishes (no token before the second factor)."""
         if not username or not password:
             raise InvalidArgument("username and password are required")
         now = self._clock()
@@ -165,6 +184,37 @@ class AuthService:
         # because the server is busy (429) must not count towards a lockout.
         with self._passwords.reserved():
             claim = self._checked_claim(username, password, now, origin)
+        user = claim.user
+        assert user is not None
+        if self._passwords.needs_rehash(user.password_hash):
+            self._users.replace_password_hash(
+                user.id, user.password_hash, self._passwords.hash(password), now
+            )
+            log.info("password rehashed with current parameters", extra={"user_id": user.id})
+        if self._second_factor is not None and self._second_factor.enabled(user.id):
+            # The password was right but proves half: the address's failures stay.
+            self._users.release_login_attempt(claim)
+            log.info("login awaits its second factor", extra={"user_id": user.id})
+            raise SecondFactorRequired(self._second_factor.challenge(user.id))
+        return self._complete_login(claim, now, origin, amr=("pwd",))
+
+    def login_mfa(self, mfa_token: str, code: str, *, origin: Origin = NO_ORIGIN) -> TokenPair:
+        """Finish a login that answered a challenge, with a TOTP or a recovery code."""
+        if not mfa_token or not code:
+            raise InvalidArgument("mfa_token and code are required")
+        if self._second_factor is None:
+            raise Unauthenticated(INVALID_CREDENTIALS)
+        claim = self._second_factor.finish(mfa_token, code, origin=origin)
+        assert claim.user is not None
+        if claim.user.disabled:
+            self._users.fail_login_attempt(claim, self._clock(), self._config.lockout, origin)
+            log.info("login refused", extra={"reason": "disabled", "user_id": claim.user.id})
+            raise Unauthenticated(INVALID_CREDENTIALS)
+        return self._complete_login(claim, self._clock(), origin, amr=("pwd", "otp"))
+
+    def _complete_login(
+        self, claim: LoginClaim, now: datetime, origin: Origin, *, amr: tuple[str, ...]
+    ) -> TokenPair:
         user = claim.user
         assert user is not None
         family_expires_at = now + timedelta(seconds=self._config.refresh_family_max_seconds)
@@ -183,17 +233,12 @@ class AuthService:
                 user.id,
                 origin,
                 now,
-                {"session_id": record.family_id, "amr": ["pwd"]},
+                {"session_id": record.family_id, "amr": list(amr)},
             ),
-            session_record=new_session(record, origin, ("pwd",)),
+            session_record=new_session(record, origin, amr),
         )
-        if self._passwords.needs_rehash(user.password_hash):
-            self._users.replace_password_hash(
-                user.id, user.password_hash, self._passwords.hash(password), now
-            )
-            log.info("password rehashed with current parameters", extra={"user_id": user.id})
         log.info("login", extra={"user_id": user.id})
-        return self._token_pair(user, token, record, now)
+        return self._token_pair(user, token, record, now, amr=amr)
 
     def _checked_claim(
         self, username: str, password: str, now: datetime, origin: Origin
@@ -208,25 +253,26 @@ class AuthService:
             # Unknown or locked: pay for one verification all the same, so that
             # neither the answer nor its timing tells these apart from a wrong password.
             self._passwords.verify_dummy(password)
+            self._users.record_refusal(claim, now, origin)
             if claim.locked:
                 self._on_lockout(LOCK_REFUSED)
             log.info("login refused", extra={"reason": "locked" if claim.locked else "unknown"})
             raise Unauthenticated(INVALID_CREDENTIALS)
         if not self._passwords.verify(user.password_hash, password):
-            if user.locked_until is not None and user.locked_until > now:
-                # Claims are refused while a lock holds: this failure is the one that set it.
+            engaged = self._users.fail_login_attempt(claim, now, self._config.lockout, origin)
+            if engaged is not None:
                 self._on_lockout(LOCK_ENGAGED)
             log.info(
                 "login refused",
                 extra={
                     "reason": "wrong_password",
                     "user_id": user.id,
-                    "failed_logins": user.failed_logins,
-                    "locked": user.locked_until is not None,
+                    "locked": engaged,
                 },
             )
             raise Unauthenticated(INVALID_CREDENTIALS)
         if user.disabled:
+            self._users.fail_login_attempt(claim, now, self._config.lockout, origin)
             log.info("login refused", extra={"reason": "disabled", "user_id": user.id})
             raise Unauthenticated(INVALID_CREDENTIALS)
         return claim
@@ -466,6 +512,7 @@ class AuthService:
         now: datetime,
         *,
         roles: frozenset[str] | None = None,
+        amr: tuple[str, ...] = ("pwd",),
     ) -> TokenPair:
         subject = AccessTokenSubject(
             user_id=user.id,
@@ -474,6 +521,7 @@ class AuthService:
             display_name=user.display_name,
             roles=self._users.roles_of(user.id) if roles is None else roles,
             session_id=record.family_id,
+            amr=amr,
         )
         return TokenPair(
             access_token=self._access_tokens.issue(subject, now),

@@ -12,9 +12,11 @@ from authgate.auth.v1 import auth_pb2, auth_pb2_grpc
 from google.protobuf import empty_pb2
 
 from auth_svc.audit import Origin
-from auth_svc.service import AuthService, TokenPair
+from auth_svc.mfa import MfaChallenge
+from auth_svc.service import AuthService, SecondFactorRequired, TokenPair
 from authgate_common import metadata
 from authgate_common.call_context import note_user
+from authgate_common.field_rules import rules_for
 from authgate_common.interceptors import request_id
 
 # grpc's peer strings: "ipv4:127.0.0.1:5000", "ipv6:[::1]:5000".
@@ -43,6 +45,9 @@ def _peer_ip(peer: str | None) -> str | None:
     return None if match is None else match.group("v4") or match.group("v6")
 
 
+_MFA_TOKEN_RULES = rules_for(auth_pb2.LoginMfaRequest, "mfa_token")
+_MFA_CODE_RULES = rules_for(auth_pb2.LoginMfaRequest, "code")
+
 # Response metadata the gateway copies into the HTTP answer (see gateway.views).
 CACHE_CONTROL = "cache-control"
 
@@ -70,8 +75,23 @@ class AuthServicer(auth_pb2_grpc.AuthServiceServicer):
     def Login(  # noqa: N802
         self, request: auth_pb2.LoginRequest, context: grpc.ServicerContext
     ) -> auth_pb2.TokenResponse:
+        try:
+            pair = self._service.login(
+                request.username, request.password, origin=origin_of(context)
+            )
+        except SecondFactorRequired as due:
+            return token_response(due.challenge)
+        return token_response(pair)
+
+    def LoginMfa(  # noqa: N802
+        self, request: auth_pb2.LoginMfaRequest, context: grpc.ServicerContext
+    ) -> auth_pb2.TokenResponse:
         return token_response(
-            self._service.login(request.username, request.password, origin=origin_of(context))
+            self._service.login_mfa(
+                _MFA_TOKEN_RULES.check(request.mfa_token),
+                _MFA_CODE_RULES.check(request.code),
+                origin=origin_of(context),
+            )
         )
 
     def Refresh(  # noqa: N802
@@ -107,8 +127,12 @@ class AuthServicer(auth_pb2_grpc.AuthServiceServicer):
         )
 
 
-def token_response(pair: TokenPair) -> auth_pb2.TokenResponse:
+def token_response(pair: TokenPair | MfaChallenge) -> auth_pb2.TokenResponse:
     note_user(pair.user_id)  # the rpc log line says whom the tokens are for
+    if isinstance(pair, MfaChallenge):
+        return auth_pb2.TokenResponse(
+            mfa_required=True, mfa_token=pair.mfa_token, expires_in=pair.expires_in
+        )
     return auth_pb2.TokenResponse(
         access_token=pair.access_token,
         token_type=pair.token_type,

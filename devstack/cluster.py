@@ -122,6 +122,8 @@ class ClusterSettings:
             "AUTH_DATABASE_URL": self.auth_database_url,
             "PROFILE_DATABASE_URL": self.profile_database_url,
             "AUTH_KEYS_DIR": str(self.keys_dir),
+            # One key for every replica: each opens the secrets the others sealed.
+            "AUTH_TOTP_KEY_FILE": str(self.state_dir.resolve() / "totp.key"),
             "AUTH_GRPC_HOST": self.host,
             "PROFILE_GRPC_HOST": self.host,
             "GATEWAY_HOST": self.host,

@@ -96,6 +96,7 @@ class StackSettings:
             "PROFILE_DATABASE_URL": self.profile_database_url
             or f"sqlite:///{state / 'profile.db'}",
             "AUTH_KEYS_DIR": str(state / "keys"),
+            "AUTH_TOTP_KEY_FILE": str(state / "totp.key"),
             "AUTH_GRPC_HOST": self.host,
             "PROFILE_GRPC_HOST": self.host,
             "GATEWAY_HOST": self.host,

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 # Imported for their side effect: they register the descriptors read below.
-from authgate.auth.v1 import account_pb2, admin_pb2, auth_pb2  # noqa: F401
+from authgate.auth.v1 import account_pb2, admin_pb2, auth_pb2, mfa_pb2  # noqa: F401
 from authgate.options.v1 import options_pb2
 from authgate.profile.v1 import profile_pb2  # noqa: F401
 from google.api import annotations_pb2, http_pb2
@@ -41,6 +41,7 @@ FRONTED_SERVICES: Mapping[str, str] = {
     "authgate.auth.v1.AuthService": AUTH_UPSTREAM,
     "authgate.auth.v1.AdminService": AUTH_UPSTREAM,
     "authgate.auth.v1.AccountService": AUTH_UPSTREAM,
+    "authgate.auth.v1.MfaService": AUTH_UPSTREAM,
     "authgate.profile.v1.ProfileService": PROFILE_UPSTREAM,
 }
 

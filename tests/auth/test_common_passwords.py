@@ -45,3 +45,31 @@ def test_registration_refuses_a_listed_password_and_writes_nothing(
         service.register("alice", password)
 
     service.register("alice", "a phrase nobody else uses")  # the name was not taken
+
+
+@pytest.mark.parametrize(
+    "password",
+    [
+        "password1234 ",
+        " password1234",
+        "\uff50\uff41\uff53\uff53\uff57\uff4f\uff52\uff44\uff11\uff12\uff13\uff14",
+    ],
+)
+def test_registration_refuses_padded_and_full_width_forms_of_a_listed_password(
+    service_factory: ServiceFactory, password: str
+) -> None:
+    service: AuthService = service_factory()
+    with pytest.raises(InvalidArgument, match="password is too common"):
+        service.register("alice", "password1234")
+
+    with pytest.raises(InvalidArgument, match="password is too common"):
+        service.register("alice", password)
+
+    service.register("alice", "a phrase nobody else uses")  # nothing was written
+
+
+def test_a_list_file_is_read_in_the_comparison_form(tmp_path: Path) -> None:
+    listing = tmp_path / "list.txt"
+    listing.write_text(" Pass Word1234 \n\uff51\uff57\uff45\uff52\uff54\uff59\n", encoding="utf-8")
+
+    assert load_common_passwords(listing) == frozenset({"password1234", "qwerty"})

@@ -16,7 +16,7 @@ import pytest
 from authgate.auth.v1 import auth_pb2, auth_pb2_grpc
 
 from auth_svc.lockout import LockoutPolicy
-from auth_svc.repository import UserRecord, UserRepository
+from auth_svc.repository import ThrottleState, UserRepository
 from auth_svc.server import AuthServer, build_server
 from auth_svc.service import INVALID_CREDENTIALS, AuthService, TokenPair
 from authgate_common.errors import AlreadyExists, Unauthenticated
@@ -112,10 +112,11 @@ def _register_alice(stub: Any) -> None:
     stub.Register(auth_pb2.RegisterRequest(username="alice", password=PASSWORD), timeout=30)
 
 
-def _alice(users: UserRepository) -> UserRecord:
+def _alice(users: UserRepository) -> ThrottleState:
+    """alice's lockout for the address of these calls (the loopback peer)."""
     user = users.by_username("alice")
     assert user is not None
-    return user
+    return users.throttle_of(user.id, "127.0.0.1")
 
 
 def test_parallel_wrong_passwords_are_all_counted(
@@ -129,7 +130,7 @@ def test_parallel_wrong_passwords_are_all_counted(
         codes = _guess_in_parallel(stub)
 
     assert codes == [REFUSED] * GUESSES
-    assert _alice(users).failed_logins == GUESSES  # no lost update
+    assert _alice(users).failures == GUESSES  # no lost update
     assert _alice(users).locked_until is None
 
 
@@ -155,7 +156,7 @@ def test_parallel_wrong_passwords_get_no_more_checks_than_the_threshold(
         assert codes == [REFUSED] * GUESSES
         # Exactly `threshold` passwords were checked; every other guess met the lock.
         assert reasons == {"wrong_password": 5, "locked": GUESSES - 5}
-        assert _alice(users).failed_logins == 5
+        assert _alice(users).failures == 5
         assert _alice(users).locked_until == clock() + timedelta(seconds=2)
 
         # The right password during the lock gets the very answer a wrong one gets.
@@ -163,4 +164,4 @@ def test_parallel_wrong_passwords_get_no_more_checks_than_the_threshold(
 
         clock.advance(2)
         assert _login(stub, PASSWORD) == (grpc.StatusCode.OK, "")
-    assert (_alice(users).failed_logins, _alice(users).locked_until) == (0, None)
+    assert (_alice(users).failures, _alice(users).locked_until) == (0, None)

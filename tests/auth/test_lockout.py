@@ -48,9 +48,11 @@ def _fail(service: AuthService, times: int) -> None:
 
 
 def _state(users: UserRepository, username: str = "alice") -> tuple[int, object]:
+    """The lockout of the user for the logins here, which come from no known address."""
     user = users.by_username(username)
     assert user is not None
-    return user.failed_logins, user.locked_until
+    throttle = users.throttle_of(user.id)
+    return throttle.failures, throttle.locked_until
 
 
 def test_policy_doubles_from_the_threshold_up_to_the_cap() -> None:

@@ -147,3 +147,47 @@ def test_no_composition_rules_apply() -> None:
     # NIST 800-63B: no required digits, capitals or symbols.
     password = "all lower case words"
     assert rules.check_password(password, username="bob", min_length=12) == password
+
+
+LISTED = frozenset({rules.comparison_form("password1234")})
+
+
+@pytest.mark.parametrize(
+    "password",
+    [
+        "password1234",
+        "password1234 ",
+        " password1234",
+        "\tpassword1234\n",
+        "pass word1234",
+        "PassWord1234",
+        "\uff50\uff41\uff53\uff53\uff57\uff4f\uff52\uff44\uff11\uff12\uff13\uff14",  # full-width
+        "\uff30\uff21\uff33\uff33\uff37\uff2f\uff32\uff24\uff11\uff12\uff13\uff14 ",
+    ],
+)
+def test_common_password_variants_compare_in_their_normal_form(password: str) -> None:
+    with pytest.raises(InvalidArgument, match="password is too common") as raised:
+        rules.check_password(password, username="bob", min_length=12, common_passwords=LISTED)
+    assert password not in str(raised.value)
+
+
+@pytest.mark.parametrize(
+    "password",
+    [
+        "my alice password",
+        "my a l i c e password",
+        "my \uff41\uff4c\uff49\uff43\uff45 password",  # full-width "alice"
+    ],
+)
+def test_password_containing_the_username_in_any_form_is_refused(password: str) -> None:
+    with pytest.raises(InvalidArgument, match="must not contain the username"):
+        rules.check_password(password, username="Alice", min_length=12)
+
+
+def test_the_comparison_form_is_nfkc_case_folded_without_whitespace() -> None:
+    assert rules.comparison_form(" \uff30ass Wor\u00df\u2003") == "passworss"
+
+
+def test_the_password_is_kept_as_received_even_when_compared_normalized() -> None:
+    password = " \uff41 phrase nobody else uses "
+    assert rules.check_password(password, username="bob", min_length=12) == password

@@ -151,13 +151,26 @@ def test_fifty_parallel_wrong_passwords_over_both_gateways_are_counted_exactly(
     engine = sqlalchemy.create_engine(running_cluster.settings.auth_database_url)
     try:
         with engine.connect() as connection:
-            failed = connection.execute(
-                sqlalchemy.text("SELECT failed_logins FROM users WHERE username_normalized = :n"),
+            failed, locked_until = connection.execute(
+                sqlalchemy.text(
+                    "SELECT failed_logins, locked_until FROM users WHERE username_normalized = :n"
+                ),
+                {"n": username.lower()},
+            ).one()
+            engaged = connection.execute(
+                sqlalchemy.text(
+                    "SELECT COUNT(*) FROM audit_events e JOIN users u ON u.id = e.user_id"
+                    " WHERE u.username_normalized = :n AND e.type = 'lockout_engaged'"
+                ),
                 {"n": username.lower()},
             ).scalar_one()
     finally:
         engine.dispose()
-    assert failed == LOCKOUT_THRESHOLD
+    # 50 addresses, one failure each: the lockout is per address, so each was checked, and
+    # every one was counted on the account: exactly AUTH_ACCOUNT_LOCK_THRESHOLD (50 by
+    # default) engaged the account-wide lock once, and its count starts afresh.
+    assert (failed, engaged) == (0, 1)
+    assert locked_until is not None
 
 
 def test_a_new_signing_key_is_used_by_both_replicas_and_trusted_by_every_gateway(

@@ -65,7 +65,8 @@ def test_fifty_parallel_wrong_passwords_are_counted_exactly_and_lock_the_account
     with running_stack.engine(running_stack.auth_database_url).connect() as connection:
         failed, locked_until = connection.execute(
             sqlalchemy.text(
-                "SELECT failed_logins, locked_until FROM users WHERE username_normalized = :name"
+                "SELECT t.failures, t.locked_until FROM login_throttles t"
+                " JOIN users u ON u.id = t.user_id WHERE u.username_normalized = :name"
             ),
             {"name": username.lower()},
         ).one()

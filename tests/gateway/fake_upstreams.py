@@ -136,6 +136,11 @@ class FakeAuthService(auth_pb2_grpc.AuthServiceServicer):
             context.abort(grpc.StatusCode.UNAUTHENTICATED, "invalid username or password")
         return self._pair(user[0], request.username)
 
+    def LoginMfa(self, request: auth_pb2.LoginMfaRequest, context: grpc.ServicerContext) -> Any:  # noqa: N802
+        if (behaviour := self._override("LoginMfa", request, context)) is not None:
+            return behaviour(request, context)
+        return context.abort(grpc.StatusCode.UNAUTHENTICATED, "the mfa_token is invalid")
+
     def Refresh(self, request: auth_pb2.RefreshRequest, context: grpc.ServicerContext) -> Any:  # noqa: N802
         if (behaviour := self._override("Refresh", request, context)) is not None:
             return behaviour(request, context)

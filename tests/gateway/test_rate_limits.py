@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 
 import pytest
-from authgate.auth.v1 import admin_pb2
+from authgate.auth.v1 import admin_pb2, mfa_pb2
 from limits import RateLimitItemPerHour, RateLimitItemPerMinute
 
 from authgate_common.config import ConfigError, Env
@@ -20,6 +20,7 @@ from gateway.routes import Route, RouteError, build_routes, fronted_services
 
 AUTH = "authgate.auth.v1.AuthService"
 ADMIN = admin_pb2.DESCRIPTOR.services_by_name["AdminService"]
+MFA = mfa_pb2.DESCRIPTOR.services_by_name["MfaService"]
 
 
 def real_routes() -> list[Route]:
@@ -78,10 +79,13 @@ def test_register_login_and_refresh_carry_a_limit_in_the_protos() -> None:
             "DeleteAccount",
         )
     }
+    mfa_rpcs = {f"authgate.auth.v1.MfaService.{method.name}" for method in MFA.methods}
     assert set(limited) == {
         f"{AUTH}.Register",
         f"{AUTH}.Login",
+        f"{AUTH}.LoginMfa",
         f"{AUTH}.Refresh",
+        *mfa_rpcs,
         *admin_rpcs,
         *account_rpcs,
     }

@@ -311,7 +311,9 @@ def test_reply_keeps_proto_names_and_prints_default_values() -> None:
 
 
 def test_int32_reply_fields_stay_json_numbers() -> None:
-    reply = auth_pb2.TokenResponse(access_token="a", token_type="Bearer", expires_in=900)
+    reply = auth_pb2.TokenResponse(
+        access_token="a", token_type="Bearer", expires_in=900, refresh_expires_in=0
+    )
     assert response_json(reply)["expires_in"] == 900
     assert response_json(reply)["refresh_expires_in"] == 0
 

@@ -28,7 +28,7 @@ from google.api import field_behavior_pb2 as google_dot_api_dot_field__behavior_
 from google.protobuf import empty_pb2 as google_dot_protobuf_dot_empty__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1b\x61uthgate/auth/v1/auth.proto\x12\x10\x61uthgate.auth.v1\x1a!authgate/options/v1/options.proto\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a\x1bgoogle/protobuf/empty.proto\"\xdd\x03\n\x0fRegisterRequest\x12i\n\x08username\x18\x01 \x01(\tBW\xe2\x41\x01\x02\xaa\xbb\x18O\x08\x03\x10@\x1a\x11^[A-Za-z0-9._-]+$*63 to 64 characters of letters, digits, \'.\', \'_\' or \'-\'\x12\x1f\n\x08password\x18\x02 \x01(\tB\r\xe2\x41\x01\x02\xaa\xbb\x18\x05\x08\x0c\x10\x80\x01\x12\xcf\x01\n\x05\x65mail\x18\x03 \x01(\tB\xbf\x01\xe2\x41\x01\x01\xaa\xbb\x18\xb6\x01\x10\xfe\x01\x1au^([^@\\s\\u0000-\\u001f\\u007f-\\u009f]{1,64}@[^@\\s.\\u0000-\\u001f\\u007f-\\u009f]+(\\.[^@\\s.\\u0000-\\u001f\\u007f-\\u009f]+)+)?$*:an address like name@example.com of at most 254 characters\x12l\n\x0c\x64isplay_name\x18\x04 \x01(\tBV\xe2\x41\x01\x01\xaa\xbb\x18N\x10\x64 \x01*Hat most 100 characters on one line, without control or format characters\"5\n\x10RegisterResponse\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x10\n\x08username\x18\x02 \x01(\t\">\n\x0cLoginRequest\x12\x16\n\x08username\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x16\n\x08password\x18\x02 \x01(\tB\x04\xe2\x41\x01\x02\"-\n\x0eRefreshRequest\x12\x1b\n\rrefresh_token\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\",\n\rLogoutRequest\x12\x1b\n\rrefresh_token\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\"\x80\x01\n\rTokenResponse\x12\x14\n\x0c\x61\x63\x63\x65ss_token\x18\x01 \x01(\t\x12\x12\n\ntoken_type\x18\x02 \x01(\t\x12\x12\n\nexpires_in\x18\x03 \x01(\x05\x12\x15\n\rrefresh_token\x18\x04 \x01(\t\x12\x1a\n\x12refresh_expires_in\x18\x05 \x01(\x05\"\x10\n\x0eGetJwksRequest\"O\n\x03Jwk\x12\x0b\n\x03kty\x18\x01 \x01(\t\x12\x0b\n\x03kid\x18\x02 \x01(\t\x12\x0b\n\x03use\x18\x03 \x01(\t\x12\x0b\n\x03\x61lg\x18\x04 \x01(\t\x12\t\n\x01n\x18\x05 \x01(\t\x12\t\n\x01\x65\x18\x06 \x01(\t\"6\n\x0fGetJwksResponse\x12#\n\x04keys\x18\x01 \x03(\x0b\x32\x15.authgate.auth.v1.Jwk\"\x1f\n\x1dGetOpenIdConfigurationRequest\"\xa9\x01\n\x13OpenIdConfiguration\x12\x0e\n\x06issuer\x18\x01 \x01(\t\x12\x10\n\x08jwks_uri\x18\x02 \x01(\t\x12 \n\x18response_types_supported\x18\x03 \x03(\t\x12\x1f\n\x17subject_types_supported\x18\x04 \x03(\t\x12-\n%id_token_signing_alg_values_supported\x18\x05 \x03(\t2\xa1\x06\n\x0b\x41uthService\x12\x8f\x01\n\x08Register\x12!.authgate.auth.v1.RegisterRequest\x1a\".authgate.auth.v1.RegisterResponse\"<\x88\xb5\x18\x01\x90\xb5\x18\xc9\x01\x9a\xb5\x18\x06\x93\x03\x99\x03\xad\x03\xa2\xb5\x18\t10/minute\x82\xd3\xe4\x93\x02\x16\"\x11/v1/auth/register:\x01*\x12|\n\x05Login\x12\x1e.authgate.auth.v1.LoginRequest\x1a\x1f.authgate.auth.v1.TokenResponse\"2\x88\xb5\x18\x01\x9a\xb5\x18\x04\x91\x03\xad\x03\xa2\xb5\x18\t10/minute\x82\xd3\xe4\x93\x02\x13\"\x0e/v1/auth/login:\x01*\x12\x82\x01\n\x07Refresh\x12 .authgate.auth.v1.RefreshRequest\x1a\x1f.authgate.auth.v1.TokenResponse\"4\x88\xb5\x18\x01\x9a\xb5\x18\x04\x91\x03\xad\x03\xa2\xb5\x18\t30/minute\x82\xd3\xe4\x93\x02\x15\"\x10/v1/auth/refresh:\x01*\x12\x61\n\x06Logout\x12\x1f.authgate.auth.v1.LogoutRequest\x1a\x16.google.protobuf.Empty\"\x1e\x88\xb5\x18\x01\x82\xd3\xe4\x93\x02\x14\"\x0f/v1/auth/logout:\x01*\x12u\n\x07GetJwks\x12 .authgate.auth.v1.GetJwksRequest\x1a!.authgate.auth.v1.GetJwksResponse\"%\x90\x02\x01\x88\xb5\x18\x01\x82\xd3\xe4\x93\x02\x18\x12\x16/.well-known/jwks.json\x12\xa2\x01\n\x16GetOpenIdConfiguration\x12/.authgate.auth.v1.GetOpenIdConfigurationRequest\x1a%.authgate.auth.v1.OpenIdConfiguration\"0\x90\x02\x01\x88\xb5\x18\x01\x82\xd3\xe4\x93\x02#\x12!/.well-known/openid-configurationb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1b\x61uthgate/auth/v1/auth.proto\x12\x10\x61uthgate.auth.v1\x1a!authgate/options/v1/options.proto\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a\x1bgoogle/protobuf/empty.proto\"\xdd\x03\n\x0fRegisterRequest\x12i\n\x08username\x18\x01 \x01(\tBW\xe2\x41\x01\x02\xaa\xbb\x18O\x08\x03\x10@\x1a\x11^[A-Za-z0-9._-]+$*63 to 64 characters of letters, digits, \'.\', \'_\' or \'-\'\x12\x1f\n\x08password\x18\x02 \x01(\tB\r\xe2\x41\x01\x02\xaa\xbb\x18\x05\x08\x0c\x10\x80\x01\x12\xcf\x01\n\x05\x65mail\x18\x03 \x01(\tB\xbf\x01\xe2\x41\x01\x01\xaa\xbb\x18\xb6\x01\x10\xfe\x01\x1au^([^@\\s\\u0000-\\u001f\\u007f-\\u009f]{1,64}@[^@\\s.\\u0000-\\u001f\\u007f-\\u009f]+(\\.[^@\\s.\\u0000-\\u001f\\u007f-\\u009f]+)+)?$*:an address like name@example.com of at most 254 characters\x12l\n\x0c\x64isplay_name\x18\x04 \x01(\tBV\xe2\x41\x01\x01\xaa\xbb\x18N\x10\x64 \x01*Hat most 100 characters on one line, without control or format characters\"5\n\x10RegisterResponse\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x10\n\x08username\x18\x02 \x01(\t\">\n\x0cLoginRequest\x12\x16\n\x08username\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x16\n\x08password\x18\x02 \x01(\tB\x04\xe2\x41\x01\x02\"o\n\x0fLoginMfaRequest\x12 \n\tmfa_token\x18\x01 \x01(\tB\r\xe2\x41\x01\x02\xaa\xbb\x18\x05\x08\x01\x10\x80\x01\x12:\n\x04\x63ode\x18\x02 \x01(\tB,\xe2\x41\x01\x02\xaa\xbb\x18$\x08\x06\x10  \x01*\x1c\x36 digits, or a recovery code\"-\n\x0eRefreshRequest\x12\x1b\n\rrefresh_token\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\",\n\rLogoutRequest\x12\x1b\n\rrefresh_token\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\"\xaf\x02\n\rTokenResponse\x12\x19\n\x0c\x61\x63\x63\x65ss_token\x18\x01 \x01(\tH\x00\x88\x01\x01\x12\x17\n\ntoken_type\x18\x02 \x01(\tH\x01\x88\x01\x01\x12\x12\n\nexpires_in\x18\x03 \x01(\x05\x12\x1a\n\rrefresh_token\x18\x04 \x01(\tH\x02\x88\x01\x01\x12\x1f\n\x12refresh_expires_in\x18\x05 \x01(\x05H\x03\x88\x01\x01\x12\x19\n\x0cmfa_required\x18\x06 \x01(\x08H\x04\x88\x01\x01\x12\x16\n\tmfa_token\x18\x07 \x01(\tH\x05\x88\x01\x01\x42\x0f\n\r_access_tokenB\r\n\x0b_token_typeB\x10\n\x0e_refresh_tokenB\x15\n\x13_refresh_expires_inB\x0f\n\r_mfa_requiredB\x0c\n\n_mfa_token\"\x10\n\x0eGetJwksRequest\"O\n\x03Jwk\x12\x0b\n\x03kty\x18\x01 \x01(\t\x12\x0b\n\x03kid\x18\x02 \x01(\t\x12\x0b\n\x03use\x18\x03 \x01(\t\x12\x0b\n\x03\x61lg\x18\x04 \x01(\t\x12\t\n\x01n\x18\x05 \x01(\t\x12\t\n\x01\x65\x18\x06 \x01(\t\"6\n\x0fGetJwksResponse\x12#\n\x04keys\x18\x01 \x03(\x0b\x32\x15.authgate.auth.v1.Jwk\"\x1f\n\x1dGetOpenIdConfigurationRequest\"\xa9\x01\n\x13OpenIdConfiguration\x12\x0e\n\x06issuer\x18\x01 \x01(\t\x12\x10\n\x08jwks_uri\x18\x02 \x01(\t\x12 \n\x18response_types_supported\x18\x03 \x03(\t\x12\x1f\n\x17subject_types_supported\x18\x04 \x03(\t\x12-\n%id_token_signing_alg_values_supported\x18\x05 \x03(\t2\xaa\x07\n\x0b\x41uthService\x12\x8f\x01\n\x08Register\x12!.authgate.auth.v1.RegisterRequest\x1a\".authgate.auth.v1.RegisterResponse\"<\x88\xb5\x18\x01\x90\xb5\x18\xc9\x01\x9a\xb5\x18\x06\x93\x03\x99\x03\xad\x03\xa2\xb5\x18\t10/minute\x82\xd3\xe4\x93\x02\x16\"\x11/v1/auth/register:\x01*\x12|\n\x05Login\x12\x1e.authgate.auth.v1.LoginRequest\x1a\x1f.authgate.auth.v1.TokenResponse\"2\x88\xb5\x18\x01\x9a\xb5\x18\x04\x91\x03\xad\x03\xa2\xb5\x18\t10/minute\x82\xd3\xe4\x93\x02\x13\"\x0e/v1/auth/login:\x01*\x12\x86\x01\n\x08LoginMfa\x12!.authgate.auth.v1.LoginMfaRequest\x1a\x1f.authgate.auth.v1.TokenResponse\"6\x88\xb5\x18\x01\x9a\xb5\x18\x04\x91\x03\xad\x03\xa2\xb5\x18\t10/minute\x82\xd3\xe4\x93\x02\x17\"\x12/v1/auth/login/mfa:\x01*\x12\x82\x01\n\x07Refresh\x12 .authgate.auth.v1.RefreshRequest\x1a\x1f.authgate.auth.v1.TokenResponse\"4\x88\xb5\x18\x01\x9a\xb5\x18\x04\x91\x03\xad\x03\xa2\xb5\x18\t30/minute\x82\xd3\xe4\x93\x02\x15\"\x10/v1/auth/refresh:\x01*\x12\x61\n\x06Logout\x12\x1f.authgate.auth.v1.LogoutRequest\x1a\x16.google.protobuf.Empty\"\x1e\x88\xb5\x18\x01\x82\xd3\xe4\x93\x02\x14\"\x0f/v1/auth/logout:\x01*\x12u\n\x07GetJwks\x12 .authgate.auth.v1.GetJwksRequest\x1a!.authgate.auth.v1.GetJwksResponse\"%\x90\x02\x01\x88\xb5\x18\x01\x82\xd3\xe4\x93\x02\x18\x12\x16/.well-known/jwks.json\x12\xa2\x01\n\x16GetOpenIdConfiguration\x12/.authgate.auth.v1.GetOpenIdConfigurationRequest\x1a%.authgate.auth.v1.OpenIdConfiguration\"0\x90\x02\x01\x88\xb5\x18\x01\x82\xd3\xe4\x93\x02#\x12!/.well-known/openid-configurationb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -47,6 +47,10 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_LOGINREQUEST'].fields_by_name['username']._serialized_options = b'\342A\001\002'
   _globals['_LOGINREQUEST'].fields_by_name['password']._loaded_options = None
   _globals['_LOGINREQUEST'].fields_by_name['password']._serialized_options = b'\342A\001\002'
+  _globals['_LOGINMFAREQUEST'].fields_by_name['mfa_token']._loaded_options = None
+  _globals['_LOGINMFAREQUEST'].fields_by_name['mfa_token']._serialized_options = b'\342A\001\002\252\273\030\005\010\001\020\200\001'
+  _globals['_LOGINMFAREQUEST'].fields_by_name['code']._loaded_options = None
+  _globals['_LOGINMFAREQUEST'].fields_by_name['code']._serialized_options = b'\342A\001\002\252\273\030$\010\006\020  \001*\0346 digits, or a recovery code'
   _globals['_REFRESHREQUEST'].fields_by_name['refresh_token']._loaded_options = None
   _globals['_REFRESHREQUEST'].fields_by_name['refresh_token']._serialized_options = b'\342A\001\002'
   _globals['_LOGOUTREQUEST'].fields_by_name['refresh_token']._loaded_options = None
@@ -55,6 +59,8 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_AUTHSERVICE'].methods_by_name['Register']._serialized_options = b'\210\265\030\001\220\265\030\311\001\232\265\030\006\223\003\231\003\255\003\242\265\030\t10/minute\202\323\344\223\002\026\"\021/v1/auth/register:\001*'
   _globals['_AUTHSERVICE'].methods_by_name['Login']._loaded_options = None
   _globals['_AUTHSERVICE'].methods_by_name['Login']._serialized_options = b'\210\265\030\001\232\265\030\004\221\003\255\003\242\265\030\t10/minute\202\323\344\223\002\023\"\016/v1/auth/login:\001*'
+  _globals['_AUTHSERVICE'].methods_by_name['LoginMfa']._loaded_options = None
+  _globals['_AUTHSERVICE'].methods_by_name['LoginMfa']._serialized_options = b'\210\265\030\001\232\265\030\004\221\003\255\003\242\265\030\t10/minute\202\323\344\223\002\027\"\022/v1/auth/login/mfa:\001*'
   _globals['_AUTHSERVICE'].methods_by_name['Refresh']._loaded_options = None
   _globals['_AUTHSERVICE'].methods_by_name['Refresh']._serialized_options = b'\210\265\030\001\232\265\030\004\221\003\255\003\242\265\030\t30/minute\202\323\344\223\002\025\"\020/v1/auth/refresh:\001*'
   _globals['_AUTHSERVICE'].methods_by_name['Logout']._loaded_options = None
@@ -69,22 +75,24 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_REGISTERRESPONSE']._serialized_end=709
   _globals['_LOGINREQUEST']._serialized_start=711
   _globals['_LOGINREQUEST']._serialized_end=773
-  _globals['_REFRESHREQUEST']._serialized_start=775
-  _globals['_REFRESHREQUEST']._serialized_end=820
-  _globals['_LOGOUTREQUEST']._serialized_start=822
-  _globals['_LOGOUTREQUEST']._serialized_end=866
-  _globals['_TOKENRESPONSE']._serialized_start=869
-  _globals['_TOKENRESPONSE']._serialized_end=997
-  _globals['_GETJWKSREQUEST']._serialized_start=999
-  _globals['_GETJWKSREQUEST']._serialized_end=1015
-  _globals['_JWK']._serialized_start=1017
-  _globals['_JWK']._serialized_end=1096
-  _globals['_GETJWKSRESPONSE']._serialized_start=1098
-  _globals['_GETJWKSRESPONSE']._serialized_end=1152
-  _globals['_GETOPENIDCONFIGURATIONREQUEST']._serialized_start=1154
-  _globals['_GETOPENIDCONFIGURATIONREQUEST']._serialized_end=1185
-  _globals['_OPENIDCONFIGURATION']._serialized_start=1188
-  _globals['_OPENIDCONFIGURATION']._serialized_end=1357
-  _globals['_AUTHSERVICE']._serialized_start=1360
-  _globals['_AUTHSERVICE']._serialized_end=2161
+  _globals['_LOGINMFAREQUEST']._serialized_start=775
+  _globals['_LOGINMFAREQUEST']._serialized_end=886
+  _globals['_REFRESHREQUEST']._serialized_start=888
+  _globals['_REFRESHREQUEST']._serialized_end=933
+  _globals['_LOGOUTREQUEST']._serialized_start=935
+  _globals['_LOGOUTREQUEST']._serialized_end=979
+  _globals['_TOKENRESPONSE']._serialized_start=982
+  _globals['_TOKENRESPONSE']._serialized_end=1285
+  _globals['_GETJWKSREQUEST']._serialized_start=1287
+  _globals['_GETJWKSREQUEST']._serialized_end=1303
+  _globals['_JWK']._serialized_start=1305
+  _globals['_JWK']._serialized_end=1384
+  _globals['_GETJWKSRESPONSE']._serialized_start=1386
+  _globals['_GETJWKSRESPONSE']._serialized_end=1440
+  _globals['_GETOPENIDCONFIGURATIONREQUEST']._serialized_start=1442
+  _globals['_GETOPENIDCONFIGURATIONREQUEST']._serialized_end=1473
+  _globals['_OPENIDCONFIGURATION']._serialized_start=1476
+  _globals['_OPENIDCONFIGURATION']._serialized_end=1645
+  _globals['_AUTHSERVICE']._serialized_start=1648
+  _globals['_AUTHSERVICE']._serialized_end=2586
 # @@protoc_insertion_point(module_scope)

@@ -38,6 +38,14 @@ class LoginRequest(_message.Message):
     password: str
     def __init__(self, username: _Optional[str] = ..., password: _Optional[str] = ...) -> None: ...
 
+class LoginMfaRequest(_message.Message):
+    __slots__ = ("mfa_token", "code")
+    MFA_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    CODE_FIELD_NUMBER: _ClassVar[int]
+    mfa_token: str
+    code: str
+    def __init__(self, mfa_token: _Optional[str] = ..., code: _Optional[str] = ...) -> None: ...
+
 class RefreshRequest(_message.Message):
     __slots__ = ("refresh_token",)
     REFRESH_TOKEN_FIELD_NUMBER: _ClassVar[int]
@@ -51,18 +59,22 @@ class LogoutRequest(_message.Message):
     def __init__(self, refresh_token: _Optional[str] = ...) -> None: ...
 
 class TokenResponse(_message.Message):
-    __slots__ = ("access_token", "token_type", "expires_in", "refresh_token", "refresh_expires_in")
+    __slots__ = ("access_token", "token_type", "expires_in", "refresh_token", "refresh_expires_in", "mfa_required", "mfa_token")
     ACCESS_TOKEN_FIELD_NUMBER: _ClassVar[int]
     TOKEN_TYPE_FIELD_NUMBER: _ClassVar[int]
     EXPIRES_IN_FIELD_NUMBER: _ClassVar[int]
     REFRESH_TOKEN_FIELD_NUMBER: _ClassVar[int]
     REFRESH_EXPIRES_IN_FIELD_NUMBER: _ClassVar[int]
+    MFA_REQUIRED_FIELD_NUMBER: _ClassVar[int]
+    MFA_TOKEN_FIELD_NUMBER: _ClassVar[int]
     access_token: str
     token_type: str
     expires_in: int
     refresh_token: str
     refresh_expires_in: int
-    def __init__(self, access_token: _Optional[str] = ..., token_type: _Optional[str] = ..., expires_in: _Optional[int] = ..., refresh_token: _Optional[str] = ..., refresh_expires_in: _Optional[int] = ...) -> None: ...
+    mfa_required: bool
+    mfa_token: str
+    def __init__(self, access_token: _Optional[str] = ..., token_type: _Optional[str] = ..., expires_in: _Optional[int] = ..., refresh_token: _Optional[str] = ..., refresh_expires_in: _Optional[int] = ..., mfa_required: _Optional[bool] = ..., mfa_token: _Optional[str] = ...) -> None: ...
 
 class GetJwksRequest(_message.Message):
     __slots__ = ()

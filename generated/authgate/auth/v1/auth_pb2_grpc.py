@@ -47,6 +47,11 @@ class AuthServiceStub:
                 request_serializer=authgate_dot_auth_dot_v1_dot_auth__pb2.LoginRequest.SerializeToString,
                 response_deserializer=authgate_dot_auth_dot_v1_dot_auth__pb2.TokenResponse.FromString,
                 _registered_method=True)
+        self.LoginMfa = channel.unary_unary(
+                '/authgate.auth.v1.AuthService/LoginMfa',
+                request_serializer=authgate_dot_auth_dot_v1_dot_auth__pb2.LoginMfaRequest.SerializeToString,
+                response_deserializer=authgate_dot_auth_dot_v1_dot_auth__pb2.TokenResponse.FromString,
+                _registered_method=True)
         self.Refresh = channel.unary_unary(
                 '/authgate.auth.v1.AuthService/Refresh',
                 request_serializer=authgate_dot_auth_dot_v1_dot_auth__pb2.RefreshRequest.SerializeToString,
@@ -83,6 +88,14 @@ class AuthServiceServicer:
 
     def Login(self, request, context):
         """Exchanges a username and password for an access token and a refresh token.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def LoginMfa(self, request, context):
+        """Finishes a login that answered `mfa_required`: the `mfa_token` (single use) and a
+        current TOTP code or a recovery code give the token pair (`amr` ["pwd","otp"]).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -131,6 +144,11 @@ def add_AuthServiceServicer_to_server(servicer, server):
             'Login': grpc.unary_unary_rpc_method_handler(
                     servicer.Login,
                     request_deserializer=authgate_dot_auth_dot_v1_dot_auth__pb2.LoginRequest.FromString,
+                    response_serializer=authgate_dot_auth_dot_v1_dot_auth__pb2.TokenResponse.SerializeToString,
+            ),
+            'LoginMfa': grpc.unary_unary_rpc_method_handler(
+                    servicer.LoginMfa,
+                    request_deserializer=authgate_dot_auth_dot_v1_dot_auth__pb2.LoginMfaRequest.FromString,
                     response_serializer=authgate_dot_auth_dot_v1_dot_auth__pb2.TokenResponse.SerializeToString,
             ),
             'Refresh': grpc.unary_unary_rpc_method_handler(
@@ -209,6 +227,33 @@ class AuthService:
             target,
             '/authgate.auth.v1.AuthService/Login',
             authgate_dot_auth_dot_v1_dot_auth__pb2.LoginRequest.SerializeToString,
+            authgate_dot_auth_dot_v1_dot_auth__pb2.TokenResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def LoginMfa(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/authgate.auth.v1.AuthService/LoginMfa',
+            authgate_dot_auth_dot_v1_dot_auth__pb2.LoginMfaRequest.SerializeToString,
             authgate_dot_auth_dot_v1_dot_auth__pb2.TokenResponse.FromString,
             options,
             channel_credentials,

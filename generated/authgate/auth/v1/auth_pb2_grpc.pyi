@@ -40,6 +40,10 @@ class AuthServiceStub:
     """Creates a user."""
     Login: _grpc.UnaryUnaryMultiCallable[_auth_pb2.LoginRequest, _auth_pb2.TokenResponse]
     """Exchanges a username and password for an access token and a refresh token."""
+    LoginMfa: _grpc.UnaryUnaryMultiCallable[_auth_pb2.LoginMfaRequest, _auth_pb2.TokenResponse]
+    """Finishes a login that answered `mfa_required`: the `mfa_token` (single use) and a
+    current TOTP code or a recovery code give the token pair (`amr` ["pwd","otp"]).
+    """
     Refresh: _grpc.UnaryUnaryMultiCallable[_auth_pb2.RefreshRequest, _auth_pb2.TokenResponse]
     """Spends a refresh token and returns a new token pair."""
     Logout: _grpc.UnaryUnaryMultiCallable[_auth_pb2.LogoutRequest, _empty_pb2.Empty]
@@ -66,6 +70,10 @@ class AuthServiceAsyncStub(AuthServiceStub):
     """Creates a user."""
     Login: _aio.UnaryUnaryMultiCallable[_auth_pb2.LoginRequest, _auth_pb2.TokenResponse]  # type: ignore[assignment]
     """Exchanges a username and password for an access token and a refresh token."""
+    LoginMfa: _aio.UnaryUnaryMultiCallable[_auth_pb2.LoginMfaRequest, _auth_pb2.TokenResponse]  # type: ignore[assignment]
+    """Finishes a login that answered `mfa_required`: the `mfa_token` (single use) and a
+    current TOTP code or a recovery code give the token pair (`amr` ["pwd","otp"]).
+    """
     Refresh: _aio.UnaryUnaryMultiCallable[_auth_pb2.RefreshRequest, _auth_pb2.TokenResponse]  # type: ignore[assignment]
     """Spends a refresh token and returns a new token pair."""
     Logout: _aio.UnaryUnaryMultiCallable[_auth_pb2.LogoutRequest, _empty_pb2.Empty]  # type: ignore[assignment]
@@ -101,6 +109,16 @@ class AuthServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_auth_pb2.TokenResponse, _abc.Awaitable[_auth_pb2.TokenResponse]]:
         """Exchanges a username and password for an access token and a refresh token."""
+
+    @_abc_1.abstractmethod
+    def LoginMfa(
+        self,
+        request: _auth_pb2.LoginMfaRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_auth_pb2.TokenResponse, _abc.Awaitable[_auth_pb2.TokenResponse]]:
+        """Finishes a login that answered `mfa_required`: the `mfa_token` (single use) and a
+        current TOTP code or a recovery code give the token pair (`amr` ["pwd","otp"]).
+        """
 
     @_abc_1.abstractmethod
     def Refresh(
