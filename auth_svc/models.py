@@ -25,6 +25,18 @@ from authgate_common.db import UtcDateTime
 
 metadata = MetaData()
 
+
+def _owner_column(*, primary_key: bool = False) -> Column[str]:
+    """The `user_id` of a row that belongs to a user: it goes when the user is deleted."""
+    return Column(
+        "user_id",
+        String(ID_LENGTH),
+        ForeignKey("users.id", ondelete="CASCADE"),
+        nullable=False,
+        primary_key=primary_key,
+    )
+
+
 ID_LENGTH = 36  # a UUID in its canonical text form
 TOKEN_HASH_LENGTH = 64  # SHA-256 in hex
 
@@ -71,12 +83,7 @@ CLIENT_IP_LENGTH = 45  # the longest textual IPv6 address
 login_throttles = Table(
     "login_throttles",
     metadata,
-    Column(
-        "user_id",
-        String(ID_LENGTH),
-        ForeignKey("users.id", ondelete="CASCADE"),
-        nullable=False,
-    ),
+    _owner_column(),
     Column("client", String(CLIENT_IP_LENGTH), nullable=False),
     Column("failures", Integer, nullable=False, default=0, server_default="0"),
     Column("in_flight", Integer, nullable=False, default=0, server_default="0"),
@@ -93,12 +100,7 @@ refresh_tokens = Table(
     Column("token_hash", String(TOKEN_HASH_LENGTH), nullable=False),
     # Every token rotated from one login shares the family; reuse revokes the family.
     Column("family_id", String(ID_LENGTH), nullable=False),
-    Column(
-        "user_id",
-        String(ID_LENGTH),
-        ForeignKey("users.id", ondelete="CASCADE"),
-        nullable=False,
-    ),
+    _owner_column(),
     Column("parent_id", String(ID_LENGTH), nullable=True),
     Column("issued_at", UtcDateTime, nullable=False),
     Column("expires_at", UtcDateTime, nullable=False),
@@ -115,12 +117,7 @@ ROLE_LENGTH = 64
 user_roles = Table(
     "user_roles",
     metadata,
-    Column(
-        "user_id",
-        String(ID_LENGTH),
-        ForeignKey("users.id", ondelete="CASCADE"),
-        nullable=False,
-    ),
+    _owner_column(),
     Column("role", String(ROLE_LENGTH), nullable=False),
     PrimaryKeyConstraint("user_id", "role"),
 )
@@ -192,12 +189,7 @@ sessions = Table(
     "sessions",
     metadata,
     Column("id", String(ID_LENGTH), primary_key=True),
-    Column(
-        "user_id",
-        String(ID_LENGTH),
-        ForeignKey("users.id", ondelete="CASCADE"),
-        nullable=False,
-    ),
+    _owner_column(),
     Column("created_at", UtcDateTime, nullable=False),
     Column("last_used_at", UtcDateTime, nullable=False),
     Column("client_ip", String(CLIENT_IP_LENGTH), nullable=True),
@@ -229,12 +221,7 @@ profile_deletions = Table(
 mfa_totp = Table(
     "mfa_totp",
     metadata,
-    Column(
-        "user_id",
-        String(ID_LENGTH),
-        ForeignKey("users.id", ondelete="CASCADE"),
-        primary_key=True,
-    ),
+    _owner_column(primary_key=True),
     Column("secret_ciphertext", String(255), nullable=False),
     Column("created_at", UtcDateTime, nullable=False),
     Column("confirmed_at", UtcDateTime, nullable=True),
@@ -245,12 +232,7 @@ mfa_totp = Table(
 mfa_recovery_codes = Table(
     "mfa_recovery_codes",
     metadata,
-    Column(
-        "user_id",
-        String(ID_LENGTH),
-        ForeignKey("users.id", ondelete="CASCADE"),
-        nullable=False,
-    ),
+    _owner_column(),
     Column("code_hash", String(TOKEN_HASH_LENGTH), nullable=False),
     PrimaryKeyConstraint("user_id", "code_hash"),
 )
@@ -260,12 +242,7 @@ mfa_challenges = Table(
     "mfa_challenges",
     metadata,
     Column("token_hash", String(TOKEN_HASH_LENGTH), primary_key=True),
-    Column(
-        "user_id",
-        String(ID_LENGTH),
-        ForeignKey("users.id", ondelete="CASCADE"),
-        nullable=False,
-    ),
+    _owner_column(),
     Column("created_at", UtcDateTime, nullable=False),
     Column("expires_at", UtcDateTime, nullable=False),
     Index("ix_mfa_challenges_user_id", "user_id"),
