@@ -461,6 +461,13 @@ class RefreshTokenRepository:
         # the feed, in the same transaction.
         self._revocations = revocations
 
+    def amr_of(self, session_id: str) -> tuple[str, ...]:
+        """How the session's login authenticated (RFC 8176): its refreshed tokens keep it."""
+        with self._sessions() as session:
+            value = session.execute(select(sessions.c.amr).where(sessions.c.id == session_id))
+            found = value.scalar()
+        return ("pwd",) if found is None else tuple(json.loads(found))
+
     def add(self, token: RefreshTokenRecord) -> None:
         with self._sessions.begin() as session:
             session.execute(insert(refresh_tokens).values(**asdict(token)))

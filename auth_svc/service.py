@@ -309,7 +309,15 @@ class AuthService:
             )
             raise Unauthenticated(INVALID_REFRESH_TOKEN)
         # Current roles, not those of the login: a role change shows at the next refresh.
-        return self._token_pair(user, token, child, now, roles=self._users.roles_of(user.id))
+        # How the login authenticated stays the session's (a second factor included).
+        return self._token_pair(
+            user,
+            token,
+            child,
+            now,
+            roles=self._users.roles_of(user.id),
+            amr=self._refresh_tokens.amr_of(presented.family_id),
+        )
 
     def logout(self, refresh_token: str, *, origin: Origin = NO_ORIGIN) -> None:
         if not refresh_token:

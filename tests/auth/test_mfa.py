@@ -99,6 +99,10 @@ def test_the_whole_flow_enrol_confirm_login_with_a_code_and_disable(
     pair = service.login_mfa(challenge.mfa_token, _code(enrolment.secret, clock()), origin=ORIGIN)
     claims = jwt.decode(pair.access_token, options={"verify_signature": False})
     assert claims["amr"] == ["pwd", "otp"]
+    # A refresh keeps how the session's login authenticated.
+    refreshed = service.refresh(pair.refresh_token, origin=ORIGIN)
+    claims = jwt.decode(refreshed.access_token, options={"verify_signature": False})
+    assert claims["amr"] == ["pwd", "otp"]
 
     clock.advance(30)
     factor.disable(user_id, _code(enrolment.secret, clock()), origin=ORIGIN)
