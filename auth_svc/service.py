@@ -217,14 +217,7 @@ class AuthService:
     ) -> TokenPair:
         user = claim.user
         assert user is not None
-        family_expires_at = now + timedelta(seconds=self._config.refresh_family_max_seconds)
-        token, record = self._new_refresh_token(
-            user.id,
-            now,
-            family_id=str(uuid.uuid4()),
-            parent_id=None,
-            family_expires_at=family_expires_at,
-        )
+        token, record = self._new_session_token(user.id, now)
         self._users.complete_login(
             claim,
             record,
@@ -365,14 +358,7 @@ class AuthService:
             new_hash = self._passwords.hash(new_password)
         claimed = claim.user
         assert claimed is not None
-        family_expires_at = now + timedelta(seconds=self._config.refresh_family_max_seconds)
-        token, record = self._new_refresh_token(
-            claimed.id,
-            now,
-            family_id=str(uuid.uuid4()),
-            parent_id=None,
-            family_expires_at=family_expires_at,
-        )
+        token, record = self._new_session_token(claimed.id, now)
         event = NewEvent(
             EventType.PASSWORD_CHANGED,
             claimed.id,
@@ -457,6 +443,16 @@ class AuthService:
         if len(refresh_token) > MAX_REFRESH_TOKEN_LENGTH:
             return None
         return self._refresh_tokens.by_hash(hash_refresh_token(refresh_token))
+
+    def _new_session_token(self, user_id: str, now: datetime) -> tuple[str, RefreshTokenRecord]:
+        """The first refresh token of a new session (a new family, with its absolute end)."""
+        return self._new_refresh_token(
+            user_id,
+            now,
+            family_id=str(uuid.uuid4()),
+            parent_id=None,
+            family_expires_at=now + timedelta(seconds=self._config.refresh_family_max_seconds),
+        )
 
     def _new_refresh_token(
         self,
