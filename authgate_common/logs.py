@@ -9,11 +9,11 @@ from pythonjsonlogger.json import JsonFormatter
 
 
 def configure_logging(service: str, level: str = "INFO") -> None:
-    # The lines name neither thread, process nor source line, so the record need not look
-    # them up: the Logging HOWTO's "Optimization" settings. About a third of the cost of
-    # the line logged per request and per RPC (docs/BENCHMARKS.md).
+    # The lines name neither thread nor source line, so the record need not look them up:
+    # the Logging HOWTO's "Optimization" settings, about a third of the cost of the line
+    # logged per request and per RPC (docs/BENCHMARKS.md). The process id stays: gunicorn's
+    # own lines print it (%(process)d), and a None there was a traceback at every exit.
     logging.logThreads = False
-    logging.logProcesses = False
     logging.logMultiprocessing = False
     logging._srcfile = None
     handler = logging.StreamHandler(sys.stderr)

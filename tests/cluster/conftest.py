@@ -99,6 +99,8 @@ class Load:
     send: Callable[[requests.Session], requests.Response]
     threads: int = 4
     answers: list[tuple[float, int]] = field(default_factory=list)
+    # What each failed answer said ("503 GET /v1/profile: <detail>"), for the assertion.
+    failed: list[tuple[float, str]] = field(default_factory=list)
     _stop: threading.Event = field(default_factory=threading.Event)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -117,12 +119,20 @@ class Load:
         deadline = time.monotonic() + 60  # bounded, whatever the test does
         with requests.Session() as session:
             while not self._stop.is_set() and time.monotonic() < deadline:
+                failure = ""
                 try:
-                    status = self.send(session).status_code
-                except requests.RequestException:
+                    response = self.send(session)
+                    status = response.status_code
+                    if status >= 500:
+                        failure = f"{status} {response.request.path_url}: {response.text[:300]}"
+                except requests.RequestException as exc:
                     status = 599  # no answer at all counts as a failure
+                    failure = f"599: {type(exc).__name__}"
                 with self._lock:
-                    self.answers.append((time.monotonic(), status))
+                    now = time.monotonic()
+                    self.answers.append((now, status))
+                    if failure:
+                        self.failed.append((now, failure))
 
     def count(self) -> int:
         with self._lock:
@@ -142,6 +152,7 @@ class Load:
         while time.monotonic() < until:
             self.wait_for(1)
 
-    def failures(self, after: float, before: float = float("inf")) -> Counter[int]:
+    def failures(self, after: float, before: float = float("inf")) -> Counter[str]:
+        """The failed answers between after and before, each by what it said."""
         with self._lock:
-            return Counter(s for at, s in self.answers if after <= at < before and s >= 500)
+            return Counter(said for at, said in self.failed if after <= at < before)

@@ -140,7 +140,9 @@ def sigterm_during_burst(
     return StopResult(exit_code, seconds, signalled_at), outcomes
 
 
-def assert_clean_stop(result: StopResult, outcomes: list[Outcome], handled: set[str]) -> None:
+def assert_clean_stop(
+    result: StopResult, outcomes: list[Outcome], handled: set[str], log: Path
+) -> None:
     failed = [o for o in outcomes if o.kind == "failed"]
     assert not failed, f"{len(failed)} requests failed, e.g. {failed[:3]}"
     taken_then_refused = [o for o in outcomes if o.kind == "refused" and o.request_id in handled]
@@ -153,6 +155,8 @@ def assert_clean_stop(result: StopResult, outcomes: list[Outcome], handled: set[
     assert across_signal, "no request was in flight at SIGTERM: the test proved nothing"
     assert result.exit_code == 0
     assert result.seconds_to_exit < GRACE_SECONDS
+    # Nor a traceback on the way out (gunicorn's workers once logged one each at exit).
+    assert "Traceback" not in log.read_text(errors="replace")
 
 
 class Services:
@@ -222,7 +226,8 @@ def test_sigterm_to_auth_service_during_a_burst_of_logins(services: Services) ->
             )
 
         result, outcomes = sigterm_during_burst(stack.process("auth"), Burst(login, threads=8))
-    assert_clean_stop(result, outcomes, handled_request_ids(stack.log_path("auth"), "rpc"))
+    auth_log = stack.log_path("auth")
+    assert_clean_stop(result, outcomes, handled_request_ids(auth_log, "rpc"), auth_log)
 
 
 def test_sigterm_to_profile_service_during_a_burst_of_reads_and_writes(
@@ -248,7 +253,8 @@ def test_sigterm_to_profile_service_during_a_burst_of_reads_and_writes(
         result, outcomes = sigterm_during_burst(
             stack.process("profile"), Burst(read_or_write, threads=8)
         )
-    assert_clean_stop(result, outcomes, handled_request_ids(stack.log_path("profile"), "rpc"))
+    profile_log = stack.log_path("profile")
+    assert_clean_stop(result, outcomes, handled_request_ids(profile_log, "rpc"), profile_log)
 
 
 def test_sigterm_to_gateway_during_a_burst_of_profile_reads(services: Services) -> None:
@@ -269,4 +275,4 @@ def test_sigterm_to_gateway_during_a_burst_of_profile_reads(services: Services) 
 
     gateway_log = stack.log_path("gateway")
     result, outcomes = sigterm_during_burst(stack.process("gateway"), Burst(read, threads=8))
-    assert_clean_stop(result, outcomes, handled_request_ids(gateway_log, "request"))
+    assert_clean_stop(result, outcomes, handled_request_ids(gateway_log, "request"), gateway_log)
