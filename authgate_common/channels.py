@@ -22,16 +22,21 @@ _MethodOptions = descriptor_pb2.MethodOptions
 # The levels at which a second attempt of a call that may have reached a replica is harmless.
 RETRIED_LEVELS = frozenset({_MethodOptions.NO_SIDE_EFFECTS, _MethodOptions.IDEMPOTENT})
 
-# gRPC's retry policy (gRFC A6). Only UNAVAILABLE: the replica was unreachable, went away
-# mid-call or refused the call while stopping, and round_robin sends the next attempt to
-# another. A deadline, an error of the service's own or a cancelled call is never retried.
+# gRPC's retry policy (gRFC A6). UNAVAILABLE: the replica was unreachable, went away
+# mid-call or refused the call while stopping. CANCELLED: grpc core (1.85) cancels the
+# calls a stopping server has taken in but not yet handed to a handler (grpc/grpc#41785);
+# authgate's own clients cancel only calls they have given up on, and gRPC never retries
+# those. The next attempt goes to the next replica in round_robin's order, which another
+# thread's call may have taken meanwhile: four attempts, so that a call in flight on a
+# replica going away is very rarely sent there again each time. A deadline or an error of
+# the service's own is never retried.
 RETRY_POLICY: Mapping[str, Any] = {
-    "maxAttempts": 3,
+    "maxAttempts": 4,
     # Attempts are spread at random up to these delays, all inside the call's deadline.
     "initialBackoff": "0.05s",
     "maxBackoff": "0.2s",
     "backoffMultiplier": 2,
-    "retryableStatusCodes": ["UNAVAILABLE"],
+    "retryableStatusCodes": ["UNAVAILABLE", "CANCELLED"],
 }
 # Per channel: once failures outweigh successes (more than 50 net failed attempts, each
 # success earning back 0.1), retries stop until the upstream recovers, so a service that

@@ -267,12 +267,12 @@ def test_the_retried_methods_are_exactly_those_the_protos_declare_safe_to_repeat
     assert retried == {name for name, level in levels.items() if level in retried_levels}
 
 
-def test_the_service_config_retries_only_unavailable_a_bounded_number_of_times() -> None:
+def test_the_service_config_retries_only_refusals_a_bounded_number_of_times() -> None:
     config = json.loads(dict(channel_options())["grpc.service_config"])
     assert config["loadBalancingConfig"] == [{"round_robin": {}}]
     (method_config,) = config["methodConfig"]
     assert method_config["retryPolicy"] == dict(RETRY_POLICY)
-    assert method_config["retryPolicy"]["retryableStatusCodes"] == ["UNAVAILABLE"]
-    assert method_config["retryPolicy"]["maxAttempts"] == 3
+    assert method_config["retryPolicy"]["retryableStatusCodes"] == ["UNAVAILABLE", "CANCELLED"]
+    assert method_config["retryPolicy"]["maxAttempts"] == 4
     assert "retryThrottling" in config
     assert service_config([]) == {"loadBalancingConfig": [{"round_robin": {}}]}
