@@ -173,6 +173,11 @@ class Cluster(ProcessGroup):
             ("nginx", nginx),
         ]
 
+    def starts_with_previous(self, name: str) -> bool:
+        # auth-2 beside auth-1, and so on: each kind waits for the kind before it only.
+        kind, _, number = name.partition("-")
+        return kind != "nginx" and number != "1"
+
     def environment_of(self, name: str) -> dict[str, str]:
         s = self.settings
         env = {**self._base_env, **s.common_environment()}

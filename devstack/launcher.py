@@ -231,7 +231,8 @@ GATEWAY_COMMAND = [
 
 
 class ProcessGroup:
-    """Named processes started in order, each once the one before is ready; stopped in reverse.
+    """Named processes started in order, each once the one before is ready (or beside it, see
+    `starts_with_previous`); stopped in reverse.
 
     Subclasses say what runs (`commands`), with which environment (`environment_of`), when
     it is ready (`readiness`), what a process says once it has bound its ports (`bound`),
@@ -247,6 +248,11 @@ class ProcessGroup:
 
     def commands(self) -> list[tuple[str, list[str]]]:
         raise NotImplementedError
+
+    def starts_with_previous(self, name: str) -> bool:
+        """Whether `name` may start beside the process before it, not once that one is
+        ready: replicas of one kind on fixed ports need nothing of each other."""
+        return False
 
     def environment_of(self, name: str) -> dict[str, str]:
         raise NotImplementedError
@@ -276,31 +282,43 @@ class ProcessGroup:
 
     def start(self, timeout: float = 30.0, *, only: Collection[str] | None = None) -> None:
         """Prepare, then start the processes in order, each once the one before is ready
-        (`only`: a subset, e.g. ("auth",))."""
+        unless it `starts_with_previous` (`only`: a subset, e.g. ("auth",))."""
         deadline = time.monotonic() + timeout
         try:
             self.prepare()
+            starting: list[str] = []
             for name, command in self.commands():
-                if only is None or name in only:
-                    self._spawn(name, command, self.environment_of(name))
-                    self._wait_until_serving(name, deadline)
+                if only is not None and name not in only:
+                    continue
+                if not self.starts_with_previous(name):
+                    for started in starting:
+                        self._wait_until_serving(started, deadline)
+                    starting.clear()
+                self._spawn(name, command, self.environment_of(name))
+                starting.append(name)
+            for started in starting:
+                self._wait_until_serving(started, deadline)
         except BaseException:
             self.stop()
             raise
 
-    def restart(self, name: str, timeout: float = 30.0) -> None:
-        """Start process `name` again on the same port (after it died or was killed)."""
-        old = self.process(name)
-        if old.poll() is None:
-            old.kill()
-        old.wait()
-        index = next(i for i, p in enumerate(self._processes) if p.name == name)
-        self._spawn(name, dict(self.commands())[name], self.environment_of(name))
-        # Keep the start order, which stop() walks backwards.
-        self._processes[index].output.close()
-        self._processes[index] = self._processes.pop()
-        # Only this one: others may be down on purpose (a test restarting several).
-        self._wait_until_serving(name, time.monotonic() + timeout, only=name)
+    def restart(self, *names: str, timeout: float = 30.0) -> None:
+        """Start the processes `names` again on their ports (after they died or were killed),
+        side by side, and wait until each serves."""
+        for name in names:
+            old = self.process(name)
+            if old.poll() is None:
+                old.kill()
+            old.wait()
+            index = next(i for i, p in enumerate(self._processes) if p.name == name)
+            self._spawn(name, dict(self.commands())[name], self.environment_of(name))
+            # Keep the start order, which stop() walks backwards.
+            self._processes[index].output.close()
+            self._processes[index] = self._processes.pop()
+        deadline = time.monotonic() + timeout
+        for name in names:
+            # Only these: others may be down on purpose (a test stopping several).
+            self._wait_until_serving(name, deadline, only=name)
 
     def kill(self, name: str) -> None:
         """SIGKILL process `name` with every process it started (gunicorn's workers too), as
@@ -445,12 +463,10 @@ class Stack(ProcessGroup):
         self.settings = s
         if name == "profile" and ports.port != profile_port_was and self._is_running("auth"):
             # auth_svc calls the profile service too (account deletions), at the address
-            # it was started with: with port 0 that was not known yet, so it starts again
-            # (on its own port) now that it is; and so does the profile service, whose
-            # first key fetch and revocation feed the restart cut off (it would wait out
-            # its JWKS cooldown).
+            # it was started with: with port 0 that was not known yet, so it starts again,
+            # on the port it had, now that it is. The profile service rides it out: its
+            # revocation feed reconnects to that port, and it fetches keys on first use.
             self.restart("auth")
-            self.restart("profile")
 
     def _is_running(self, name: str) -> bool:
         try:
