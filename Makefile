@@ -19,13 +19,14 @@ migrate: $(STAMP)  ## bring AUTH_DATABASE_URL and PROFILE_DATABASE_URL to the co
 	$(BIN)/python -m auth_svc.migrate upgrade
 	$(BIN)/python -m profile_svc.migrate upgrade
 
-# Two steps: everything else on TEST_WORKERS processes, then the tests that bound wall-clock
-# time (marked `serial`) alone, so that the parallel load cannot fail them (--step is
+# Two steps: everything else on TEST_WORKERS processes (each file's tests on one of them,
+# so that a module's real stack starts once, not once per process), then the tests that
+# bound wall-clock time (marked `serial`) alone, so that the parallel load cannot fail them (--step is
 # tests/conftest.py's, so that a -m in PYTEST_ARGS still applies). Both steps run; a step
 # whose selection holds none of its tests (pytest's exit status 5) is no failure unless
 # neither step found any.
 test: $(STAMP)  ## the whole test suite (MySQL tests need AUTHGATE_TEST_MYSQL_URL or a local MariaDB)
-	@$(BIN)/pytest -n $(TEST_WORKERS) --step=parallel $(PYTEST_ARGS); parallel=$$?; \
+	@$(BIN)/pytest -n $(TEST_WORKERS) --dist loadfile --step=parallel $(PYTEST_ARGS); parallel=$$?; \
 	$(BIN)/pytest -n 0 --step=serial $(PYTEST_ARGS); serial=$$?; \
 	if [ $$parallel -eq 5 ] && [ $$serial -eq 5 ]; then exit 5; fi; \
 	for status in $$parallel $$serial; do \

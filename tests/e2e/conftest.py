@@ -3,6 +3,11 @@
 The stack signs with a key the tests also hold (`RealStack.signing_key`), so they can
 mint hostile tokens that carry a valid signature. Rate limits are off: these tests send
 many requests from 127.0.0.1; tests of the limits switch them on in a stack of their own.
+
+One stack per database for the whole run (each test process), shared by every module of
+this folder that asks for `running_stack`: starting three processes is most of what an
+end-to-end test costs. The tests keep to users of their own (new usernames), so no test
+depends on what another left behind.
 """
 
 from __future__ import annotations
@@ -17,12 +22,32 @@ from tests.harness import RealStack, real_stack
 RunningStack = RealStack
 
 
-@pytest.fixture(scope="module", params=["sqlite", pytest.param("mysql", marks=pytest.mark.mysql)])
-def running_stack(
-    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, auth_key_pem: bytes
+def _shared_stack(
+    tmp_path_factory: pytest.TempPathFactory, auth_key_pem: bytes, mysql_server_url: str | None
 ) -> Iterator[RealStack]:
-    server = request.getfixturevalue("mysql_server_url") if request.param == "mysql" else None
     with real_stack(
-        tmp_path_factory.mktemp("stack"), mysql_server_url=server, signing_key_pem=auth_key_pem
+        tmp_path_factory.mktemp("stack"),
+        mysql_server_url=mysql_server_url,
+        signing_key_pem=auth_key_pem,
     ) as stack:
         yield stack
+
+
+@pytest.fixture(scope="session")
+def sqlite_stack(
+    tmp_path_factory: pytest.TempPathFactory, auth_key_pem: bytes
+) -> Iterator[RealStack]:
+    yield from _shared_stack(tmp_path_factory, auth_key_pem, None)
+
+
+@pytest.fixture(scope="session")
+def mysql_stack(
+    tmp_path_factory: pytest.TempPathFactory, auth_key_pem: bytes, mysql_server_url: str
+) -> Iterator[RealStack]:
+    yield from _shared_stack(tmp_path_factory, auth_key_pem, mysql_server_url)
+
+
+@pytest.fixture(scope="module", params=["sqlite", pytest.param("mysql", marks=pytest.mark.mysql)])
+def running_stack(request: pytest.FixtureRequest) -> RealStack:
+    stack: RealStack = request.getfixturevalue(f"{request.param}_stack")
+    return stack
