@@ -1,10 +1,14 @@
-"""devstack.launcher reads the port each process bound from the line it logs at start."""
+"""devstack.launcher reads the port each process bound from the line it logs at start, and
+starts replicas side by side."""
 
 from __future__ import annotations
 
 import json
+import sys
+from collections.abc import Callable
 
-from devstack.launcher import BoundPorts, reported_ports
+from authgate_common.healthcheck import Unhealthy
+from devstack.launcher import BoundPorts, ProcessGroup, reported_ports
 
 
 def test_the_gateway_port_comes_from_gunicorns_listening_line() -> None:
@@ -32,3 +36,37 @@ def test_other_lines_of_a_service_are_not_its_start_line() -> None:
     assert reported_ports("auth", json.dumps(metrics_endpoint)) is None
     assert reported_ports("auth", "Traceback (most recent call last):") is None
     assert reported_ports("auth", json.dumps(["address", "metrics_port"])) is None
+
+
+class _Replicas(ProcessGroup):
+    """Two sleeping processes; "b" starts beside "a", and "a" is ready only once "b" runs."""
+
+    def commands(self) -> list[tuple[str, list[str]]]:
+        sleeper = [sys.executable, "-c", "import time; time.sleep(60)"]
+        return [("a", sleeper), ("b", sleeper)]
+
+    def starts_with_previous(self, name: str) -> bool:
+        return name == "b"
+
+    def environment_of(self, name: str) -> dict[str, str]:
+        return dict(self._base_env)
+
+    def readiness(self, name: str) -> Callable[[], None]:
+        def ready() -> None:
+            try:
+                self.process("b")
+            except KeyError:
+                raise Unhealthy("b has not been started") from None
+
+        return ready
+
+
+def test_a_process_that_starts_with_the_previous_one_does_not_wait_for_it() -> None:
+    group = _Replicas()
+    # Were "b" started only once "a" is ready, neither would ever be: StackError in 10 s.
+    group.start(timeout=10)
+    try:
+        assert group.process("a").poll() is None
+        assert group.process("b").poll() is None
+    finally:
+        group.stop()
