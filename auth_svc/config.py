@@ -14,6 +14,7 @@ from authgate_common.config import (
     Env,
     SettingsTable,
     flag,
+    from_setting,
     number,
     optional_path,
     optional_port,
@@ -21,6 +22,7 @@ from authgate_common.config import (
     optional_whole,
     path,
     port,
+    read_settings,
     text,
     whole,
 )
@@ -257,9 +259,9 @@ class Argon2Params:
     Parameters below OWASP's minimum are refused however they are made.
     """
 
-    time_cost: int = AUTH_ARGON2_TIME_COST.default
-    memory_kib: int = AUTH_ARGON2_MEMORY_KIB.default
-    parallelism: int = AUTH_ARGON2_PARALLELISM.default
+    time_cost: int = from_setting(AUTH_ARGON2_TIME_COST)
+    memory_kib: int = from_setting(AUTH_ARGON2_MEMORY_KIB)
+    parallelism: int = from_setting(AUTH_ARGON2_PARALLELISM)
 
     def __post_init__(self) -> None:
         AUTH_ARGON2_TIME_COST.check(self.time_cost)
@@ -274,11 +276,7 @@ class Argon2Params:
 
     @classmethod
     def from_env(cls, env: Env) -> Argon2Params:
-        return cls(
-            time_cost=AUTH_ARGON2_TIME_COST.read(env),
-            memory_kib=AUTH_ARGON2_MEMORY_KIB.read(env),
-            parallelism=AUTH_ARGON2_PARALLELISM.read(env),
-        )
+        return read_settings(cls, env)
 
 
 def minimum_argon2_memory_kib(time_cost: int) -> int:

@@ -12,11 +12,15 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Callable, Collection, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
+
+if TYPE_CHECKING:
+    from _typeshed import DataclassInstance
 
 T = TypeVar("T")
+D = TypeVar("D", bound="DataclassInstance")
 # A rule on a parsed value: None when it holds, else what the value must be ("must be ...").
 Rule = Callable[[T], str | None]
 
@@ -114,6 +118,26 @@ class SettingsTable:
         """Read every row once: the first bad value is a ConfigError naming its variable."""
         for setting in self.settings:
             setting.read(env)
+
+
+# --- dataclasses whose fields are settings ---
+
+_SETTING = "authgate.setting"
+
+
+def from_setting(setting: Setting[T]) -> T:
+    """A dataclass field that defaults to setting's default and that `read_settings` reads."""
+    return field(default=setting.default, metadata={_SETTING: setting})
+
+
+def read_settings(cls: type[D], env: Env, **others: Any) -> D:
+    """The dataclass cls with each `from_setting` field read from env; others as given."""
+    read = {
+        item.name: item.metadata[_SETTING].read(env)
+        for item in fields(cls)
+        if _SETTING in item.metadata
+    }
+    return cls(**read, **others)
 
 
 # --- the kinds of setting ---

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from sqlalchemy import Engine, text
 
 from authgate_common import settings as shared
-from authgate_common.config import Env
+from authgate_common.config import Env, from_setting, read_settings
 
 log = logging.getLogger(__name__)
 
@@ -26,15 +26,12 @@ Probe = Callable[[], None]
 class DatabaseCheckSettings:
     """How often the database is checked (0 turns the check off) and how long a check may take."""
 
-    interval_seconds: float = shared.DB_CHECK_INTERVAL_SECONDS.default
-    timeout_seconds: float = shared.DB_CHECK_TIMEOUT_SECONDS.default
+    interval_seconds: float = from_setting(shared.DB_CHECK_INTERVAL_SECONDS)
+    timeout_seconds: float = from_setting(shared.DB_CHECK_TIMEOUT_SECONDS)
 
     @classmethod
     def from_env(cls, env: Env) -> DatabaseCheckSettings:
-        return cls(
-            interval_seconds=shared.DB_CHECK_INTERVAL_SECONDS.read(env),
-            timeout_seconds=shared.DB_CHECK_TIMEOUT_SECONDS.read(env),
-        )
+        return read_settings(cls, env)
 
 
 def select_one(engine: Engine) -> Probe:

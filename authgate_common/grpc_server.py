@@ -12,7 +12,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from authgate_common import settings as shared
-from authgate_common.config import Env, Setting
+from authgate_common.config import Env, Setting, from_setting, read_settings
 from authgate_common.interceptors import (
     AccessLogInterceptor,
     ErrorInterceptor,
@@ -31,8 +31,8 @@ class Keepalive:
     """HTTP/2 keepalive and connection lifetime policy of a server."""
 
     # The server pings a connection quiet this long, and drops it when no answer comes in time.
-    time_seconds: float = shared.GRPC_KEEPALIVE_TIME_SECONDS.default
-    timeout_seconds: float = shared.GRPC_KEEPALIVE_TIMEOUT_SECONDS.default
+    time_seconds: float = from_setting(shared.GRPC_KEEPALIVE_TIME_SECONDS)
+    timeout_seconds: float = from_setting(shared.GRPC_KEEPALIVE_TIMEOUT_SECONDS)
     # Clients may ping (at most this often) even with no call running: channels stay warm.
     # Fixed, not settings: authgate's own clients ping every 30 s (authgate_common.channels),
     # and a server refusing those pings would disconnect them.
@@ -40,17 +40,12 @@ class Keepalive:
     min_ping_interval_seconds: float = 10.0
     # Idle connections are closed; every connection is closed after max age (its in-flight
     # calls get the grace period), so clients re-resolve and spread over new replicas.
-    max_connection_idle_seconds: float = shared.GRPC_MAX_CONNECTION_IDLE_SECONDS.default
-    max_connection_age_seconds: float = shared.GRPC_MAX_CONNECTION_AGE_SECONDS.default
+    max_connection_idle_seconds: float = from_setting(shared.GRPC_MAX_CONNECTION_IDLE_SECONDS)
+    max_connection_age_seconds: float = from_setting(shared.GRPC_MAX_CONNECTION_AGE_SECONDS)
 
     @classmethod
     def from_env(cls, env: Env) -> Keepalive:
-        return cls(
-            time_seconds=shared.GRPC_KEEPALIVE_TIME_SECONDS.read(env),
-            timeout_seconds=shared.GRPC_KEEPALIVE_TIMEOUT_SECONDS.read(env),
-            max_connection_idle_seconds=shared.GRPC_MAX_CONNECTION_IDLE_SECONDS.read(env),
-            max_connection_age_seconds=shared.GRPC_MAX_CONNECTION_AGE_SECONDS.read(env),
-        )
+        return read_settings(cls, env)
 
 
 @dataclass(frozen=True)
