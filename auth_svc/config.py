@@ -28,7 +28,7 @@ from authgate_common.config import (
 )
 from authgate_common.db_watch import DatabaseCheckSettings
 from authgate_common.grpc_server import ServerSettings
-from authgate_common.tls import ClientTls, ServerTls
+from authgate_common.tls import ClientTls
 from authgate_common.tokens import TokenSettings
 
 # Lifetimes travel as int32 seconds; ten years is far below that limit.
@@ -244,11 +244,7 @@ SETTINGS = SettingsTable.of(
     (AUTH_ARGON2_TIME_COST, AUTH_ARGON2_MEMORY_KIB, AUTH_ARGON2_PARALLELISM),
     (AUTH_MAX_CONCURRENT_HASHES, AUTH_HASH_QUEUE_TIMEOUT_SECONDS),
     (AUTH_AUDIT_RETENTION_DAYS, shared.PROFILE_GRPC_TARGET),
-    shared.TOKENS,
-    shared.GRPC_SERVER,
-    shared.CLIENT_TLS,
-    shared.DB_CHECK,
-    (shared.LOG_LEVEL,),
+    shared.GRPC_SERVICE,
 )
 
 
@@ -374,9 +370,8 @@ class AuthConfig:
                 env,
                 host=AUTH_GRPC_HOST,
                 port=AUTH_GRPC_PORT,
-                tls=ServerTls.from_env(
-                    env, cert_variable=AUTH_GRPC_TLS_CERT.name, key_variable=AUTH_GRPC_TLS_KEY.name
-                ),
+                tls_cert=AUTH_GRPC_TLS_CERT,
+                tls_key=AUTH_GRPC_TLS_KEY,
             ),
             tokens=TokenSettings.from_env(env),
             argon2=argon2,

@@ -243,6 +243,7 @@ def number(
     kind: str = "seconds",
 ) -> Setting[float]:
     """A decimal number; `above` makes the minimum itself refused (a timeout of 0)."""
+    allowed = _range_text(minimum, maximum, above=above)
 
     def parse(raw: str) -> float:
         try:
@@ -253,19 +254,10 @@ def number(
     def rule(value: float) -> str | None:
         too_low = value <= minimum if above else value < minimum
         if math.isnan(value) or too_low or (maximum is not None and value > maximum):
-            bounds = _range_text(minimum, maximum, above=above)
-            return f"must be {bounds}, got {value}"
+            return f"must be {allowed}, got {value}"
         return None
 
-    return Setting(
-        name,
-        default,
-        doc,
-        kind,
-        parse,
-        rule,
-        allowed=_range_text(minimum, maximum, above=above),
-    )
+    return Setting(name, default, doc, kind, parse, rule, allowed=allowed)
 
 
 def flag(name: str, default: bool, doc: str) -> Setting[bool]:
@@ -292,6 +284,7 @@ def text(
     kind: str = "text",
 ) -> Setting[str]:
     """Text that must not be blank; with `choices`, one of them (after `upper`, if set)."""
+    one_of = ", ".join(sorted(choices))
 
     def parse(raw: str) -> str:
         return raw.upper() if upper else raw
@@ -300,18 +293,11 @@ def text(
         if not value.strip():
             return "must not be empty"
         if choices and value not in choices:
-            return f"must be one of {', '.join(sorted(choices))}, got {value!r}"
+            return f"must be one of {one_of}, got {value!r}"
         return None if rule is None else rule(value)
 
     return Setting(
-        name,
-        default,
-        doc,
-        kind,
-        parse,
-        check,
-        allowed=allowed or ", ".join(sorted(choices)),
-        blank_is_error=True,
+        name, default, doc, kind, parse, check, allowed=allowed or one_of, blank_is_error=True
     )
 
 

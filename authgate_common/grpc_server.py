@@ -6,6 +6,7 @@ import signal
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent import futures
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
@@ -62,9 +63,19 @@ class ServerSettings:
 
     @classmethod
     def from_env(
-        cls, env: Env, *, host: Setting[str], port: Setting[int], tls: ServerTls | None = None
+        cls,
+        env: Env,
+        *,
+        host: Setting[str],
+        port: Setting[int],
+        tls_cert: Setting[Path | None] | None = None,
+        tls_key: Setting[Path | None] | None = None,
     ) -> ServerSettings:
-        """The service's own address and TLS, and the GRPC_* settings both services share."""
+        """The service's own address and TLS (with its cert and key settings, when it has
+        them), and the GRPC_* settings both services share."""
+        tls = None
+        if tls_cert is not None and tls_key is not None:
+            tls = ServerTls.from_env(env, cert_variable=tls_cert.name, key_variable=tls_key.name)
         return cls(
             host=host.read(env),
             port=port.read(env),

@@ -235,6 +235,10 @@ DB_CHECK_TIMEOUT_SECONDS = number(
 )
 DB_CHECK = (DB_CHECK_INTERVAL_SECONDS, DB_CHECK_TIMEOUT_SECONDS)
 
+# --- what each gRPC service reads besides its own rows ---
+
+GRPC_SERVICE = (*TOKENS, *GRPC_SERVER, *CLIENT_TLS, *DB_CHECK, LOG_LEVEL)
+
 # --- the kind of setting every service's database URL is ---
 
 

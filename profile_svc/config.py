@@ -16,7 +16,7 @@ from authgate_common.config import (
 from authgate_common.db_watch import DatabaseCheckSettings
 from authgate_common.grpc_server import ServerSettings
 from authgate_common.settings import RevocationSettings
-from authgate_common.tls import ClientTls, ServerTls
+from authgate_common.tls import ClientTls
 from authgate_common.tokens import TokenSettings
 
 PROFILE_DATABASE_URL = shared.database_url(
@@ -40,11 +40,7 @@ SETTINGS = SettingsTable.of(
     (PROFILE_DATABASE_URL, PROFILE_GRPC_HOST, PROFILE_GRPC_PORT),
     (PROFILE_GRPC_TLS_CERT, PROFILE_GRPC_TLS_KEY, PROFILE_METRICS_PORT),
     shared.VERIFIER,
-    shared.TOKENS,
-    shared.GRPC_SERVER,
-    shared.CLIENT_TLS,
-    shared.DB_CHECK,
-    (shared.LOG_LEVEL,),
+    shared.GRPC_SERVICE,
 )
 
 
@@ -78,11 +74,8 @@ class ProfileConfig:
                 env,
                 host=PROFILE_GRPC_HOST,
                 port=PROFILE_GRPC_PORT,
-                tls=ServerTls.from_env(
-                    env,
-                    cert_variable=PROFILE_GRPC_TLS_CERT.name,
-                    key_variable=PROFILE_GRPC_TLS_KEY.name,
-                ),
+                tls_cert=PROFILE_GRPC_TLS_CERT,
+                tls_key=PROFILE_GRPC_TLS_KEY,
             ),
             auth_target=shared.AUTH_GRPC_TARGET.read(env),
             tokens=TokenSettings.from_env(env),
