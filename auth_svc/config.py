@@ -16,18 +16,15 @@ from authgate_common.config import (
     flag,
     from_setting,
     number,
-    optional_path,
-    optional_port,
     optional_text,
     optional_whole,
     path,
-    port,
     read_settings,
     text,
     whole,
 )
 from authgate_common.db_watch import DatabaseCheckSettings
-from authgate_common.grpc_server import ServerSettings
+from authgate_common.grpc_server import ServerSettings, ServiceRows
 from authgate_common.tls import ClientTls
 from authgate_common.tokens import TokenSettings
 
@@ -42,18 +39,7 @@ AUTH_DATABASE_URL = shared.database_url(
     "sqlite:///var/auth.db",
     "SQLAlchemy URL of the auth database, e.g. `mysql+pymysql://user:pw@host:3306/authgate_auth`",
 )
-AUTH_GRPC_HOST = text("AUTH_GRPC_HOST", "127.0.0.1", "address the auth service listens on")
-AUTH_GRPC_PORT = port("AUTH_GRPC_PORT", 50051, "port of the auth service")
-AUTH_GRPC_TLS_CERT = optional_path(
-    "AUTH_GRPC_TLS_CERT",
-    "PEM certificate (chain): the auth service speaks TLS. Set with `AUTH_GRPC_TLS_KEY`",
-)
-AUTH_GRPC_TLS_KEY = optional_path(
-    "AUTH_GRPC_TLS_KEY", "unencrypted PEM key of `AUTH_GRPC_TLS_CERT`"
-)
-AUTH_METRICS_PORT = optional_port(
-    "AUTH_METRICS_PORT", 9101, "port of the Prometheus `/metrics` on `AUTH_GRPC_HOST`"
-)
+AUTH_SERVICE = ServiceRows.named("AUTH", "auth", port=50051, metrics_port=9101)
 AUTH_KEYS_DIR = path(
     "AUTH_KEYS_DIR",
     "var/keys",
@@ -233,8 +219,8 @@ AUTH_AUDIT_RETENTION_DAYS = whole(
 
 SETTINGS = SettingsTable.of(
     "auth_svc",
-    (AUTH_DATABASE_URL, AUTH_GRPC_HOST, AUTH_GRPC_PORT, AUTH_GRPC_TLS_CERT, AUTH_GRPC_TLS_KEY),
-    (AUTH_METRICS_PORT, AUTH_KEYS_DIR, AUTH_KEYS_RELOAD_SECONDS, AUTH_KEY_ACTIVATION_SECONDS),
+    (AUTH_DATABASE_URL, *AUTH_SERVICE.rows),
+    (AUTH_KEYS_DIR, AUTH_KEYS_RELOAD_SECONDS, AUTH_KEY_ACTIVATION_SECONDS),
     (AUTH_PUBLIC_URL,),
     (AUTH_ACCESS_TOKEN_TTL_SECONDS, AUTH_REFRESH_TOKEN_TTL_SECONDS),
     (AUTH_REFRESH_FAMILY_MAX_SECONDS, AUTH_PASSWORD_MIN_LENGTH, AUTH_REGISTRATION_ENABLED),
@@ -366,13 +352,7 @@ class AuthConfig:
         return cls(
             database_url=AUTH_DATABASE_URL.read(env),
             keys_dir=AUTH_KEYS_DIR.read(env),
-            server=ServerSettings.from_env(
-                env,
-                host=AUTH_GRPC_HOST,
-                port=AUTH_GRPC_PORT,
-                tls_cert=AUTH_GRPC_TLS_CERT,
-                tls_key=AUTH_GRPC_TLS_KEY,
-            ),
+            server=AUTH_SERVICE.server_settings(env),
             tokens=TokenSettings.from_env(env),
             argon2=argon2,
             access_token_ttl_seconds=AUTH_ACCESS_TOKEN_TTL_SECONDS.read(env),
@@ -397,7 +377,7 @@ class AuthConfig:
             public_url=(AUTH_PUBLIC_URL.read(env) or "").strip(),
             log_level=shared.LOG_LEVEL.read(env),
             db_check=DatabaseCheckSettings.from_env(env),
-            metrics_port=AUTH_METRICS_PORT.read(env),
+            metrics_port=AUTH_SERVICE.metrics_port.read(env),
             max_concurrent_hashes=concurrent_hashes
             or default_max_concurrent_hashes(argon2.memory_kib),
             hash_queue_timeout_seconds=AUTH_HASH_QUEUE_TIMEOUT_SECONDS.read(env),

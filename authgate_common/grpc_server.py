@@ -7,13 +7,23 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent import futures
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from authgate_common import settings as shared
-from authgate_common.config import Env, Setting, from_setting, read_settings
+from authgate_common.config import (
+    Env,
+    Setting,
+    from_setting,
+    optional_path,
+    optional_port,
+    read_settings,
+    text,
+)
+from authgate_common.config import port as port_setting
 from authgate_common.interceptors import (
     AccessLogInterceptor,
     ErrorInterceptor,
@@ -85,6 +95,48 @@ class ServerSettings:
             max_concurrent_rpcs=shared.GRPC_MAX_CONCURRENT_RPCS.read(env) or None,  # 0: no limit
             keepalive=Keepalive.from_env(env),
             tls=tls,
+        )
+
+
+@dataclass(frozen=True)
+class ServiceRows:
+    """The settings each gRPC service declares under its own prefix (AUTH_, PROFILE_):
+    where it listens, its TLS and the port of its metrics."""
+
+    host: Setting[str]
+    port: Setting[int]
+    tls_cert: Setting[Path | None]
+    tls_key: Setting[Path | None]
+    metrics_port: Setting[int | None]
+
+    @classmethod
+    def named(cls, prefix: str, service: str, *, port: int, metrics_port: int) -> ServiceRows:
+        """e.g. ("AUTH", "auth"): AUTH_GRPC_HOST, AUTH_GRPC_PORT, AUTH_GRPC_TLS_CERT, ..."""
+        grpc = f"{prefix}_GRPC"
+        return cls(
+            host=text(f"{grpc}_HOST", "127.0.0.1", f"address the {service} service listens on"),
+            port=port_setting(f"{grpc}_PORT", port, f"port of the {service} service"),
+            tls_cert=optional_path(
+                f"{grpc}_TLS_CERT",
+                f"PEM certificate (chain): the {service} service speaks TLS. "
+                f"Set with `{grpc}_TLS_KEY`",
+            ),
+            tls_key=optional_path(f"{grpc}_TLS_KEY", f"unencrypted PEM key of `{grpc}_TLS_CERT`"),
+            metrics_port=optional_port(
+                f"{prefix}_METRICS_PORT",
+                metrics_port,
+                f"port of the Prometheus `/metrics` on `{grpc}_HOST`",
+            ),
+        )
+
+    @property
+    def rows(self) -> tuple[Setting[Any], ...]:
+        """In the order the configuration reference lists them."""
+        return (self.host, self.port, self.tls_cert, self.tls_key, self.metrics_port)
+
+    def server_settings(self, env: Env) -> ServerSettings:
+        return ServerSettings.from_env(
+            env, host=self.host, port=self.port, tls_cert=self.tls_cert, tls_key=self.tls_key
         )
 
 
