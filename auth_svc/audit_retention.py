@@ -8,11 +8,11 @@ A failed run (database down) is logged and retried at the next tick.
 from __future__ import annotations
 
 import logging
-import threading
 from datetime import timedelta
 
 from auth_svc.repository import AuditRepository
 from authgate_common.clock import Clock
+from authgate_common.periodic import PeriodicThread
 
 log = logging.getLogger(__name__)
 
@@ -32,9 +32,15 @@ class AuditPruner:
         self._audit = audit
         self._retention = timedelta(days=retention_days)
         self._clock = clock
-        self._interval = interval_seconds
-        self._stopping = threading.Event()
-        self._thread: threading.Thread | None = None
+        # At start, then every interval; the thread must outlive a database outage.
+        self._loop = PeriodicThread(
+            "audit-pruner",
+            self.prune,
+            interval_seconds=interval_seconds,
+            log=log,
+            failure="pruning audit events failed",
+            at_start=True,
+        )
 
     def prune(self) -> int:
         """Delete the events older than the retention; how many went."""
@@ -44,18 +50,7 @@ class AuditPruner:
         return deleted
 
     def start(self) -> None:
-        self._thread = threading.Thread(target=self._run, name="audit-pruner", daemon=True)
-        self._thread.start()
+        self._loop.start()
 
     def stop(self) -> None:
-        self._stopping.set()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-
-    def _run(self) -> None:
-        while not self._stopping.is_set():
-            try:
-                self.prune()
-            except Exception:  # the thread must outlive a database outage
-                log.exception("pruning audit events failed")
-            self._stopping.wait(self._interval)
+        self._loop.stop()

@@ -14,19 +14,18 @@ from authgate_common.config import (
     Env,
     SettingsTable,
     flag,
+    from_setting,
     number,
-    optional_path,
-    optional_port,
     optional_text,
     optional_whole,
     path,
-    port,
+    read_settings,
     text,
     whole,
 )
 from authgate_common.db_watch import DatabaseCheckSettings
-from authgate_common.grpc_server import ServerSettings
-from authgate_common.tls import ClientTls, ServerTls
+from authgate_common.grpc_server import ServerSettings, ServiceRows
+from authgate_common.tls import ClientTls
 from authgate_common.tokens import TokenSettings
 
 # Lifetimes travel as int32 seconds; ten years is far below that limit.
@@ -40,18 +39,7 @@ AUTH_DATABASE_URL = shared.database_url(
     "sqlite:///var/auth.db",
     "SQLAlchemy URL of the auth database, e.g. `mysql+pymysql://user:pw@host:3306/authgate_auth`",
 )
-AUTH_GRPC_HOST = text("AUTH_GRPC_HOST", "127.0.0.1", "address the auth service listens on")
-AUTH_GRPC_PORT = port("AUTH_GRPC_PORT", 50051, "port of the auth service")
-AUTH_GRPC_TLS_CERT = optional_path(
-    "AUTH_GRPC_TLS_CERT",
-    "PEM certificate (chain): the auth service speaks TLS. Set with `AUTH_GRPC_TLS_KEY`",
-)
-AUTH_GRPC_TLS_KEY = optional_path(
-    "AUTH_GRPC_TLS_KEY", "unencrypted PEM key of `AUTH_GRPC_TLS_CERT`"
-)
-AUTH_METRICS_PORT = optional_port(
-    "AUTH_METRICS_PORT", 9101, "port of the Prometheus `/metrics` on `AUTH_GRPC_HOST`"
-)
+AUTH_SERVICE = ServiceRows.named("AUTH", "auth", port=50051, metrics_port=9101)
 AUTH_KEYS_DIR = path(
     "AUTH_KEYS_DIR",
     "var/keys",
@@ -231,8 +219,8 @@ AUTH_AUDIT_RETENTION_DAYS = whole(
 
 SETTINGS = SettingsTable.of(
     "auth_svc",
-    (AUTH_DATABASE_URL, AUTH_GRPC_HOST, AUTH_GRPC_PORT, AUTH_GRPC_TLS_CERT, AUTH_GRPC_TLS_KEY),
-    (AUTH_METRICS_PORT, AUTH_KEYS_DIR, AUTH_KEYS_RELOAD_SECONDS, AUTH_KEY_ACTIVATION_SECONDS),
+    (AUTH_DATABASE_URL, *AUTH_SERVICE.rows),
+    (AUTH_KEYS_DIR, AUTH_KEYS_RELOAD_SECONDS, AUTH_KEY_ACTIVATION_SECONDS),
     (AUTH_PUBLIC_URL,),
     (AUTH_ACCESS_TOKEN_TTL_SECONDS, AUTH_REFRESH_TOKEN_TTL_SECONDS),
     (AUTH_REFRESH_FAMILY_MAX_SECONDS, AUTH_PASSWORD_MIN_LENGTH, AUTH_REGISTRATION_ENABLED),
@@ -242,11 +230,7 @@ SETTINGS = SettingsTable.of(
     (AUTH_ARGON2_TIME_COST, AUTH_ARGON2_MEMORY_KIB, AUTH_ARGON2_PARALLELISM),
     (AUTH_MAX_CONCURRENT_HASHES, AUTH_HASH_QUEUE_TIMEOUT_SECONDS),
     (AUTH_AUDIT_RETENTION_DAYS, shared.PROFILE_GRPC_TARGET),
-    shared.TOKENS,
-    shared.GRPC_SERVER,
-    shared.CLIENT_TLS,
-    shared.DB_CHECK,
-    (shared.LOG_LEVEL,),
+    shared.GRPC_SERVICE,
 )
 
 
@@ -257,9 +241,9 @@ class Argon2Params:
     Parameters below OWASP's minimum are refused however they are made.
     """
 
-    time_cost: int = AUTH_ARGON2_TIME_COST.default
-    memory_kib: int = AUTH_ARGON2_MEMORY_KIB.default
-    parallelism: int = AUTH_ARGON2_PARALLELISM.default
+    time_cost: int = from_setting(AUTH_ARGON2_TIME_COST)
+    memory_kib: int = from_setting(AUTH_ARGON2_MEMORY_KIB)
+    parallelism: int = from_setting(AUTH_ARGON2_PARALLELISM)
 
     def __post_init__(self) -> None:
         AUTH_ARGON2_TIME_COST.check(self.time_cost)
@@ -274,11 +258,7 @@ class Argon2Params:
 
     @classmethod
     def from_env(cls, env: Env) -> Argon2Params:
-        return cls(
-            time_cost=AUTH_ARGON2_TIME_COST.read(env),
-            memory_kib=AUTH_ARGON2_MEMORY_KIB.read(env),
-            parallelism=AUTH_ARGON2_PARALLELISM.read(env),
-        )
+        return read_settings(cls, env)
 
 
 def minimum_argon2_memory_kib(time_cost: int) -> int:
@@ -372,14 +352,7 @@ class AuthConfig:
         return cls(
             database_url=AUTH_DATABASE_URL.read(env),
             keys_dir=AUTH_KEYS_DIR.read(env),
-            server=ServerSettings.from_env(
-                env,
-                host=AUTH_GRPC_HOST,
-                port=AUTH_GRPC_PORT,
-                tls=ServerTls.from_env(
-                    env, cert_variable=AUTH_GRPC_TLS_CERT.name, key_variable=AUTH_GRPC_TLS_KEY.name
-                ),
-            ),
+            server=AUTH_SERVICE.server_settings(env),
             tokens=TokenSettings.from_env(env),
             argon2=argon2,
             access_token_ttl_seconds=AUTH_ACCESS_TOKEN_TTL_SECONDS.read(env),
@@ -404,7 +377,7 @@ class AuthConfig:
             public_url=(AUTH_PUBLIC_URL.read(env) or "").strip(),
             log_level=shared.LOG_LEVEL.read(env),
             db_check=DatabaseCheckSettings.from_env(env),
-            metrics_port=AUTH_METRICS_PORT.read(env),
+            metrics_port=AUTH_SERVICE.metrics_port.read(env),
             max_concurrent_hashes=concurrent_hashes
             or default_max_concurrent_hashes(argon2.memory_kib),
             hash_queue_timeout_seconds=AUTH_HASH_QUEUE_TIMEOUT_SECONDS.read(env),

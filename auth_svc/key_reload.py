@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from auth_svc.keys import KeyRing, KeyRingError, SigningKey, key_files, load_key
+from authgate_common.periodic import PeriodicThread
 
 log = logging.getLogger(__name__)
 
@@ -54,7 +55,6 @@ class KeyReloader:
         self._ring = ring
         self._on_removed = on_removed
         self._keys_dir = keys_dir
-        self._interval = interval_seconds
         self._parsed: dict[Path, _Parsed] = {}
         for key in ring.keys:
             stamp = _stamp(key.path)
@@ -62,9 +62,14 @@ class KeyReloader:
                 self._parsed[key.path] = _Parsed(stamp, key)
         self._listing = {path: parsed.stamp for path, parsed in self._parsed.items()}
         self._check_lock = threading.Lock()
-        self._wake = threading.Event()
-        self._stopping = threading.Event()
-        self._thread: threading.Thread | None = None
+        # The thread must outlive any surprise; the old keys stay.
+        self._loop = PeriodicThread(
+            "key-reloader",
+            self.check,
+            interval_seconds=interval_seconds if interval_seconds > 0 else None,  # 0: only woken
+            log=log,
+            failure="reloading the signing keys failed",
+        )
 
     def check(self) -> bool:
         """Reload when the folder changed; True when the ring's keys changed."""
@@ -130,29 +135,13 @@ class KeyReloader:
 
     def trigger(self) -> None:
         """Check the folder now (safe to call from a signal handler: it only sets an event)."""
-        self._wake.set()
+        self._loop.wake()
 
     def start(self) -> None:
-        self._thread = threading.Thread(target=self._run, name="key-reloader", daemon=True)
-        self._thread.start()
+        self._loop.start()
 
     def stop(self) -> None:
-        self._stopping.set()
-        self._wake.set()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-
-    def _run(self) -> None:
-        timeout = self._interval if self._interval > 0 else None  # 0: only when woken
-        while not self._stopping.is_set():
-            self._wake.wait(timeout)
-            self._wake.clear()
-            if self._stopping.is_set():
-                return
-            try:
-                self.check()
-            except Exception:  # the thread must outlive any surprise; the old keys stay
-                log.exception("reloading the signing keys failed")
+        self._loop.stop()
 
 
 def _stamp(path: Path) -> _Stamp | None:

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import logging
 import random
-import threading
 from collections.abc import Callable
 from datetime import timedelta
 
@@ -30,6 +29,7 @@ from authgate_common.internal import (
     PROFILE_DELETE_ROLE,
     internal_token_settings,
 )
+from authgate_common.periodic import PeriodicThread
 from authgate_common.tokens import TokenSettings
 
 log = logging.getLogger(__name__)
@@ -94,31 +94,32 @@ class ProfileDeletionWorker:
         self._outbox = outbox
         self._delete_profile = delete_profile
         self._clock = clock
-        self._poll_seconds = poll_seconds
         self._base = base_backoff_seconds
         self._max = max_backoff_seconds
-        self._wake = threading.Event()
-        self._stopping = threading.Event()
-        self._thread: threading.Thread | None = None
+        # The database may be down for a moment: the rows wait, the loop goes on.
+        self._loop = PeriodicThread(
+            "profile-outbox",
+            self.drain_once,
+            interval_seconds=poll_seconds,
+            log=log,
+            failure="draining the profile outbox failed",
+            join_seconds=CALL_TIMEOUT_SECONDS + 1,
+        )
 
     def start(self) -> None:
-        self._thread = threading.Thread(target=self._run, name="profile-outbox", daemon=True)
-        self._thread.start()
+        self._loop.start()
 
     def stop(self) -> None:
-        self._stopping.set()
-        self._wake.set()
-        if self._thread is not None:
-            self._thread.join(timeout=CALL_TIMEOUT_SECONDS + 1)
+        self._loop.stop()
 
     def notify(self, _user_id: str = "") -> None:
-        self._wake.set()
+        self._loop.wake()
 
     def drain_once(self) -> int:
         """Try every due row once; how many profiles were deleted."""
         deleted = 0
         for due in self._outbox.take_due(self._clock(), lease=LEASE, limit=BATCH):
-            if self._stopping.is_set():
+            if self._loop.stopping:
                 break
             try:
                 self._delete_profile(due.user_id)
@@ -143,15 +144,3 @@ class ProfileDeletionWorker:
             deleted += 1
             log.info("profile deleted", extra={"user_id": due.user_id})
         return deleted
-
-    def _run(self) -> None:
-        while not self._stopping.is_set():
-            self._wake.wait(self._poll_seconds)
-            self._wake.clear()
-            if self._stopping.is_set():
-                return
-            try:
-                self.drain_once()
-            except Exception:
-                # The database may be down for a moment: the rows wait, the loop goes on.
-                log.exception("draining the profile outbox failed")

@@ -22,7 +22,7 @@ from auth_svc.migrate import database_url
 from auth_svc.migrations import AUTH_MIGRATIONS
 from auth_svc.server import build_administration
 from authgate_common.config import ConfigError, Env
-from authgate_common.db import make_engine, redact_url
+from authgate_common.db import driver_reason, make_engine, redact_url
 from authgate_common.errors import InvalidArgument, NotFound
 from authgate_common.migrations import SchemaNotCurrent
 from authgate_common.tokens import TokenSettings
@@ -64,7 +64,7 @@ def main(argv: Sequence[str] | None = None, env: Env | None = None) -> int:
         print(f"auth_svc.roles: {exc}", file=sys.stderr)
         return 1
     except sqlalchemy.exc.DBAPIError as exc:
-        reason = str(exc.orig).splitlines()[0] if str(exc.orig) else type(exc.orig).__name__
+        reason = driver_reason(exc)
         print(f"auth_svc.roles: database error on {redact_url(url)}: {reason}", file=sys.stderr)
         return 1
     finally:

@@ -29,6 +29,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 from auth_svc import rules
 from auth_svc.audit import NO_ORIGIN, EventType, NewEvent, Origin
@@ -221,13 +222,7 @@ class AuthService:
         self._users.complete_login(
             claim,
             record,
-            NewEvent(
-                EventType.LOGIN_SUCCEEDED,
-                user.id,
-                origin,
-                now,
-                {"session_id": record.family_id, "amr": list(amr)},
-            ),
+            session_event(EventType.LOGIN_SUCCEEDED, record, origin, now, amr=list(amr)),
             session_record=new_session(record, origin, amr),
         )
         log.info("login", extra={"user_id": user.id})
@@ -318,13 +313,7 @@ class AuthService:
         presented = self._find_refresh_token(refresh_token)
         if presented is not None and presented.revoked_at is None:
             now = self._clock()
-            event = NewEvent(
-                EventType.LOGOUT,
-                presented.user_id,
-                origin,
-                now,
-                {"session_id": presented.family_id},
-            )
+            event = session_event(EventType.LOGOUT, presented, origin, now)
             self._refresh_tokens.revoke_family(presented.family_id, now, event)
             log.info("logout", extra={"user_id": presented.user_id})
 
@@ -359,12 +348,8 @@ class AuthService:
         claimed = claim.user
         assert claimed is not None
         token, record = self._new_session_token(claimed.id, now)
-        event = NewEvent(
-            EventType.PASSWORD_CHANGED,
-            claimed.id,
-            origin,
-            now,
-            {"session_id": record.family_id, "previous_session_id": session_id},
+        event = session_event(
+            EventType.PASSWORD_CHANGED, record, origin, now, previous_session_id=session_id
         )
         try:
             self._users.complete_login(
@@ -490,13 +475,7 @@ class AuthService:
         """Revoke the token's family; with reuse_by, audited as refresh_reuse_detected."""
         event = None
         if reuse_by is not None:
-            event = NewEvent(
-                EventType.REFRESH_REUSE_DETECTED,
-                token.user_id,
-                reuse_by,
-                now,
-                {"session_id": token.family_id},
-            )
+            event = session_event(EventType.REFRESH_REUSE_DETECTED, token, reuse_by, now)
         revoked = self._refresh_tokens.revoke_family(token.family_id, now, event)
         log.warning(
             "refresh token family revoked",
@@ -534,6 +513,13 @@ class AuthService:
             refresh_expires_in=int((record.expires_at - now).total_seconds()),
             user_id=user.id,
         )
+
+
+def session_event(
+    kind: EventType, record: RefreshTokenRecord, origin: Origin, now: datetime, **detail: Any
+) -> NewEvent:
+    """An audit event about record's session (its refresh-token family), for its owner."""
+    return NewEvent(kind, record.user_id, origin, now, {"session_id": record.family_id, **detail})
 
 
 def new_session(record: RefreshTokenRecord, origin: Origin, amr: tuple[str, ...]) -> SessionRecord:

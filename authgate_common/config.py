@@ -12,11 +12,15 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Callable, Collection, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
+
+if TYPE_CHECKING:
+    from _typeshed import DataclassInstance
 
 T = TypeVar("T")
+D = TypeVar("D", bound="DataclassInstance")
 # A rule on a parsed value: None when it holds, else what the value must be ("must be ...").
 Rule = Callable[[T], str | None]
 
@@ -114,6 +118,26 @@ class SettingsTable:
         """Read every row once: the first bad value is a ConfigError naming its variable."""
         for setting in self.settings:
             setting.read(env)
+
+
+# --- dataclasses whose fields are settings ---
+
+_SETTING = "authgate.setting"
+
+
+def from_setting(setting: Setting[T]) -> T:
+    """A dataclass field that defaults to setting's default and that `read_settings` reads."""
+    return field(default=setting.default, metadata={_SETTING: setting})
+
+
+def read_settings(cls: type[D], env: Env, **others: Any) -> D:
+    """The dataclass cls with each `from_setting` field read from env; others as given."""
+    read = {
+        item.name: item.metadata[_SETTING].read(env)
+        for item in fields(cls)
+        if _SETTING in item.metadata
+    }
+    return cls(**read, **others)
 
 
 # --- the kinds of setting ---
@@ -219,6 +243,7 @@ def number(
     kind: str = "seconds",
 ) -> Setting[float]:
     """A decimal number; `above` makes the minimum itself refused (a timeout of 0)."""
+    allowed = _range_text(minimum, maximum, above=above)
 
     def parse(raw: str) -> float:
         try:
@@ -229,19 +254,10 @@ def number(
     def rule(value: float) -> str | None:
         too_low = value <= minimum if above else value < minimum
         if math.isnan(value) or too_low or (maximum is not None and value > maximum):
-            bounds = _range_text(minimum, maximum, above=above)
-            return f"must be {bounds}, got {value}"
+            return f"must be {allowed}, got {value}"
         return None
 
-    return Setting(
-        name,
-        default,
-        doc,
-        kind,
-        parse,
-        rule,
-        allowed=_range_text(minimum, maximum, above=above),
-    )
+    return Setting(name, default, doc, kind, parse, rule, allowed=allowed)
 
 
 def flag(name: str, default: bool, doc: str) -> Setting[bool]:
@@ -268,6 +284,7 @@ def text(
     kind: str = "text",
 ) -> Setting[str]:
     """Text that must not be blank; with `choices`, one of them (after `upper`, if set)."""
+    one_of = ", ".join(sorted(choices))
 
     def parse(raw: str) -> str:
         return raw.upper() if upper else raw
@@ -276,18 +293,11 @@ def text(
         if not value.strip():
             return "must not be empty"
         if choices and value not in choices:
-            return f"must be one of {', '.join(sorted(choices))}, got {value!r}"
+            return f"must be one of {one_of}, got {value!r}"
         return None if rule is None else rule(value)
 
     return Setting(
-        name,
-        default,
-        doc,
-        kind,
-        parse,
-        check,
-        allowed=allowed or ", ".join(sorted(choices)),
-        blank_is_error=True,
+        name, default, doc, kind, parse, check, allowed=allowed or one_of, blank_is_error=True
     )
 
 

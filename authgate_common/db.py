@@ -11,6 +11,7 @@ from typing import Any
 from sqlalchemy import DateTime, Dialect, Engine, TypeDecorator, create_engine, event
 from sqlalchemy.dialects import mysql
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.types import TypeEngine
 
@@ -59,6 +60,13 @@ def make_sessions(engine: Engine) -> sessionmaker[Session]:
 def redact_url(url: str) -> str:
     """The URL without its password, for logs and error messages."""
     return make_url(url).render_as_string(hide_password=True)
+
+
+def driver_reason(exc: DBAPIError) -> str:
+    """The first line of the driver's own message (no URL, no password, not SQLAlchemy's
+    with the statement), or the driver error's type when it says nothing."""
+    message = str(exc.orig)
+    return message.splitlines()[0] if message else type(exc.orig).__name__
 
 
 class UtcDateTime(TypeDecorator[datetime]):

@@ -15,7 +15,8 @@ from dataclasses import dataclass
 from sqlalchemy import Engine, text
 
 from authgate_common import settings as shared
-from authgate_common.config import Env
+from authgate_common.config import Env, from_setting, read_settings
+from authgate_common.periodic import PeriodicThread
 
 log = logging.getLogger(__name__)
 
@@ -26,15 +27,12 @@ Probe = Callable[[], None]
 class DatabaseCheckSettings:
     """How often the database is checked (0 turns the check off) and how long a check may take."""
 
-    interval_seconds: float = shared.DB_CHECK_INTERVAL_SECONDS.default
-    timeout_seconds: float = shared.DB_CHECK_TIMEOUT_SECONDS.default
+    interval_seconds: float = from_setting(shared.DB_CHECK_INTERVAL_SECONDS)
+    timeout_seconds: float = from_setting(shared.DB_CHECK_TIMEOUT_SECONDS)
 
     @classmethod
     def from_env(cls, env: Env) -> DatabaseCheckSettings:
-        return cls(
-            interval_seconds=shared.DB_CHECK_INTERVAL_SECONDS.read(env),
-            timeout_seconds=shared.DB_CHECK_TIMEOUT_SECONDS.read(env),
-        )
+        return read_settings(cls, env)
 
 
 def select_one(engine: Engine) -> Probe:
@@ -79,18 +77,22 @@ class DatabaseWatcher:
         self._on_change = on_change
         self._settings = settings
         self._name = name
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name=f"{name}-watch", daemon=True)
+        self._loop = PeriodicThread(
+            f"{name}-watch",
+            self.check,
+            interval_seconds=settings.interval_seconds,
+            log=log,
+            failure="checking the database failed",
+            join_seconds=settings.timeout_seconds + 1,
+        )
         self._pending: _Attempt | None = None
         self._reachable = True
 
     def start(self) -> None:
-        self._thread.start()
+        self._loop.start()
 
     def stop(self) -> None:
-        self._stop.set()
-        if self._thread.is_alive():
-            self._thread.join(self._settings.timeout_seconds + 1)
+        self._loop.stop()
 
     def check(self) -> bool:
         """One check: True when the probe succeeded within the timeout."""
@@ -106,10 +108,6 @@ class DatabaseWatcher:
             return False
         self._report(True, None)
         return True
-
-    def _run(self) -> None:
-        while not self._stop.wait(self._settings.interval_seconds):
-            self.check()
 
     def _report(self, reachable: bool, error: str | None) -> None:
         if reachable == self._reachable:

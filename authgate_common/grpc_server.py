@@ -6,13 +6,24 @@ import signal
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent import futures
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from authgate_common import settings as shared
-from authgate_common.config import Env, Setting
+from authgate_common.config import (
+    Env,
+    Setting,
+    from_setting,
+    optional_path,
+    optional_port,
+    read_settings,
+    text,
+)
+from authgate_common.config import port as port_setting
 from authgate_common.interceptors import (
     AccessLogInterceptor,
     ErrorInterceptor,
@@ -31,8 +42,8 @@ class Keepalive:
     """HTTP/2 keepalive and connection lifetime policy of a server."""
 
     # The server pings a connection quiet this long, and drops it when no answer comes in time.
-    time_seconds: float = shared.GRPC_KEEPALIVE_TIME_SECONDS.default
-    timeout_seconds: float = shared.GRPC_KEEPALIVE_TIMEOUT_SECONDS.default
+    time_seconds: float = from_setting(shared.GRPC_KEEPALIVE_TIME_SECONDS)
+    timeout_seconds: float = from_setting(shared.GRPC_KEEPALIVE_TIMEOUT_SECONDS)
     # Clients may ping (at most this often) even with no call running: channels stay warm.
     # Fixed, not settings: authgate's own clients ping every 30 s (authgate_common.channels),
     # and a server refusing those pings would disconnect them.
@@ -40,17 +51,12 @@ class Keepalive:
     min_ping_interval_seconds: float = 10.0
     # Idle connections are closed; every connection is closed after max age (its in-flight
     # calls get the grace period), so clients re-resolve and spread over new replicas.
-    max_connection_idle_seconds: float = shared.GRPC_MAX_CONNECTION_IDLE_SECONDS.default
-    max_connection_age_seconds: float = shared.GRPC_MAX_CONNECTION_AGE_SECONDS.default
+    max_connection_idle_seconds: float = from_setting(shared.GRPC_MAX_CONNECTION_IDLE_SECONDS)
+    max_connection_age_seconds: float = from_setting(shared.GRPC_MAX_CONNECTION_AGE_SECONDS)
 
     @classmethod
     def from_env(cls, env: Env) -> Keepalive:
-        return cls(
-            time_seconds=shared.GRPC_KEEPALIVE_TIME_SECONDS.read(env),
-            timeout_seconds=shared.GRPC_KEEPALIVE_TIMEOUT_SECONDS.read(env),
-            max_connection_idle_seconds=shared.GRPC_MAX_CONNECTION_IDLE_SECONDS.read(env),
-            max_connection_age_seconds=shared.GRPC_MAX_CONNECTION_AGE_SECONDS.read(env),
-        )
+        return read_settings(cls, env)
 
 
 @dataclass(frozen=True)
@@ -67,9 +73,19 @@ class ServerSettings:
 
     @classmethod
     def from_env(
-        cls, env: Env, *, host: Setting[str], port: Setting[int], tls: ServerTls | None = None
+        cls,
+        env: Env,
+        *,
+        host: Setting[str],
+        port: Setting[int],
+        tls_cert: Setting[Path | None] | None = None,
+        tls_key: Setting[Path | None] | None = None,
     ) -> ServerSettings:
-        """The service's own address and TLS, and the GRPC_* settings both services share."""
+        """The service's own address and TLS (with its cert and key settings, when it has
+        them), and the GRPC_* settings both services share."""
+        tls = None
+        if tls_cert is not None and tls_key is not None:
+            tls = ServerTls.from_env(env, cert_variable=tls_cert.name, key_variable=tls_key.name)
         return cls(
             host=host.read(env),
             port=port.read(env),
@@ -79,6 +95,48 @@ class ServerSettings:
             max_concurrent_rpcs=shared.GRPC_MAX_CONCURRENT_RPCS.read(env) or None,  # 0: no limit
             keepalive=Keepalive.from_env(env),
             tls=tls,
+        )
+
+
+@dataclass(frozen=True)
+class ServiceRows:
+    """The settings each gRPC service declares under its own prefix (AUTH_, PROFILE_):
+    where it listens, its TLS and the port of its metrics."""
+
+    host: Setting[str]
+    port: Setting[int]
+    tls_cert: Setting[Path | None]
+    tls_key: Setting[Path | None]
+    metrics_port: Setting[int | None]
+
+    @classmethod
+    def named(cls, prefix: str, service: str, *, port: int, metrics_port: int) -> ServiceRows:
+        """e.g. ("AUTH", "auth"): AUTH_GRPC_HOST, AUTH_GRPC_PORT, AUTH_GRPC_TLS_CERT, ..."""
+        grpc = f"{prefix}_GRPC"
+        return cls(
+            host=text(f"{grpc}_HOST", "127.0.0.1", f"address the {service} service listens on"),
+            port=port_setting(f"{grpc}_PORT", port, f"port of the {service} service"),
+            tls_cert=optional_path(
+                f"{grpc}_TLS_CERT",
+                f"PEM certificate (chain): the {service} service speaks TLS. "
+                f"Set with `{grpc}_TLS_KEY`",
+            ),
+            tls_key=optional_path(f"{grpc}_TLS_KEY", f"unencrypted PEM key of `{grpc}_TLS_CERT`"),
+            metrics_port=optional_port(
+                f"{prefix}_METRICS_PORT",
+                metrics_port,
+                f"port of the Prometheus `/metrics` on `{grpc}_HOST`",
+            ),
+        )
+
+    @property
+    def rows(self) -> tuple[Setting[Any], ...]:
+        """In the order the configuration reference lists them."""
+        return (self.host, self.port, self.tls_cert, self.tls_key, self.metrics_port)
+
+    def server_settings(self, env: Env) -> ServerSettings:
+        return ServerSettings.from_env(
+            env, host=self.host, port=self.port, tls_cert=self.tls_cert, tls_key=self.tls_key
         )
 
 

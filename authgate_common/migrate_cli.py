@@ -24,7 +24,7 @@ from sqlalchemy import create_engine
 from sqlalchemy.pool import NullPool
 
 from authgate_common.config import ConfigError, Env
-from authgate_common.db import redact_url
+from authgate_common.db import driver_reason, redact_url
 from authgate_common.migrations import MigrationSet, SchemaState
 
 DatabaseUrlFromEnv = Callable[[Env], str]
@@ -73,9 +73,7 @@ def main(
         print(f"{name}: {exc}", file=sys.stderr)
         return 1
     except sqlalchemy.exc.DBAPIError as exc:
-        # The driver's own message (no URL, no password), not SQLAlchemy's with the statement.
-        reason = str(exc.orig).splitlines()[0] if str(exc.orig) else type(exc.orig).__name__
-        print(f"{name}: database error on {where}: {reason}", file=sys.stderr)
+        print(f"{name}: database error on {where}: {driver_reason(exc)}", file=sys.stderr)
         return 1
 
 

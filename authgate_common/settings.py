@@ -16,9 +16,11 @@ from authgate_common.config import (
     Env,
     Setting,
     SettingsTable,
+    from_setting,
     names,
     number,
     optional_path,
+    read_settings,
     text,
     whole,
 )
@@ -97,7 +99,7 @@ REVOCATION_MAX_STALENESS_SECONDS = number(
 class RevocationSettings:
     """How long a verifier trusts what it knows when the feed is silent."""
 
-    max_staleness_seconds: float = REVOCATION_MAX_STALENESS_SECONDS.default
+    max_staleness_seconds: float = from_setting(REVOCATION_MAX_STALENESS_SECONDS)
     # How long a request waits for the first snapshot of a just started process.
     initial_sync_seconds: float = 2.0
     # A stream is re-opened (resuming) at least this often, so it has a deadline.
@@ -108,7 +110,7 @@ class RevocationSettings:
 
     @classmethod
     def from_env(cls, env: Env) -> RevocationSettings:
-        return cls(max_staleness_seconds=REVOCATION_MAX_STALENESS_SECONDS.read(env))
+        return read_settings(cls, env)
 
 
 VERIFIER = (
@@ -232,6 +234,10 @@ DB_CHECK_TIMEOUT_SECONDS = number(
     above=True,
 )
 DB_CHECK = (DB_CHECK_INTERVAL_SECONDS, DB_CHECK_TIMEOUT_SECONDS)
+
+# --- what each gRPC service reads besides its own rows ---
+
+GRPC_SERVICE = (*TOKENS, *GRPC_SERVER, *CLIENT_TLS, *DB_CHECK, LOG_LEVEL)
 
 # --- the kind of setting every service's database URL is ---
 

@@ -12,7 +12,7 @@ from typing import Any
 import jwt
 
 from authgate_common import settings as shared
-from authgate_common.config import Env
+from authgate_common.config import Env, from_setting, read_settings
 from authgate_common.jwks import JwksCache, KeysUnavailable
 from authgate_common.revocation import RevocationCheck, RevokedToken
 
@@ -28,23 +28,17 @@ REQUIRED_CLAIMS = ("iss", "aud", "sub", "exp", "iat", "jti")
 class TokenSettings:
     """What a valid access token looks like; the same for issuer and verifiers."""
 
-    issuer: str = shared.JWT_ISSUER.default
-    audience: str = shared.JWT_AUDIENCE.default
-    algorithms: tuple[str, ...] = shared.JWT_ALGORITHMS.default
-    leeway_seconds: int = shared.JWT_LEEWAY_SECONDS.default
-    max_lifetime_seconds: int = shared.JWT_MAX_LIFETIME_SECONDS.default
+    issuer: str = from_setting(shared.JWT_ISSUER)
+    audience: str = from_setting(shared.JWT_AUDIENCE)
+    algorithms: tuple[str, ...] = from_setting(shared.JWT_ALGORITHMS)
+    leeway_seconds: int = from_setting(shared.JWT_LEEWAY_SECONDS)
+    max_lifetime_seconds: int = from_setting(shared.JWT_MAX_LIFETIME_SECONDS)
     # Longer tokens are refused before parsing: a guard of the parser, not a policy.
     max_token_bytes: int = 8192
 
     @classmethod
     def from_env(cls, env: Env) -> TokenSettings:
-        return cls(
-            issuer=shared.JWT_ISSUER.read(env),
-            audience=shared.JWT_AUDIENCE.read(env),
-            algorithms=shared.JWT_ALGORITHMS.read(env),
-            leeway_seconds=shared.JWT_LEEWAY_SECONDS.read(env),
-            max_lifetime_seconds=shared.JWT_MAX_LIFETIME_SECONDS.read(env),
-        )
+        return read_settings(cls, env)
 
 
 @dataclass(frozen=True)

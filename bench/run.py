@@ -37,7 +37,7 @@ from authgate_common.tokens import TokenSettings
 from bench import seed
 from bench.cluster_row import running_cluster
 from bench.measure import Result, cpu_seconds, lua_rotating_requests, run_threads, run_wrk
-from devstack.cluster import CLUSTER_REDIS_URL
+from devstack.cluster import CLUSTER_REDIS_URL, create_databases
 from devstack.launcher import Stack, StackError, StackSettings, reported_ports
 from profile_svc.migrations import PROFILE_MIGRATIONS
 
@@ -103,13 +103,7 @@ def databases(backend: str, state: Path, mysql_server_url: str) -> Iterator[tupl
     names = (f"authgate_bench_auth_{suffix}", f"authgate_bench_profile_{suffix}")
     server = sqlalchemy.create_engine(mysql_server_url)
     try:
-        with server.begin() as connection:
-            for name in names:
-                connection.execute(
-                    sqlalchemy.text(
-                        f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4 COLLATE utf8mb4_bin"
-                    )
-                )
+        create_databases(mysql_server_url, names, variable="AUTHGATE_TEST_MYSQL_URL")
         url = make_url(mysql_server_url)
         auth_url = url.set(database=names[0]).render_as_string(hide_password=False)
         profile_url = url.set(database=names[1]).render_as_string(hide_password=False)

@@ -17,12 +17,12 @@ def settings_from_env(env: Env) -> StackSettings:
     return StackSettings(
         state_dir=Path("var"),
         gateway_port=gateway_config.GATEWAY_PORT.read(env),
-        auth_port=auth_config.AUTH_GRPC_PORT.read(env),
-        profile_port=profile_config.PROFILE_GRPC_PORT.read(env),
+        auth_port=auth_config.AUTH_SERVICE.port.read(env),
+        profile_port=profile_config.PROFILE_SERVICE.port.read(env),
         gateway_workers=gateway_config.GATEWAY_WORKERS.read(env),
         gateway_threads=gateway_config.GATEWAY_THREADS.read(env),
-        auth_metrics_port=auth_config.AUTH_METRICS_PORT.read(env),
-        profile_metrics_port=profile_config.PROFILE_METRICS_PORT.read(env),
+        auth_metrics_port=auth_config.AUTH_SERVICE.metrics_port.read(env),
+        profile_metrics_port=profile_config.PROFILE_SERVICE.metrics_port.read(env),
         auth_database_url=_set_or_none(env, auth_config.AUTH_DATABASE_URL),
         profile_database_url=_set_or_none(env, profile_config.PROFILE_DATABASE_URL),
     )

@@ -212,7 +212,11 @@ class Cluster(ProcessGroup):
         s = self.settings
         s.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         require_redis(s.redis_url)
-        create_databases(s.mysql_server_url, (s.auth_database, s.profile_database))
+        create_databases(
+            s.mysql_server_url,
+            (s.auth_database, s.profile_database),
+            variable=CLUSTER_MYSQL_URL.name,
+        )
         for migrations, url in (
             (AUTH_MIGRATIONS, s.auth_database_url),
             (PROFILE_MIGRATIONS, s.profile_database_url),
@@ -363,7 +367,9 @@ def require_redis(url: str) -> None:
         ) from None
 
 
-def create_databases(server_url: str, names: Sequence[str]) -> None:
+def create_databases(server_url: str, names: Sequence[str], *, variable: str) -> None:
+    """Make the databases (utf8mb4, binary collation) on the server; `variable` names the
+    setting of server_url, for the error when the server is not usable."""
     engine = sqlalchemy.create_engine(server_url, connect_args={"connect_timeout": 3})
     try:
         with engine.begin() as connection:
@@ -378,7 +384,7 @@ def create_databases(server_url: str, names: Sequence[str]) -> None:
         where = make_url(server_url).render_as_string()
         raise StackError(
             f"the database server at {where} is not usable ({type(exc).__name__}); "
-            "set CLUSTER_MYSQL_URL to a MySQL/MariaDB server"
+            f"set {variable} to a MySQL/MariaDB server"
         ) from exc
     finally:
         engine.dispose()

@@ -58,8 +58,8 @@ class StackSettings:
     state_dir: Path
     host: str = "127.0.0.1"
     gateway_port: int = gateway_config.GATEWAY_PORT.default
-    auth_port: int = auth_config.AUTH_GRPC_PORT.default
-    profile_port: int = profile_config.PROFILE_GRPC_PORT.default
+    auth_port: int = auth_config.AUTH_SERVICE.port.default
+    profile_port: int = profile_config.PROFILE_SERVICE.port.default
     gateway_workers: int = gateway_config.GATEWAY_WORKERS.default
     gateway_threads: int = gateway_config.GATEWAY_THREADS.default
     # The services' Prometheus endpoints; None: not served.

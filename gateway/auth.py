@@ -83,15 +83,14 @@ class Authenticator:
             log.info("token rejected", extra={"reason": exc.reason})
             self._on_rejected(exc.reason)
             raise unauthorized(exc.message) from None
-        except RevocationsUnavailable:
-            log.warning("token not verifiable: the revocation feed is not current")
-            self._on_rejected("revocations_unavailable")
-            raise Problem(
-                503, "access tokens cannot be checked right now, try again later"
-            ) from None
-        except KeysUnavailable:
-            log.warning("token not verifiable: the key set is unavailable")
-            self._on_rejected("keys_unavailable")
+        except KeysUnavailable as exc:
+            # A RevocationsUnavailable is a KeysUnavailable: the same 503, logged and counted apart.
+            if isinstance(exc, RevocationsUnavailable):
+                cause, reason = "the revocation feed is not current", "revocations_unavailable"
+            else:
+                cause, reason = "the key set is unavailable", "keys_unavailable"
+            log.warning("token not verifiable: %s", cause)
+            self._on_rejected(reason)
             raise Problem(
                 503, "access tokens cannot be checked right now, try again later"
             ) from None

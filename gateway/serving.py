@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
-from authgate_common.config import Env
+from authgate_common.config import Env, from_setting, read_settings
 from gateway import config
 
 
@@ -13,13 +13,13 @@ from gateway import config
 class GunicornSettings:
     """What gunicorn_conf gives gunicorn; the settings are declared in gateway.config."""
 
-    host: str = config.GATEWAY_HOST.default
-    port: int = config.GATEWAY_PORT.default
-    workers: int = config.GATEWAY_WORKERS.default
-    threads: int = config.GATEWAY_THREADS.default
-    timeout_seconds: int = config.GATEWAY_TIMEOUT.default
-    graceful_timeout_seconds: int = config.GATEWAY_GRACEFUL_TIMEOUT.default
-    keepalive_seconds: int = config.GATEWAY_KEEPALIVE.default
+    host: str = from_setting(config.GATEWAY_HOST)
+    port: int = from_setting(config.GATEWAY_PORT)
+    workers: int = from_setting(config.GATEWAY_WORKERS)
+    threads: int = from_setting(config.GATEWAY_THREADS)
+    timeout_seconds: int = from_setting(config.GATEWAY_TIMEOUT)
+    graceful_timeout_seconds: int = from_setting(config.GATEWAY_GRACEFUL_TIMEOUT)
+    keepalive_seconds: int = from_setting(config.GATEWAY_KEEPALIVE)
     # Headers up to this size (an Authorization header with a large token fits).
     max_header_field_bytes: int = 16384
 
@@ -29,15 +29,7 @@ class GunicornSettings:
 
     @classmethod
     def from_env(cls, env: Env) -> GunicornSettings:
-        return cls(
-            host=config.GATEWAY_HOST.read(env),
-            port=config.GATEWAY_PORT.read(env),
-            workers=config.GATEWAY_WORKERS.read(env),
-            threads=config.GATEWAY_THREADS.read(env),
-            timeout_seconds=config.GATEWAY_TIMEOUT.read(env),
-            graceful_timeout_seconds=config.GATEWAY_GRACEFUL_TIMEOUT.read(env),
-            keepalive_seconds=config.GATEWAY_KEEPALIVE.read(env),
-        )
+        return read_settings(cls, env)
 
 
 def worker_tmp_dir() -> str | None:

@@ -8,43 +8,23 @@ from authgate_common import settings as shared
 from authgate_common.config import (
     Env,
     SettingsTable,
-    optional_path,
-    optional_port,
-    port,
-    text,
 )
 from authgate_common.db_watch import DatabaseCheckSettings
-from authgate_common.grpc_server import ServerSettings
+from authgate_common.grpc_server import ServerSettings, ServiceRows
 from authgate_common.settings import RevocationSettings
-from authgate_common.tls import ClientTls, ServerTls
+from authgate_common.tls import ClientTls
 from authgate_common.tokens import TokenSettings
 
 PROFILE_DATABASE_URL = shared.database_url(
     "PROFILE_DATABASE_URL", "sqlite:///var/profile.db", "SQLAlchemy URL of the profile database"
 )
-PROFILE_GRPC_HOST = text("PROFILE_GRPC_HOST", "127.0.0.1", "address the profile service listens on")
-PROFILE_GRPC_PORT = port("PROFILE_GRPC_PORT", 50052, "port of the profile service")
-PROFILE_GRPC_TLS_CERT = optional_path(
-    "PROFILE_GRPC_TLS_CERT",
-    "PEM certificate (chain): the profile service speaks TLS. Set with `PROFILE_GRPC_TLS_KEY`",
-)
-PROFILE_GRPC_TLS_KEY = optional_path(
-    "PROFILE_GRPC_TLS_KEY", "unencrypted PEM key of `PROFILE_GRPC_TLS_CERT`"
-)
-PROFILE_METRICS_PORT = optional_port(
-    "PROFILE_METRICS_PORT", 9102, "port of the Prometheus `/metrics` on `PROFILE_GRPC_HOST`"
-)
+PROFILE_SERVICE = ServiceRows.named("PROFILE", "profile", port=50052, metrics_port=9102)
 
 SETTINGS = SettingsTable.of(
     "profile_svc",
-    (PROFILE_DATABASE_URL, PROFILE_GRPC_HOST, PROFILE_GRPC_PORT),
-    (PROFILE_GRPC_TLS_CERT, PROFILE_GRPC_TLS_KEY, PROFILE_METRICS_PORT),
+    (PROFILE_DATABASE_URL, *PROFILE_SERVICE.rows),
     shared.VERIFIER,
-    shared.TOKENS,
-    shared.GRPC_SERVER,
-    shared.CLIENT_TLS,
-    shared.DB_CHECK,
-    (shared.LOG_LEVEL,),
+    shared.GRPC_SERVICE,
 )
 
 
@@ -74,22 +54,13 @@ class ProfileConfig:
     def from_env(cls, env: Env) -> ProfileConfig:
         return cls(
             database_url=PROFILE_DATABASE_URL.read(env),
-            server=ServerSettings.from_env(
-                env,
-                host=PROFILE_GRPC_HOST,
-                port=PROFILE_GRPC_PORT,
-                tls=ServerTls.from_env(
-                    env,
-                    cert_variable=PROFILE_GRPC_TLS_CERT.name,
-                    key_variable=PROFILE_GRPC_TLS_KEY.name,
-                ),
-            ),
+            server=PROFILE_SERVICE.server_settings(env),
             auth_target=shared.AUTH_GRPC_TARGET.read(env),
             tokens=TokenSettings.from_env(env),
             jwks_refetch_cooldown_seconds=shared.JWKS_REFETCH_COOLDOWN_SECONDS.read(env),
             log_level=shared.LOG_LEVEL.read(env),
             db_check=DatabaseCheckSettings.from_env(env),
-            metrics_port=PROFILE_METRICS_PORT.read(env),
+            metrics_port=PROFILE_SERVICE.metrics_port.read(env),
             auth_tls=ClientTls.from_env(env),
             revocation=RevocationSettings.from_env(env),
             jwks_grace_seconds=shared.JWKS_GRACE_SECONDS.read(env),

@@ -162,7 +162,7 @@ def test_without_polling_a_trigger_reloads(keys_dir: Path, monkeypatch: pytest.M
     ring = KeyRing.load(keys_dir)
     reloader = KeyReloader(ring, keys_dir, interval_seconds=0)
     wake = _ParkingEvent()
-    monkeypatch.setattr(reloader, "_wake", wake)
+    monkeypatch.setattr(reloader._loop, "_wake", wake)
     reloader.start()
     try:
         new_file = _new_key(keys_dir, STAMP + 60)

@@ -1,4 +1,4 @@
-"""Revision a1c0de5e5510 on SQLite and MariaDB: sessions that exist before it are kept."""
+"""Revision 73a329c1e4fa on SQLite and MariaDB: sessions that exist before it are kept."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ import sqlalchemy
 
 from auth_svc.migrations import AUTH_MIGRATIONS
 
-BEFORE = "6febfc50d4f1"
-SESSIONS = "a1c0de5e5510"
+BEFORE = "7385b57386e8"
+SESSIONS = "73a329c1e4fa"
 
 
 def test_existing_refresh_families_become_sessions(database_url: str) -> None:
