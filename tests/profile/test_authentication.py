@@ -23,9 +23,7 @@ from authgate_common.errors import Unauthenticated
 from authgate_common.grpc_server import RunningServer
 from authgate_common.interceptors import CallerIdentity
 from authgate_common.tokens import TokenSettings
-from profile_svc.migrations import PROFILE_MIGRATIONS
-from profile_svc.server import build_server
-from tests.fixtures.profile_fixtures import ProfileServerFactory, profile_test_config
+from tests.fixtures.profile_fixtures import ProfileServerFactory, start_profile_server
 from tests.gateway.fake_upstreams import FakeRevocationService
 from tests.profile.helpers import make_identity
 from tests.token_factory import TokenFactory
@@ -43,10 +41,8 @@ def server(
 ) -> Iterator[RunningServer]:
     # One SQLite-backed server for the whole module: these tests are about tokens, not storage.
     database = tmp_path_factory.mktemp("profile-auth") / "profile.db"
-    PROFILE_MIGRATIONS.upgrade(f"sqlite:///{database}")
-    running = build_server(
-        profile_test_config(f"sqlite:///{database}", token_settings),
-        jwks_source=token_factory.jwks_source(),
+    running = start_profile_server(
+        f"sqlite:///{database}", token_settings, jwks_source=token_factory.jwks_source()
     )
     yield running
     running.stop(grace=0)
