@@ -15,12 +15,12 @@ from auth_svc.config import AuthConfig
 from auth_svc.keys import KeyRing
 from auth_svc.lockout import LockoutPolicy
 from auth_svc.repository import UserRepository
-from auth_svc.server import AuthServer, build_server, build_service
+from auth_svc.server import AuthServer, build_service
 from auth_svc.service import AuthService, RegisteredUser
 from authgate_common.db import make_engine, make_sessions
 from authgate_common.jwks import JwksCache
 from authgate_common.tokens import TokenSettings, TokenVerifier
-from tests.fixtures.auth_fixtures import AuthConfigFactory
+from tests.fixtures.auth_fixtures import AuthServerFactory
 
 PASSWORD = "correct horse battery staple"
 
@@ -93,22 +93,16 @@ LockoutServerFactory = Callable[[LockoutPolicy], AuthServer]
 
 @pytest.fixture
 def lockout_server(
-    auth_config_factory: AuthConfigFactory, clock: SettableClock
-) -> Iterator[LockoutServerFactory]:
+    auth_server_factory: AuthServerFactory, clock: SettableClock
+) -> LockoutServerFactory:
     """factory(policy) -> a started in-process auth server on the test database and clock."""
-    started: list[AuthServer] = []
 
     def factory(policy: LockoutPolicy) -> AuthServer:
         # A burst of parallel logins waits for a hash slot (as with harness.CHEAP_ARGON2_ENV)
         # instead of meeting the 2 s bound meant for floods on a busy machine.
-        config = auth_config_factory(lockout=policy, hash_queue_timeout_seconds=30.0)
-        server = build_server(config, clock=clock)
-        started.append(server)
-        return server
+        return auth_server_factory(lockout=policy, hash_queue_timeout_seconds=30.0, clock=clock)
 
-    yield factory
-    for server in started:
-        server.stop(0)
+    return factory
 
 
 def verifier_for(ring: KeyRing, settings: TokenSettings) -> TokenVerifier:

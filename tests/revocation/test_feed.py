@@ -54,10 +54,21 @@ def _free_port() -> int:
         return port
 
 
+Subscribe = Callable[..., SubscribedVerifier]
+
+
 @pytest.fixture
-def verifiers() -> Iterator[list[SubscribedVerifier]]:
+def subscribed(token_settings: TokenSettings) -> Iterator[Subscribe]:
+    """subscribed(target, **subscribe options) -> a verifier of the test's tokens on the
+    feed of the auth server at target; every one is closed after the test."""
     made: list[SubscribedVerifier] = []
-    yield made
+
+    def make(target: str, **options: Any) -> SubscribedVerifier:
+        verifier = subscribe(target, token_settings, **options)
+        made.append(verifier)
+        return verifier
+
+    yield make
     for verifier in made:
         verifier.close()
 
@@ -99,15 +110,13 @@ def _refresh_code(stub: Any, refresh_token: str) -> grpc.StatusCode:
 def test_a_revoked_user_is_refused_within_2s_and_their_refresh_at_once(
     auth_server: AuthServer,
     channel: grpc.Channel,
-    token_settings: TokenSettings,
-    verifiers: list[SubscribedVerifier],
+    subscribed: Subscribe,
     auth_config: AuthConfig,
     log_of: LogOf,
 ) -> None:
     stub = auth_stub(channel)
     user_id, login = register_and_login(stub, "alice")
-    verifier = subscribe(auth_server.target, token_settings)
-    verifiers.append(verifier)
+    verifier = subscribed(auth_server.target)
     assert verifier.refusal(login.access_token) is None  # now in the verified-token cache
 
     revoke_user(*log_of(auth_config), user_id)
@@ -121,8 +130,7 @@ def test_a_revoked_user_is_refused_within_2s_and_their_refresh_at_once(
 def test_a_revoked_session_is_refused_and_the_users_other_session_is_not(
     auth_server: AuthServer,
     channel: grpc.Channel,
-    token_settings: TokenSettings,
-    verifiers: list[SubscribedVerifier],
+    subscribed: Subscribe,
     auth_config: AuthConfig,
     log_of: LogOf,
 ) -> None:
@@ -133,8 +141,7 @@ def test_a_revoked_session_is_refused_and_the_users_other_session_is_not(
         timeout=TIMEOUT,
     )
     sid = jwt.decode(first.access_token, options={"verify_signature": False})["sid"]
-    verifier = subscribe(auth_server.target, token_settings)
-    verifiers.append(verifier)
+    verifier = subscribed(auth_server.target)
 
     revoke_session(*log_of(auth_config), user_id, sid)
 
@@ -147,16 +154,14 @@ def test_a_revoked_session_is_refused_and_the_users_other_session_is_not(
 def test_revoking_access_tokens_only_keeps_the_session_and_its_next_token_works(
     auth_server: AuthServer,
     channel: grpc.Channel,
-    token_settings: TokenSettings,
-    verifiers: list[SubscribedVerifier],
+    subscribed: Subscribe,
     auth_config: AuthConfig,
     log_of: LogOf,
 ) -> None:
     # A role change: earlier tokens carry the old roles, a refresh gives the new ones.
     stub = auth_stub(channel)
     user_id, login = register_and_login(stub, "alice")
-    verifier = subscribe(auth_server.target, token_settings)
-    verifiers.append(verifier)
+    verifier = subscribed(auth_server.target)
 
     revoke_user(*log_of(auth_config), user_id, end_sessions=False)
     refreshed = stub.Refresh(
@@ -172,8 +177,7 @@ def test_revoking_access_tokens_only_keeps_the_session_and_its_next_token_works(
 def test_a_role_removal_narrows_a_subscribers_earlier_tokens_within_2s_and_refuses_none(
     auth_server: AuthServer,
     channel: grpc.Channel,
-    token_settings: TokenSettings,
-    verifiers: list[SubscribedVerifier],
+    subscribed: Subscribe,
     auth_config: AuthConfig,
 ) -> None:
     stub = auth_stub(channel)
@@ -186,8 +190,7 @@ def test_a_role_removal_narrows_a_subscribers_earlier_tokens_within_2s_and_refus
         login = stub.Login(
             auth_pb2.LoginRequest(username="alice", password=PASSWORD), timeout=TIMEOUT
         )
-        verifier = subscribe(auth_server.target, token_settings)
-        verifiers.append(verifier)
+        verifier = subscribed(auth_server.target)
         assert verifier.verifier.verify(login.access_token).roles == {"admin", "support"}
 
         admin.revoke_role("alice", "admin", COMMAND_LINE)
@@ -264,7 +267,7 @@ def test_ids_increase_expired_rows_are_pruned_and_left_out_of_snapshots(
 def test_the_feed_resumes_after_the_auth_server_restarts_without_missing_a_revocation(
     auth_config_factory: AuthConfigFactory,
     token_settings: TokenSettings,
-    verifiers: list[SubscribedVerifier],
+    subscribed: Subscribe,
     log_of: LogOf,
 ) -> None:
     config = auth_config_factory()
@@ -277,8 +280,7 @@ def test_the_feed_resumes_after_the_auth_server_restarts_without_missing_a_revoc
             stub = auth_stub(opened)
             first_id, first = register_and_login(stub, "alice")
             second_id, second = register_and_login(stub, "bob")
-        verifier = subscribe(server.target, token_settings)
-        verifiers.append(verifier)
+        verifier = subscribed(server.target)
         revoke_user(*log_of(config), first_id)
         assert verifier.wait_for(lambda: verifier.refusal(first.access_token) == "revoked", WITHIN)
         seen = verifier.subscriber.revocations.last_id
@@ -311,9 +313,8 @@ def test_the_feed_resumes_after_the_auth_server_restarts_without_missing_a_revoc
 def test_a_revocation_through_replica_a_reaches_a_subscriber_of_replica_b(
     mysql_database: str,
     auth_keys_dir: Path,
-    token_settings: TokenSettings,
     auth_config_factory: AuthConfigFactory,
-    verifiers: list[SubscribedVerifier],
+    subscribed: Subscribe,
     log_of: LogOf,
 ) -> None:
     from auth_svc.migrations import AUTH_MIGRATIONS
@@ -324,8 +325,7 @@ def test_a_revocation_through_replica_a_reaches_a_subscriber_of_replica_b(
     try:
         with grpc.insecure_channel(replica_a.target) as opened:
             user_id, login = register_and_login(auth_stub(opened), "alice")
-        verifier = subscribe(replica_b.target, token_settings)
-        verifiers.append(verifier)
+        verifier = subscribed(replica_b.target)
         assert verifier.refusal(login.access_token) is None
 
         revoke_user(*log_of(config), user_id)
@@ -338,8 +338,7 @@ def test_a_revocation_through_replica_a_reaches_a_subscriber_of_replica_b(
 
 def test_a_silent_feed_is_trusted_up_to_the_bound_and_refused_past_it(
     auth_config_factory: AuthConfigFactory,
-    token_settings: TokenSettings,
-    verifiers: list[SubscribedVerifier],
+    subscribed: Subscribe,
 ) -> None:
     server = build_server(auth_config_factory())
     clock = ManualClock()
@@ -347,8 +346,7 @@ def test_a_silent_feed_is_trusted_up_to_the_bound_and_refused_past_it(
     try:
         with grpc.insecure_channel(server.target) as opened:
             _, login = register_and_login(auth_stub(opened), "alice")
-        verifier = subscribe(server.target, token_settings, revocation=bound, clock=clock)
-        verifiers.append(verifier)
+        verifier = subscribed(server.target, revocation=bound, clock=clock)
         assert verifier.refusal(login.access_token) is None
     finally:
         server.stop(0)
@@ -367,8 +365,7 @@ def test_a_key_removed_from_the_keys_folder_is_refused_within_2s(
     auth_server: AuthServer,
     auth_keys_dir: Path,
     channel: grpc.Channel,
-    token_settings: TokenSettings,
-    verifiers: list[SubscribedVerifier],
+    subscribed: Subscribe,
 ) -> None:
     stub = auth_stub(channel)
     _, old_login = register_and_login(stub, "alice")
@@ -389,8 +386,7 @@ def test_a_key_removed_from_the_keys_folder_is_refused_within_2s(
         auth_pb2.LoginRequest(username="alice", password="correct horse battery staple"),
         timeout=TIMEOUT,
     )
-    verifier = subscribe(auth_server.target, token_settings)
-    verifiers.append(verifier)
+    verifier = subscribed(auth_server.target)
     assert verifier.refusal(old_login.access_token) is None
     assert verifier.refusal(new_login.access_token) is None
 
@@ -406,8 +402,7 @@ def test_a_key_removed_from_the_keys_folder_is_refused_within_2s(
         lambda: verifier.subscriber.revocations.is_key_revoked(old_kid), WITHIN
     )
     # A verifier that starts later learns it from the snapshot.
-    late = subscribe(auth_server.target, token_settings)
-    verifiers.append(late)
+    late = subscribed(auth_server.target)
     assert late.refusal(old_login.access_token) is not None
 
 
