@@ -17,6 +17,21 @@ SERVICE = f"{PACKAGE}.SampleService"
 _F = descriptor_pb2.FieldDescriptorProto
 
 
+# What every proto built in a test imports: HTTP rules, field behaviours, authgate's options.
+TEST_PROTO_IMPORTS = (
+    "google/api/annotations.proto",
+    "google/api/field_behavior.proto",
+    "authgate/options/v1/options.proto",
+)
+
+
+def proto_file(name: str, package: str, *more_imports: str) -> descriptor_pb2.FileDescriptorProto:
+    """An empty proto3 file of that name and package, importing TEST_PROTO_IMPORTS and more."""
+    return descriptor_pb2.FileDescriptorProto(
+        name=name, package=package, syntax="proto3", dependency=[*TEST_PROTO_IMPORTS, *more_imports]
+    )
+
+
 def _field(
     message: descriptor_pb2.DescriptorProto,
     name: str,
@@ -66,17 +81,11 @@ def _method(
 
 
 def _file() -> descriptor_pb2.FileDescriptorProto:
-    file = descriptor_pb2.FileDescriptorProto(
-        name="authgate/gatewaytest/v1/sample.proto",
-        package=PACKAGE,
-        syntax="proto3",
-        dependency=[
-            "google/api/annotations.proto",
-            "google/api/field_behavior.proto",
-            "google/protobuf/timestamp.proto",
-            "google/protobuf/empty.proto",
-            "authgate/options/v1/options.proto",
-        ],
+    file = proto_file(
+        "authgate/gatewaytest/v1/sample.proto",
+        PACKAGE,
+        "google/protobuf/timestamp.proto",
+        "google/protobuf/empty.proto",
     )
     t = f".{PACKAGE}."
     file.enum_type.add(name="Color").value.extend(

@@ -17,6 +17,7 @@ from gateway.openapi import build_document
 from gateway.proto_comments import ProtoComments
 from gateway.rate_limits import route_limits
 from gateway.routes import Route, RouteError, build_routes, fronted_services, route_table
+from tests.gateway.sample_proto import proto_file
 
 PACKAGE = "authgate.gatewaytest.roles.v1"
 _F = descriptor_pb2.FieldDescriptorProto
@@ -35,16 +36,7 @@ def _method_options(method: descriptor_pb2.MethodDescriptorProto, **options: Any
 
 @functools.cache
 def roles_service() -> ServiceDescriptor:
-    file = descriptor_pb2.FileDescriptorProto(
-        name="authgate/gatewaytest/roles/v1/roles.proto",
-        package=PACKAGE,
-        syntax="proto3",
-        dependency=[
-            "google/api/annotations.proto",
-            "google/api/field_behavior.proto",
-            "authgate/options/v1/options.proto",
-        ],
-    )
+    file = proto_file("authgate/gatewaytest/roles/v1/roles.proto", PACKAGE)
     request = file.message_type.add(name="ListThingsRequest")
     prefix = request.field.add(name="name_prefix", number=1, type=_F.TYPE_STRING)
     prefix.label = _F.LABEL_OPTIONAL
@@ -118,12 +110,7 @@ def test_query_fields_are_the_scalar_fields_outside_body_and_path() -> None:
 
 
 def test_a_public_rpc_that_requires_roles_fails_at_start() -> None:
-    file = descriptor_pb2.FileDescriptorProto(
-        name="authgate/gatewaytest/roles/bad.proto",
-        package="authgate.gatewaytest.roles.bad",
-        syntax="proto3",
-        dependency=["google/api/annotations.proto", "authgate/options/v1/options.proto"],
-    )
+    file = proto_file("authgate/gatewaytest/roles/bad.proto", "authgate.gatewaytest.roles.bad")
     file.message_type.add(name="Req")
     method = file.service.add(name="Bad").method.add(
         name="Call",
@@ -232,12 +219,7 @@ def test_python_m_gateway_routes_prints_the_gateways_route_table() -> None:
 
 def test_field_rules_that_cannot_be_enforced_fail_at_start() -> None:
     package = "authgate.gatewaytest.roles.badrules"
-    file = descriptor_pb2.FileDescriptorProto(
-        name="authgate/gatewaytest/roles/badrules.proto",
-        package=package,
-        syntax="proto3",
-        dependency=["google/api/annotations.proto", "authgate/options/v1/options.proto"],
-    )
+    file = proto_file("authgate/gatewaytest/roles/badrules.proto", package)
     inner = file.message_type.add(name="Inner")
     count = inner.field.add(name="count", number=1, type=_F.TYPE_INT32, label=_F.LABEL_OPTIONAL)
     extensions: Any = count.options.Extensions

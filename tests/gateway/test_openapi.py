@@ -20,7 +20,7 @@ from gateway.proto_comments import ProtoComments, load_proto_comments
 from gateway.routes import Route, build_routes, fronted_services
 from tests.fixtures.gateway_fixtures import GatewayClientFactory
 from tests.gateway.rest_contract import OPERATIONAL_ROUTES, RPC_ROUTES
-from tests.gateway.sample_proto import sample_service
+from tests.gateway.sample_proto import proto_file, sample_service
 
 # Nothing listens there: these tests never reach an upstream.
 NOWHERE = "127.0.0.1:1"
@@ -224,16 +224,7 @@ ADDED_PACKAGE = "authgate.openapitest.v1"
 @functools.cache
 def added_file() -> descriptor_pb2.FileDescriptorProto:
     """A proto with comments, as protoc with --include_source_info would describe it."""
-    file = descriptor_pb2.FileDescriptorProto(
-        name="authgate/openapitest/v1/added.proto",
-        package=ADDED_PACKAGE,
-        syntax="proto3",
-        dependency=[
-            "google/api/annotations.proto",
-            "google/api/field_behavior.proto",
-            "authgate/options/v1/options.proto",
-        ],
-    )
+    file = proto_file("authgate/openapitest/v1/added.proto", ADDED_PACKAGE)
     request = file.message_type.add(name="EchoRequest")
     text = request.field.add(
         name="text", number=1, type=descriptor_pb2.FieldDescriptorProto.TYPE_STRING

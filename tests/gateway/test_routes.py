@@ -11,7 +11,7 @@ from google.protobuf import descriptor_pb2, descriptor_pool
 
 from gateway.routes import FRONTED_SERVICES, Route, RouteError, build_routes, fronted_services
 from tests.gateway.rest_contract import RPC_ROUTES
-from tests.gateway.sample_proto import sample_service
+from tests.gateway.sample_proto import proto_file, sample_service
 
 
 def _routes_by_rpc() -> dict[str, Route]:
@@ -105,12 +105,7 @@ def test_path_variables_become_flask_arguments_bound_to_field_paths() -> None:
 
 
 def _service_with_rule(name: str, rule: http_pb2.HttpRule) -> descriptor_pb2.FileDescriptorProto:
-    file = descriptor_pb2.FileDescriptorProto(
-        name=f"authgate/gatewaytest/bad/{name}.proto",
-        package=f"authgate.gatewaytest.bad.{name}",
-        syntax="proto3",
-        dependency=["google/api/annotations.proto"],
-    )
+    file = proto_file(f"authgate/gatewaytest/bad/{name}.proto", f"authgate.gatewaytest.bad.{name}")
     message = file.message_type.add(name="Req")
     message.field.add(
         name="id",
