@@ -158,7 +158,10 @@ class LogLines:
 
     def wait_for(self, message: str, timeout: float = 30) -> dict[str, Any]:
         while True:
-            line = self._lines.get(timeout=timeout)
+            try:
+                line = self._lines.get(timeout=timeout)
+            except queue.Empty:
+                raise AssertionError(f"no {message!r} within {timeout} s: {self.seen}") from None
             if line is None:
                 raise AssertionError(f"the process ended without logging {message!r}: {self.seen}")
             self.seen.append(line)
