@@ -222,13 +222,8 @@ def test_field_rules_that_cannot_be_enforced_fail_at_start() -> None:
         type_name=f".{package}.Inner",
         label=_F.LABEL_OPTIONAL,
     )
-    add_rpc(
-        file.service.add(name="Bad"),
-        "Call",
-        f".{package}.Req",
-        f".{package}.Req",
-        http_pb2.HttpRule(post="/v1/bad-rules", body="*"),
-    )
+    rule = http_pb2.HttpRule(post="/v1/bad-rules", body="*")
+    add_rpc(file.service.add(name="Bad"), "Call", f".{package}.Req", f".{package}.Req", rule)
     service = service_of(file, f"{package}.Bad")
     with pytest.raises(RouteError, match="field_rules apply to string fields only"):
         build_routes({service: "x"})
