@@ -15,6 +15,7 @@ from werkzeug.test import TestResponse
 from authgate_common.tokens import TokenSettings
 from tests.fixtures.gateway_fixtures import GatewayClientFactory
 from tests.gateway.fake_upstreams import FakeUpstreams, Recorder, start_fake_profile
+from tests.gateway.rest_contract import TOKEN_RESPONSE_FIELDS
 
 PROBLEM = "application/problem+json"
 PASSWORD = "correct horse battery"
@@ -59,13 +60,7 @@ def test_login_answers_tokens_that_must_not_be_cached(client: FlaskClient) -> No
     assert response.status_code == 200
     assert response.headers["Cache-Control"] == "no-store"
     body = response.get_json()
-    assert set(body) == {
-        "access_token",
-        "token_type",
-        "expires_in",
-        "refresh_token",
-        "refresh_expires_in",
-    }
+    assert set(body) == TOKEN_RESPONSE_FIELDS
     assert body["token_type"] == "Bearer"
     assert body["expires_in"] == 900
 
