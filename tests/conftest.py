@@ -6,6 +6,7 @@ import contextlib
 import os
 import uuid
 from collections.abc import Iterator
+from typing import NoReturn
 
 import pytest
 import sqlalchemy
@@ -57,6 +58,13 @@ def services_required() -> bool:
     )
 
 
+def skip_or_fail_without(message: str) -> NoReturn:
+    """A missing MySQL or Redis: the test is skipped, or fails where they are required."""
+    if services_required():
+        pytest.fail(message, pytrace=False)
+    pytest.skip(message)
+
+
 @pytest.fixture(scope="session")
 def mysql_server_url() -> str:
     """URL of a MySQL/MariaDB server (no database) that tests may create databases on."""
@@ -71,9 +79,7 @@ def mysql_server_url() -> str:
             f"({type(exc.orig).__name__}). Start one, or point {MYSQL_URL_VARIABLE} at a server "
             "(e.g. mysql+pymysql://root@127.0.0.1:3306/) to run the MySQL tests."
         )
-        if services_required():
-            pytest.fail(message, pytrace=False)
-        pytest.skip(message)
+        skip_or_fail_without(message)
     finally:
         engine.dispose()
     return url

@@ -13,12 +13,14 @@ from sqlalchemy import Engine
 
 from auth_svc.config import AuthConfig
 from auth_svc.keys import KeyRing
+from auth_svc.lockout import LockoutPolicy
 from auth_svc.repository import UserRepository
-from auth_svc.server import build_service
+from auth_svc.server import AuthServer, build_service
 from auth_svc.service import AuthService, RegisteredUser
 from authgate_common.db import make_engine, make_sessions
 from authgate_common.jwks import JwksCache
 from authgate_common.tokens import TokenSettings, TokenVerifier
+from tests.fixtures.auth_fixtures import AuthServerFactory
 
 PASSWORD = "correct horse battery staple"
 
@@ -84,6 +86,23 @@ def alice(auth_service: AuthService) -> RegisteredUser:
     return auth_service.register(
         "Alice", PASSWORD, email="alice@example.com", display_name="Alice Liddell"
     )
+
+
+LockoutServerFactory = Callable[[LockoutPolicy], AuthServer]
+
+
+@pytest.fixture
+def lockout_server(
+    auth_server_factory: AuthServerFactory, clock: SettableClock
+) -> LockoutServerFactory:
+    """factory(policy) -> a started in-process auth server on the test database and clock."""
+
+    def factory(policy: LockoutPolicy) -> AuthServer:
+        # A burst of parallel logins waits for a hash slot (as with harness.CHEAP_ARGON2_ENV)
+        # instead of meeting the 2 s bound meant for floods on a busy machine.
+        return auth_server_factory(lockout=policy, hash_queue_timeout_seconds=30.0, clock=clock)
+
+    return factory
 
 
 def verifier_for(ring: KeyRing, settings: TokenSettings) -> TokenVerifier:

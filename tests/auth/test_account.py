@@ -12,6 +12,7 @@ import grpc
 import pytest
 import sqlalchemy
 from authgate.auth.v1 import account_pb2, account_pb2_grpc, auth_pb2, auth_pb2_grpc
+from sqlalchemy import Engine
 
 from auth_svc.profile_outbox import ProfileDeletionWorker, backoff_seconds
 from auth_svc.repository import ProfileDeletionOutbox
@@ -210,20 +211,28 @@ def test_a_deletion_removes_everything_and_queues_the_profile(api: Account) -> N
 # --- the outbox worker ---------------------------------------------------------------------
 
 
-def test_the_worker_retries_with_backoff_until_the_profile_service_takes_it(
-    auth_database_url: str,
-) -> None:
-    engine = make_engine(auth_database_url)
-    outbox = ProfileDeletionOutbox(make_sessions(engine))
-    now = datetime.now(UTC)
+@pytest.fixture
+def outbox(auth_engine: Engine) -> ProfileDeletionOutbox:
+    return ProfileDeletionOutbox(make_sessions(auth_engine))
+
+
+def _queue_deletion(engine: Engine, user_id: str, due: datetime) -> None:
+    """A profile deletion waiting in the outbox, due at `due`, never tried yet."""
     with engine.begin() as connection:
         connection.execute(
             sqlalchemy.text(
                 "INSERT INTO profile_deletions (user_id, created_at, attempts, next_attempt_at) "
-                "VALUES ('u-1', :now, 0, :now)"
+                "VALUES (:user_id, :due, 0, :due)"
             ),
-            {"now": now.replace(tzinfo=None)},
+            {"user_id": user_id, "due": due.replace(tzinfo=None)},
         )
+
+
+def test_the_worker_retries_with_backoff_until_the_profile_service_takes_it(
+    outbox: ProfileDeletionOutbox, auth_engine: Engine
+) -> None:
+    now = datetime.now(UTC)
+    _queue_deletion(auth_engine, "u-1", now)
     calls: list[str] = []
     down = True
 
@@ -240,45 +249,32 @@ def test_the_worker_retries_with_backoff_until_the_profile_service_takes_it(
     worker = ProfileDeletionWorker(
         outbox, delete_profile, clock=lambda: clock[0], base_backoff_seconds=10
     )
-    try:
-        assert worker.drain_once() == 0
-        assert calls == ["u-1"]
-        (row,) = outbox.take_due(now + timedelta(days=1), lease=timedelta(0), limit=10)
-        assert row.attempts == 1
-        # Not due again before its backoff (5 to 10 s after a first failure).
-        clock[0] = now + timedelta(seconds=4)
-        assert worker.drain_once() == 0
-        assert calls == ["u-1"]
-        clock[0] = now + timedelta(days=2)
-        assert worker.drain_once() == 0
-        assert calls == ["u-1", "u-1"]
-        down = False
-        clock[0] = now + timedelta(days=3)
-        assert worker.drain_once() == 1
-        assert outbox.pending() == 0
-    finally:
-        engine.dispose()
+    assert worker.drain_once() == 0
+    assert calls == ["u-1"]
+    (row,) = outbox.take_due(now + timedelta(days=1), lease=timedelta(0), limit=10)
+    assert row.attempts == 1
+    # Not due again before its backoff (5 to 10 s after a first failure).
+    clock[0] = now + timedelta(seconds=4)
+    assert worker.drain_once() == 0
+    assert calls == ["u-1"]
+    clock[0] = now + timedelta(days=2)
+    assert worker.drain_once() == 0
+    assert calls == ["u-1", "u-1"]
+    down = False
+    clock[0] = now + timedelta(days=3)
+    assert worker.drain_once() == 1
+    assert outbox.pending() == 0
 
 
-def test_a_taken_row_is_not_taken_again_until_its_lease_ends(auth_database_url: str) -> None:
-    engine = make_engine(auth_database_url)
-    outbox = ProfileDeletionOutbox(make_sessions(engine))
+def test_a_taken_row_is_not_taken_again_until_its_lease_ends(
+    outbox: ProfileDeletionOutbox, auth_engine: Engine
+) -> None:
     now = datetime.now(UTC)
-    with engine.begin() as connection:
-        connection.execute(
-            sqlalchemy.text(
-                "INSERT INTO profile_deletions (user_id, created_at, attempts, next_attempt_at) "
-                "VALUES ('u-2', :now, 0, :now)"
-            ),
-            {"now": now.replace(tzinfo=None)},
-        )
-    try:
-        lease = timedelta(seconds=60)
-        assert [d.user_id for d in outbox.take_due(now, lease=lease, limit=10)] == ["u-2"]
-        assert outbox.take_due(now + timedelta(seconds=59), lease=lease, limit=10) == []
-        assert len(outbox.take_due(now + timedelta(seconds=61), lease=lease, limit=10)) == 1
-    finally:
-        engine.dispose()
+    _queue_deletion(auth_engine, "u-2", now)
+    lease = timedelta(seconds=60)
+    assert [d.user_id for d in outbox.take_due(now, lease=lease, limit=10)] == ["u-2"]
+    assert outbox.take_due(now + timedelta(seconds=59), lease=lease, limit=10) == []
+    assert len(outbox.take_due(now + timedelta(seconds=61), lease=lease, limit=10)) == 1
 
 
 @pytest.mark.parametrize("attempts", [1, 2, 5, 40])

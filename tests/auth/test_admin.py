@@ -23,6 +23,7 @@ from authgate_common.db import make_engine, make_sessions
 from authgate_common.revocation import RevocationSet
 from authgate_common.tokens import Identity, TokenSettings
 from tests.auth.conftest import PASSWORD
+from tests.gateway.rest_contract import ADMIN_USER_FIELDS
 from tests.harness import wait_until
 from tests.token_factory import TokenFactory
 
@@ -190,17 +191,7 @@ def test_get_user_shows_the_contract_fields(admin: Admin) -> None:
     shown = json_format.MessageToDict(
         user, preserving_proto_field_name=True, always_print_fields_with_no_presence=True
     )
-    assert set(shown) == {
-        "user_id",
-        "username",
-        "email",
-        "display_name",
-        "roles",
-        "disabled",
-        "locked_until",
-        "mfa_enabled",
-        "created_at",
-    }
+    assert set(shown) == set(ADMIN_USER_FIELDS)
     assert (shown["username"], shown["roles"], shown["disabled"]) == ("alice", ["admin"], False)
     assert shown["locked_until"] == ""
 

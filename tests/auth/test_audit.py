@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import threading
 from collections import Counter
-from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from typing import Any
@@ -23,12 +22,10 @@ from auth_svc.audit_retention import AuditPruner
 from auth_svc.lockout import LockoutPolicy
 from auth_svc.models import audit_events
 from auth_svc.repository import AuditRepository, StoredEvent
-from auth_svc.server import AuthServer, build_server
 from auth_svc.service import AuthService
 from authgate_common.db import make_sessions
 from authgate_common.errors import AlreadyExists, Unauthenticated
-from tests.auth.conftest import PASSWORD, SettableClock
-from tests.fixtures.auth_fixtures import AuthConfigFactory
+from tests.auth.conftest import PASSWORD, LockoutServerFactory, SettableClock
 
 ORIGIN = Origin(client_ip="198.51.100.7", user_agent="test-agent/1.0", request_id="req-1")
 
@@ -206,24 +203,8 @@ def test_the_pruner_thread_prunes_at_start(
 GUESSES = 50
 
 
-@pytest.fixture
-def lockout_server(
-    auth_config_factory: AuthConfigFactory, clock: SettableClock
-) -> Iterator[Callable[[LockoutPolicy], AuthServer]]:
-    started: list[AuthServer] = []
-
-    def factory(policy: LockoutPolicy) -> AuthServer:
-        server = build_server(auth_config_factory(lockout=policy), clock=clock)
-        started.append(server)
-        return server
-
-    yield factory
-    for server in started:
-        server.stop(0)
-
-
 def test_parallel_wrong_passwords_give_exactly_one_event_each_and_one_lockout(
-    lockout_server: Callable[[LockoutPolicy], AuthServer], audit: AuditRepository
+    lockout_server: LockoutServerFactory, audit: AuditRepository
 ) -> None:
     server = lockout_server(LockoutPolicy(threshold=5, base_seconds=60, max_seconds=600))
     with grpc.insecure_channel(server.target) as channel:

@@ -6,7 +6,6 @@ from __future__ import annotations
 import logging
 import threading
 from collections import Counter
-from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from typing import Any
@@ -17,11 +16,9 @@ from authgate.auth.v1 import auth_pb2, auth_pb2_grpc
 
 from auth_svc.lockout import LockoutPolicy
 from auth_svc.repository import ThrottleState, UserRepository
-from auth_svc.server import AuthServer, build_server
 from auth_svc.service import INVALID_CREDENTIALS, AuthService, TokenPair
 from authgate_common.errors import AlreadyExists, Unauthenticated
-from tests.auth.conftest import PASSWORD, SettableClock
-from tests.fixtures.auth_fixtures import AuthConfigFactory
+from tests.auth.conftest import PASSWORD, LockoutServerFactory, SettableClock
 
 THREADS = 20
 
@@ -72,23 +69,6 @@ GUESSES = 50
 REFUSED = (grpc.StatusCode.UNAUTHENTICATED, INVALID_CREDENTIALS)  # one answer for every refusal
 
 
-@pytest.fixture
-def lockout_server(
-    auth_config_factory: AuthConfigFactory, clock: SettableClock
-) -> Iterator[Callable[[LockoutPolicy], AuthServer]]:
-    """factory(policy) -> a started in-process auth server on the test database and clock."""
-    started: list[AuthServer] = []
-
-    def factory(policy: LockoutPolicy) -> AuthServer:
-        server = build_server(auth_config_factory(lockout=policy), clock=clock)
-        started.append(server)
-        return server
-
-    yield factory
-    for server in started:
-        server.stop(0)
-
-
 def _login(stub: Any, password: str) -> tuple[grpc.StatusCode, str]:
     try:
         stub.Login(auth_pb2.LoginRequest(username="alice", password=password), timeout=30)
@@ -120,7 +100,7 @@ def _alice(users: UserRepository) -> ThrottleState:
 
 
 def test_parallel_wrong_passwords_are_all_counted(
-    lockout_server: Callable[[LockoutPolicy], AuthServer], users: UserRepository
+    lockout_server: LockoutServerFactory, users: UserRepository
 ) -> None:
     server = lockout_server(LockoutPolicy(threshold=1000))
     with grpc.insecure_channel(server.target) as channel:
@@ -135,7 +115,7 @@ def test_parallel_wrong_passwords_are_all_counted(
 
 
 def test_parallel_wrong_passwords_get_no_more_checks_than_the_threshold(
-    lockout_server: Callable[[LockoutPolicy], AuthServer],
+    lockout_server: LockoutServerFactory,
     users: UserRepository,
     clock: SettableClock,
     caplog: pytest.LogCaptureFixture,

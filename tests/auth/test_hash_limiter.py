@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from typing import Any
@@ -75,26 +75,10 @@ def test_no_more_than_the_bound_run_at_once() -> None:
     assert most == 2
 
 
-def test_a_caller_waits_for_a_slot_that_frees_in_time() -> None:
-    limiter = HashLimiter(1, queue_timeout_seconds=2)
-    held = threading.Event()
-
-    def hold() -> None:
-        with limiter.slot():
-            held.set()
-            time.sleep(0.1)
-
-    holder = threading.Thread(target=hold)
-    holder.start()
-    held.wait()
-    with limiter.slot():
-        pass
-    holder.join()
-
-
 @contextmanager
-def held_by_another_thread(limiter: HashLimiter) -> Iterator[None]:
-    """The limiter's slot taken by another thread for the duration of the block."""
+def held_by_another_thread(limiter: HashLimiter) -> Iterator[Callable[[], None]]:
+    """The limiter's slot taken by another thread for the duration of the block, or until
+    the `release` it yields is called."""
     taken, done = threading.Event(), threading.Event()
 
     def hold() -> None:
@@ -106,10 +90,20 @@ def held_by_another_thread(limiter: HashLimiter) -> Iterator[None]:
     holder.start()
     assert taken.wait(5)
     try:
-        yield
+        yield done.set
     finally:
         done.set()
         holder.join()
+
+
+def test_a_caller_waits_for_a_slot_that_frees_in_time() -> None:
+    limiter = HashLimiter(1, queue_timeout_seconds=2)
+    with held_by_another_thread(limiter) as release:
+        freeing = threading.Timer(0.1, release)
+        freeing.start()
+        with limiter.slot():
+            pass
+        freeing.join()
 
 
 @pytest.mark.serial

@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 from flask.testing import FlaskClient
 
 from auth_svc.lockout import LockoutPolicy
-from auth_svc.server import AuthServer, build_server
 from authgate_common.tokens import TokenSettings
 from tests.auth.conftest import PASSWORD
-from tests.fixtures.auth_fixtures import AuthConfigFactory
+from tests.fixtures.auth_fixtures import AuthServerFactory
 from tests.fixtures.gateway_fixtures import GatewayClientFactory
 
 NO_PROFILE_SERVICE = "127.0.0.1:9"  # these tests never reach it
@@ -20,20 +18,17 @@ NO_PROFILE_SERVICE = "127.0.0.1:9"  # these tests never reach it
 
 @pytest.fixture
 def client_factory(
-    auth_config_factory: AuthConfigFactory,
+    auth_server_factory: AuthServerFactory,
     gateway_client_factory: GatewayClientFactory,
     token_settings: TokenSettings,
-) -> Iterator[Any]:
-    servers: list[AuthServer] = []
+) -> GatewayClientFactory:
+    """factory(**AuthConfig overrides) -> a gateway in front of a real auth service."""
 
     def make(**auth_overrides: Any) -> FlaskClient:
-        server = build_server(auth_config_factory(**auth_overrides))
-        servers.append(server)
+        server = auth_server_factory(**auth_overrides)
         return gateway_client_factory(server.target, NO_PROFILE_SERVICE, token_settings)
 
-    yield make
-    for server in servers:
-        server.stop(0)
+    return make
 
 
 def _login(client: FlaskClient, password: str) -> tuple[int, dict[str, Any], str]:
@@ -43,7 +38,9 @@ def _login(client: FlaskClient, password: str) -> tuple[int, dict[str, Any], str
     return response.status_code, body, response.headers.get("WWW-Authenticate", "")
 
 
-def test_a_locked_account_gets_exactly_the_answer_of_a_wrong_password(client_factory: Any) -> None:
+def test_a_locked_account_gets_exactly_the_answer_of_a_wrong_password(
+    client_factory: GatewayClientFactory,
+) -> None:
     client = client_factory(lockout=LockoutPolicy(threshold=2, base_seconds=600))
     client.post("/v1/auth/register", json={"username": "alice", "password": PASSWORD})
 
@@ -55,7 +52,9 @@ def test_a_locked_account_gets_exactly_the_answer_of_a_wrong_password(client_fac
     assert locked_with_the_right_password == wrong
 
 
-def test_switched_off_registration_is_403_with_a_clear_message(client_factory: Any) -> None:
+def test_switched_off_registration_is_403_with_a_clear_message(
+    client_factory: GatewayClientFactory,
+) -> None:
     client = client_factory(registration_enabled=False)
 
     response = client.post("/v1/auth/register", json={"username": "alice", "password": PASSWORD})
@@ -65,7 +64,7 @@ def test_switched_off_registration_is_403_with_a_clear_message(client_factory: A
     assert response.get_json()["detail"] == "registration is disabled on this server"
 
 
-def test_a_common_password_is_400_without_echoing_it(client_factory: Any) -> None:
+def test_a_common_password_is_400_without_echoing_it(client_factory: GatewayClientFactory) -> None:
     client = client_factory()
 
     response = client.post(

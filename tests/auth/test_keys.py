@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import os
 import stat
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -14,6 +12,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from auth_svc import keys
 from auth_svc.keys import KeyRing, KeyRingError, generate_key_file, jwk_thumbprint
+from tests.fixtures.auth_fixtures import rotate_keys
 
 # RFC 7638 section 3.1: the example RSA key and its SHA-256 thumbprint.
 RFC7638_N = (
@@ -224,16 +223,7 @@ def test_rotate_refuses_a_folder_with_a_bad_key(
 
 
 def test_rotate_command_runs_as_a_module_with_auth_keys_dir(tmp_path: Path) -> None:
-    env = {**os.environ, "AUTH_KEYS_DIR": str(tmp_path / "keys")}
-
-    result = subprocess.run(
-        [sys.executable, "-m", "auth_svc.keys", "rotate"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    result = rotate_keys({"AUTH_KEYS_DIR": str(tmp_path / "keys")})
 
     assert result.returncode == 0, result.stderr
     assert len(list((tmp_path / "keys").glob("*.pem"))) == 1

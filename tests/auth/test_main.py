@@ -1,4 +1,7 @@
-"""`python -m auth_svc` as a process: clear configuration errors, start, stop on SIGTERM."""
+"""`python -m auth_svc` as a process: an unusable keys folder, start, stop on SIGTERM.
+
+What both services share (exit codes, configuration and schema errors) is in
+tests/common/test_service_main.py."""
 
 from __future__ import annotations
 
@@ -26,15 +29,6 @@ def _run_main(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     )
 
 
-def test_bad_configuration_exits_2_with_one_clear_line() -> None:
-    result = _run_main({"AUTH_GRPC_PORT": "not-a-port"})
-
-    assert result.returncode == 2
-    assert result.stderr.strip().splitlines() == [
-        "auth_svc: configuration error: AUTH_GRPC_PORT must be a whole number, got 'not-a-port'"
-    ]
-
-
 def test_unusable_keys_dir_exits_2(tmp_path: Path) -> None:
     keys_file = tmp_path / "keys"
     keys_file.write_text("")
@@ -46,25 +40,6 @@ def test_unusable_keys_dir_exits_2(tmp_path: Path) -> None:
 
     assert result.returncode == 2
     assert "is not a directory" in result.stderr.strip().splitlines()[-1]
-
-
-def test_an_unmigrated_database_exits_2_with_one_line_saying_to_run_make_migrate(
-    tmp_path: Path,
-) -> None:
-    result = _run_main(
-        {
-            "AUTH_GRPC_PORT": "0",
-            "AUTH_DATABASE_URL": f"sqlite:///{tmp_path}/auth.db",
-            "AUTH_KEYS_DIR": str(tmp_path / "keys"),
-        }
-    )
-
-    assert result.returncode == 2
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1, result.stderr
-    assert lines[0].startswith("auth_svc: the database schema is not migrated")
-    assert "run `make migrate`" in lines[0]
-    assert not (tmp_path / "keys").exists()
 
 
 def test_service_starts_serves_health_and_stops_on_sigterm(tmp_path: Path) -> None:

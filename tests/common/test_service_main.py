@@ -88,12 +88,16 @@ def test_a_configuration_error_exits_2_with_one_line_naming_the_service(
     ]
 
 
-def test_an_unmigrated_database_exits_2_with_one_line(service: Service, tmp_path: Path) -> None:
+def test_an_unmigrated_database_exits_2_with_one_line_saying_to_run_make_migrate(
+    service: Service, tmp_path: Path
+) -> None:
     result = service.run(tmp_path)
 
     assert result.returncode == 2
     [line] = result.stderr.strip().splitlines()
     assert line.startswith(f"{service.module}: the database schema is not migrated")
+    assert "run `make migrate`" in line
+    assert not (tmp_path / "keys").exists()  # the auth service made no key before the check
 
 
 @pytest.fixture
@@ -154,7 +158,10 @@ class LogLines:
 
     def wait_for(self, message: str, timeout: float = 30) -> dict[str, Any]:
         while True:
-            line = self._lines.get(timeout=timeout)
+            try:
+                line = self._lines.get(timeout=timeout)
+            except queue.Empty:
+                raise AssertionError(f"no {message!r} within {timeout} s: {self.seen}") from None
             if line is None:
                 raise AssertionError(f"the process ended without logging {message!r}: {self.seen}")
             self.seen.append(line)
@@ -195,7 +202,7 @@ def test_port_0_is_reported_in_the_listening_line_and_sigterm_stops_with_0(
 
         process.send_signal(signal.SIGTERM)
         assert lines.wait_for("stopped")["service"] == service.module
-        assert process.wait(timeout=30) == 0
+        assert process.wait(timeout=15) == 0
     finally:
         if process.poll() is None:
             process.kill()

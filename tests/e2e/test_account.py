@@ -38,12 +38,25 @@ def _login(stack: RealStack, username: str, password: str = PASSWORD, agent: str
     return Pair(body["access_token"], body["refresh_token"])
 
 
+def _two_sessions(stack: RealStack) -> tuple[str, Pair, Pair]:
+    """A new user's name and two sessions of theirs (two logins)."""
+    username = stack.register()
+    return username, _login(stack, username), _login(stack, username)
+
+
 def _call(
     stack: RealStack, method: str, path: str, token: str, body: object = None
 ) -> requests.Response:
     # A new connection each time, so that both gunicorn workers answer.
     headers = {"Authorization": f"Bearer {token}", "Connection": "close"}
     return requests.request(method, f"{stack.url}{path}", json=body, headers=headers, timeout=10)
+
+
+def _change_password(
+    stack: RealStack, token: str, new_password: str, current_password: str = PASSWORD
+) -> requests.Response:
+    body = {"current_password": current_password, "new_password": new_password}
+    return _call(stack, "POST", "/v1/account/password", token, body)
 
 
 def _refresh(stack: RealStack, refresh_token: str) -> requests.Response:
@@ -142,8 +155,7 @@ def test_a_refresh_moves_last_used_on_and_keeps_the_session(running_stack: RealS
 def test_revoking_one_session_refuses_its_refresh_at_once_and_its_tokens_within_2s(
     running_stack: RealStack,
 ) -> None:
-    username = running_stack.register()
-    mine, other = _login(running_stack, username), _login(running_stack, username)
+    _, mine, other = _two_sessions(running_stack)
     other_sid = _sid(running_stack, other.access)
     assert _profile_status(running_stack, other.access) == 200
 
@@ -215,8 +227,7 @@ def test_revoking_the_other_sessions_keeps_only_the_callers(running_stack: RealS
 
 @pytest.mark.serial
 def test_logout_refuses_the_sessions_access_token_within_2s(running_stack: RealStack) -> None:
-    username = running_stack.register()
-    pair, other = _login(running_stack, username), _login(running_stack, username)
+    _, pair, other = _two_sessions(running_stack)
     assert _profile_status(running_stack, pair.access) == 200
 
     logout = requests.post(
@@ -251,17 +262,10 @@ def test_refresh_token_reuse_refuses_the_sessions_access_tokens_within_2s(
 def test_a_password_change_ends_every_other_session_and_answers_a_working_pair(
     running_stack: RealStack,
 ) -> None:
-    username = running_stack.register()
-    mine, other = _login(running_stack, username), _login(running_stack, username)
+    username, mine, other = _two_sessions(running_stack)
     assert _profile_status(running_stack, other.access) == 200
 
-    changed = _call(
-        running_stack,
-        "POST",
-        "/v1/account/password",
-        mine.access,
-        {"current_password": PASSWORD, "new_password": NEW_PASSWORD},
-    )
+    changed = _change_password(running_stack, mine.access, NEW_PASSWORD)
 
     assert changed.status_code == 200, changed.text
     assert changed.headers["Cache-Control"] == "no-store"
@@ -291,13 +295,7 @@ def test_a_new_password_must_meet_the_rules_and_differ(running_stack: RealStack)
         ("password1234", "common"),
         (f"xx{username}xx-long-enough", "username"),
     ):
-        answer = _call(
-            running_stack,
-            "POST",
-            "/v1/account/password",
-            pair.access,
-            {"current_password": PASSWORD, "new_password": new_password},
-        )
+        answer = _change_password(running_stack, pair.access, new_password)
         assert answer.status_code == 400, (new_password, answer.text)
         assert reason in answer.json()["detail"]
     assert _profile_status(running_stack, pair.access) == 200  # nothing changed
@@ -309,12 +307,8 @@ def test_a_wrong_current_password_counts_towards_the_lockout(running_stack: Real
     pair = _login(running_stack, username)
     user_id = _user_id(running_stack, pair.access)
     for _ in range(5):  # AUTH_LOCKOUT_THRESHOLD
-        answer = _call(
-            running_stack,
-            "POST",
-            "/v1/account/password",
-            pair.access,
-            {"current_password": "not the password at all", "new_password": NEW_PASSWORD},
+        answer = _change_password(
+            running_stack, pair.access, NEW_PASSWORD, current_password="not the password at all"
         )
         assert answer.status_code == 401, answer.text
 
@@ -333,8 +327,7 @@ def test_a_deletion_while_profile_svc_is_down_removes_the_profile_once_it_is_bac
     running_stack: RealStack,
 ) -> None:
     auth_db, profile_db = running_stack.auth_database_url, running_stack.profile_database_url
-    username = running_stack.register()
-    pair, other = _login(running_stack, username), _login(running_stack, username)
+    username, pair, other = _two_sessions(running_stack)
     patched = _call(running_stack, "PATCH", "/v1/profile", pair.access, {"bio": "my old bio"})
     assert patched.status_code == 200
     user_id = patched.json()["user_id"]

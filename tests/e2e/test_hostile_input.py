@@ -50,105 +50,51 @@ def register_body(**changes: object) -> bytes:
     return raw({k: v for k, v in body.items() if v is not ...})
 
 
+def register_case(
+    name: str, body: bytes, *, status: int = 400, headers: dict[str, str] | None = None
+) -> Case:
+    """A POST /v1/auth/register that must be refused; its id is "register <name>"."""
+    headers = dict(JSON) if headers is None else headers
+    return Case(f"register {name}", "POST", "/v1/auth/register", status, body, headers)
+
+
 CASES = [
-    Case(
-        "register missing password", "POST", "/v1/auth/register", 400, register_body(password=...)
-    ),
-    Case(
-        "register missing username", "POST", "/v1/auth/register", 400, register_body(username=...)
-    ),
-    Case("register unknown field", "POST", "/v1/auth/register", 400, register_body(is_admin=True)),
-    Case(
-        "register camelCase alias", "POST", "/v1/auth/register", 400, register_body(displayName="A")
-    ),
-    Case(
-        "register username as number",
-        "POST",
-        "/v1/auth/register",
-        400,
-        register_body(username=12345),
-    ),
-    Case(
-        "register password as list", "POST", "/v1/auth/register", 400, register_body(password=["x"])
-    ),
-    Case("register null username", "POST", "/v1/auth/register", 400, register_body(username=None)),
-    Case(
-        "register short password", "POST", "/v1/auth/register", 400, register_body(password="short")
-    ),
-    Case(
-        "register password too long",
-        "POST",
-        "/v1/auth/register",
-        400,
-        register_body(password="p" * 129),
-    ),
-    Case(
-        "register username too short",
-        "POST",
-        "/v1/auth/register",
-        400,
-        register_body(username="ab"),
-    ),
-    Case(
-        "register username bad chars",
-        "POST",
-        "/v1/auth/register",
-        400,
-        register_body(username="a b/c"),
-    ),
-    Case(
-        "register username too long",
-        "POST",
-        "/v1/auth/register",
-        400,
-        register_body(username="a" * 65),
-    ),
-    Case("register json array", "POST", "/v1/auth/register", 400, raw([1, 2])),
-    Case("register json string", "POST", "/v1/auth/register", 400, raw("hello")),
-    Case("register not json", "POST", "/v1/auth/register", 400, b"username=alice&password=x"),
-    Case("register empty body", "POST", "/v1/auth/register", 400, b""),
-    Case("register invalid utf-8", "POST", "/v1/auth/register", 400, b'{"username": "\xff\xfe"}'),
-    Case(
-        "register duplicate keys",
-        "POST",
-        "/v1/auth/register",
-        400,
+    register_case("missing password", register_body(password=...)),
+    register_case("missing username", register_body(username=...)),
+    register_case("unknown field", register_body(is_admin=True)),
+    register_case("camelCase alias", register_body(displayName="A")),
+    register_case("username as number", register_body(username=12345)),
+    register_case("password as list", register_body(password=["x"])),
+    register_case("null username", register_body(username=None)),
+    register_case("short password", register_body(password="short")),
+    register_case("password too long", register_body(password="p" * 129)),
+    register_case("username too short", register_body(username="ab")),
+    register_case("username bad chars", register_body(username="a b/c")),
+    register_case("username too long", register_body(username="a" * 65)),
+    register_case("json array", raw([1, 2])),
+    register_case("json string", raw("hello")),
+    register_case("not json", b"username=alice&password=x"),
+    register_case("empty body", b""),
+    register_case("invalid utf-8", b'{"username": "\xff\xfe"}'),
+    register_case(
+        "duplicate keys",
         b'{"username": "dupkey_user", "username": "other_user", "password": "'
         + PASSWORD.encode()
         + b'"}',
     ),
-    Case("register NaN", "POST", "/v1/auth/register", 400, b'{"username": NaN, "password": "x"}'),
-    Case(
-        "register deep nesting",
-        "POST",
-        "/v1/auth/register",
-        400,
-        b'{"username": ' + b"[" * 20_000 + b"]" * 20_000 + b"}",
+    register_case("NaN", b'{"username": NaN, "password": "x"}'),
+    register_case("deep nesting", b'{"username": ' + b"[" * 20_000 + b"]" * 20_000 + b"}"),
+    register_case(
+        "text/plain", register_body(), status=415, headers={"Content-Type": "text/plain"}
     ),
-    Case(
-        "register text/plain",
-        "POST",
-        "/v1/auth/register",
-        415,
+    register_case("no content type", register_body(), status=415, headers={}),
+    register_case(
+        "form content type",
         register_body(),
-        {"Content-Type": "text/plain"},
+        status=415,
+        headers={"Content-Type": "application/x-www-form-urlencoded"},
     ),
-    Case("register no content type", "POST", "/v1/auth/register", 415, register_body(), {}),
-    Case(
-        "register form content type",
-        "POST",
-        "/v1/auth/register",
-        415,
-        register_body(),
-        {"Content-Type": "application/x-www-form-urlencoded"},
-    ),
-    Case(
-        "register oversized body",
-        "POST",
-        "/v1/auth/register",
-        413,
-        register_body(display_name="x" * 200_000),
-    ),
+    register_case("oversized body", register_body(display_name="x" * 200_000), status=413),
     Case("login missing password", "POST", "/v1/auth/login", 400, raw({"username": "someone"})),
     Case(
         "login unknown user",

@@ -8,9 +8,6 @@ unknown-kid refetch; the JWKS lists both keys.
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -23,6 +20,7 @@ import requests
 from authgate.auth.v1 import auth_pb2, auth_pb2_grpc
 from authgate.profile.v1 import profile_pb2, profile_pb2_grpc
 
+from tests.fixtures.auth_fixtures import rotate_keys
 from tests.harness import RealStack, real_stack, wait_until
 
 pytestmark = pytest.mark.e2e
@@ -85,15 +83,7 @@ def _published_kids(stack: RealStack) -> list[str]:
 
 def _rotate(stack: RealStack) -> str:
     """`python -m auth_svc.keys rotate` as an operator runs it; the new kid it prints."""
-    env = {**os.environ, **stack.stack.settings.environment()}
-    result = subprocess.run(
-        [sys.executable, "-m", "auth_svc.keys", "rotate"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    result = rotate_keys(stack.stack.settings.environment())
     assert result.returncode == 0, result.stderr
     return result.stdout.split()[3]  # "new signing key <kid> in <path>; ..."
 

@@ -8,6 +8,7 @@ import requests
 
 from tests.e2e.conftest import RunningStack
 from tests.e2e.forgery import parts
+from tests.gateway.rest_contract import TOKEN_RESPONSE_FIELDS
 
 PASSWORD = "correct horse battery staple"
 
@@ -41,13 +42,7 @@ def test_register_answers_201_with_the_new_user(running_stack: RunningStack) -> 
 
 def test_login_answers_a_bearer_token_pair_that_is_not_cached(running_stack: RunningStack) -> None:
     _, tokens = register_and_login(running_stack)
-    assert set(tokens) == {
-        "access_token",
-        "token_type",
-        "expires_in",
-        "refresh_token",
-        "refresh_expires_in",
-    }
+    assert set(tokens) == TOKEN_RESPONSE_FIELDS
     assert tokens["token_type"] == "Bearer"
     assert tokens["expires_in"] == 900
     assert isinstance(tokens["refresh_expires_in"], int)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 from flask.testing import FlaskClient
@@ -29,13 +30,25 @@ def fakes(session_fakes: FakeUpstreams) -> FakeUpstreams:
 
 
 @pytest.fixture
-def client(
+def fakes_client_factory(
     fakes: FakeUpstreams,
     token_settings: TokenSettings,
     gateway_client_factory: GatewayClientFactory,
-) -> FlaskClient:
+) -> GatewayClientFactory:
+    """factory(**GatewayConfig overrides) -> a gateway in front of the fakes."""
+
+    def make(**config: Any) -> FlaskClient:
+        return gateway_client_factory(
+            fakes.auth_target, fakes.profile_target, token_settings, **config
+        )
+
+    return make
+
+
+@pytest.fixture
+def client(fakes_client_factory: GatewayClientFactory) -> FlaskClient:
     """A gateway in front of the fakes."""
-    return gateway_client_factory(fakes.auth_target, fakes.profile_target, token_settings)
+    return fakes_client_factory()
 
 
 @pytest.fixture

@@ -1,4 +1,5 @@
-"""The REST contract of DESIGN.md: every route the gateway must serve, as (method, path)."""
+"""The REST contract of DESIGN.md: every route the gateway must serve, as (method, path),
+and the fields of the answers more than one test checks."""
 
 from __future__ import annotations
 
@@ -33,3 +34,19 @@ RPC_ROUTES = frozenset(
 )
 # The gateway's own routes, documented beside the RPCs' (metrics and docs are not).
 OPERATIONAL_ROUTES = frozenset({("GET", "/healthz"), ("GET", "/readyz")})
+# The fields of a token response (login, refresh, password change).
+TOKEN_RESPONSE_FIELDS = frozenset(
+    {"access_token", "token_type", "expires_in", "refresh_token", "refresh_expires_in"}
+)
+# What an administrator is shown of a user, in this order (ListUsers, GetUser, ...).
+ADMIN_USER_FIELDS = (
+    "user_id",
+    "username",
+    "email",
+    "display_name",
+    "roles",
+    "disabled",
+    "locked_until",
+    "mfa_enabled",
+    "created_at",
+)

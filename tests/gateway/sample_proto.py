@@ -5,6 +5,7 @@ path variables, query parameters, additional bindings and every field kind.
 from __future__ import annotations
 
 import functools
+from collections.abc import Sequence
 from typing import Any
 
 from authgate.options.v1 import options_pb2
@@ -15,6 +16,21 @@ from google.protobuf.descriptor import ServiceDescriptor
 PACKAGE = "authgate.gatewaytest.v1"
 SERVICE = f"{PACKAGE}.SampleService"
 _F = descriptor_pb2.FieldDescriptorProto
+
+
+# What every proto built in a test imports: HTTP rules, field behaviours, authgate's options.
+TEST_PROTO_IMPORTS = (
+    "google/api/annotations.proto",
+    "google/api/field_behavior.proto",
+    "authgate/options/v1/options.proto",
+)
+
+
+def proto_file(name: str, package: str, *more_imports: str) -> descriptor_pb2.FileDescriptorProto:
+    """An empty proto3 file of that name and package, importing TEST_PROTO_IMPORTS and more."""
+    return descriptor_pb2.FileDescriptorProto(
+        name=name, package=package, syntax="proto3", dependency=[*TEST_PROTO_IMPORTS, *more_imports]
+    )
 
 
 def _field(
@@ -46,37 +62,48 @@ def _camel(name: str) -> str:
     return head + "".join(part.title() for part in rest)
 
 
-def _method(
+def add_rpc(
     service: descriptor_pb2.ServiceDescriptorProto,
     name: str,
     input_type: str,
     output_type: str,
     rule: http_pb2.HttpRule | None,
-    **options: Any,
+    *,
+    public: bool | None = None,
+    status: int | None = None,
+    roles: Sequence[str] = (),
+    rate_limit: str | None = None,
+    error_statuses: Sequence[int] = (),
 ) -> None:
+    """An RPC of the service (types fully qualified), with its HTTP rule and authgate options."""
     method = service.method.add(name=name, input_type=input_type, output_type=output_type)
     if rule is not None:
         method.options.Extensions[annotations_pb2.http].CopyFrom(rule)
     # The generated stubs type custom options loosely; set them untyped.
     extensions: Any = method.options.Extensions
-    if "public" in options:
-        extensions[options_pb2.public] = options["public"]
-    if "status" in options:
-        extensions[options_pb2.http_success_status] = options["status"]
+    if public is not None:
+        extensions[options_pb2.public] = public
+    if status is not None:
+        extensions[options_pb2.http_success_status] = status
+    extensions[options_pb2.required_roles].extend(roles)
+    if rate_limit is not None:
+        extensions[options_pb2.rate_limit] = rate_limit
+    extensions[options_pb2.http_error_statuses].extend(error_statuses)
+
+
+def service_of(file: descriptor_pb2.FileDescriptorProto, name: str) -> ServiceDescriptor:
+    """The service `name` (fully qualified) of the file, once the file is in the default pool."""
+    pool = descriptor_pool.Default()
+    pool.Add(file)
+    return pool.FindServiceByName(name)
 
 
 def _file() -> descriptor_pb2.FileDescriptorProto:
-    file = descriptor_pb2.FileDescriptorProto(
-        name="authgate/gatewaytest/v1/sample.proto",
-        package=PACKAGE,
-        syntax="proto3",
-        dependency=[
-            "google/api/annotations.proto",
-            "google/api/field_behavior.proto",
-            "google/protobuf/timestamp.proto",
-            "google/protobuf/empty.proto",
-            "authgate/options/v1/options.proto",
-        ],
+    file = proto_file(
+        "authgate/gatewaytest/v1/sample.proto",
+        PACKAGE,
+        "google/protobuf/timestamp.proto",
+        "google/protobuf/empty.proto",
     )
     t = f".{PACKAGE}."
     file.enum_type.add(name="Color").value.extend(
@@ -132,7 +159,7 @@ def _file() -> descriptor_pb2.FileDescriptorProto:
     _field(put_req, "thing", 2, _F.TYPE_MESSAGE, type_name=f"{t}Inner")
 
     service = file.service.add(name="SampleService")
-    _method(
+    add_rpc(
         service,
         "CreateEvery",
         f"{t}Every",
@@ -145,40 +172,38 @@ def _file() -> descriptor_pb2.FileDescriptorProto:
         public=True,
         status=201,
     )
-    _method(
+    add_rpc(
         service,
         "GetThing",
         f"{t}GetThingRequest",
         f"{t}Every",
         http_pb2.HttpRule(get="/v1/things/{thing_id}"),
     )
-    _method(
+    add_rpc(
         service,
         "GetBook",
         f"{t}GetBookRequest",
         ".google.protobuf.Empty",
         http_pb2.HttpRule(get="/v1/shelves/{shelf.name}/books/{book_id}"),
     )
-    _method(
+    add_rpc(
         service,
         "PutThing",
         f"{t}PutThingRequest",
         f"{t}Inner",
         http_pb2.HttpRule(put="/v1/things/{thing_id}", body="thing"),
     )
-    _method(
+    add_rpc(
         service,
         "UpdateThing",
         f"{t}GetThingRequest",
         f"{t}Every",
         http_pb2.HttpRule(patch="/v1/things/{thing_id}", body="*"),
     )
-    _method(service, "NotExposed", f"{t}Inner", f"{t}Inner", None)
+    add_rpc(service, "NotExposed", f"{t}Inner", f"{t}Inner", None)
     return file
 
 
 @functools.cache
 def sample_service() -> ServiceDescriptor:
-    pool = descriptor_pool.Default()
-    pool.Add(_file())
-    return pool.FindServiceByName(SERVICE)
+    return service_of(_file(), SERVICE)

@@ -15,6 +15,7 @@ from werkzeug.test import TestResponse
 from authgate_common.tokens import TokenSettings
 from tests.fixtures.gateway_fixtures import GatewayClientFactory
 from tests.gateway.fake_upstreams import FakeUpstreams, Recorder, start_fake_profile
+from tests.gateway.rest_contract import TOKEN_RESPONSE_FIELDS
 
 PROBLEM = "application/problem+json"
 PASSWORD = "correct horse battery"
@@ -59,13 +60,7 @@ def test_login_answers_tokens_that_must_not_be_cached(client: FlaskClient) -> No
     assert response.status_code == 200
     assert response.headers["Cache-Control"] == "no-store"
     body = response.get_json()
-    assert set(body) == {
-        "access_token",
-        "token_type",
-        "expires_in",
-        "refresh_token",
-        "refresh_expires_in",
-    }
+    assert set(body) == TOKEN_RESPONSE_FIELDS
     assert body["token_type"] == "Bearer"
     assert body["expires_in"] == 900
 
@@ -255,13 +250,10 @@ def test_a_request_id_is_made_when_none_is_sent(client: FlaskClient, fakes: Fake
 
 
 def test_every_call_carries_the_configured_deadline(
-    gateway_client_factory: GatewayClientFactory,
-    token_settings: TokenSettings,
+    fakes_client_factory: GatewayClientFactory,
     fakes: FakeUpstreams,
 ) -> None:
-    client = gateway_client_factory(
-        fakes.auth_target, fakes.profile_target, token_settings, grpc_timeout_seconds=2.0
-    )
+    client = fakes_client_factory(grpc_timeout_seconds=2.0)
     client.get("/.well-known/jwks.json")
     remaining = fakes.auth_calls.last("GetJwks").time_remaining
     assert remaining is not None
@@ -270,8 +262,7 @@ def test_every_call_carries_the_configured_deadline(
 
 @pytest.mark.serial
 def test_a_slow_upstream_is_504_within_the_deadline(
-    gateway_client_factory: GatewayClientFactory,
-    token_settings: TokenSettings,
+    fakes_client_factory: GatewayClientFactory,
     fakes: FakeUpstreams,
 ) -> None:
     def slow(request: Any, context: grpc.ServicerContext) -> Any:
@@ -279,9 +270,7 @@ def test_a_slow_upstream_is_504_within_the_deadline(
         context.abort(grpc.StatusCode.INTERNAL, "too late")
 
     fakes.profile_calls.overrides["GetProfile"] = slow
-    client = gateway_client_factory(
-        fakes.auth_target, fakes.profile_target, token_settings, grpc_timeout_seconds=0.3
-    )
+    client = fakes_client_factory(grpc_timeout_seconds=0.3)
     started = time.monotonic()
     response = client.get("/v1/profile", headers=bearer(fakes.minter.mint("u")))
     assert_problem(response, 504)
@@ -373,26 +362,20 @@ def test_a_body_that_is_not_declared_json_is_415(
 
 
 def test_a_body_over_the_limit_is_413(
-    gateway_client_factory: GatewayClientFactory,
-    token_settings: TokenSettings,
+    fakes_client_factory: GatewayClientFactory,
     fakes: FakeUpstreams,
 ) -> None:
-    client = gateway_client_factory(
-        fakes.auth_target, fakes.profile_target, token_settings, max_body_bytes=100
-    )
+    client = fakes_client_factory(max_body_bytes=100)
     response = client.post("/v1/auth/login", json={"username": "a", "password": "p" * 200})
     assert assert_problem(response, 413)["detail"] == "the request body is larger than 100 bytes"
     assert fakes.auth_calls.calls == []
 
 
 def test_a_chunked_body_over_the_limit_is_413(
-    gateway_client_factory: GatewayClientFactory,
-    token_settings: TokenSettings,
+    fakes_client_factory: GatewayClientFactory,
     fakes: FakeUpstreams,
 ) -> None:
-    client = gateway_client_factory(
-        fakes.auth_target, fakes.profile_target, token_settings, max_body_bytes=100
-    )
+    client = fakes_client_factory(max_body_bytes=100)
     body = json.dumps({"username": "a", "password": "p" * 200}).encode()
     response = client.post(
         "/v1/auth/login",
@@ -406,14 +389,10 @@ def test_a_chunked_body_over_the_limit_is_413(
 
 
 def test_a_body_of_exactly_the_limit_is_read(
-    gateway_client_factory: GatewayClientFactory,
-    token_settings: TokenSettings,
-    fakes: FakeUpstreams,
+    fakes_client_factory: GatewayClientFactory,
 ) -> None:
     body = json.dumps({"username": "alice", "password": PASSWORD}).encode()
-    client = gateway_client_factory(
-        fakes.auth_target, fakes.profile_target, token_settings, max_body_bytes=len(body)
-    )
+    client = fakes_client_factory(max_body_bytes=len(body))
     response = client.post("/v1/auth/register", data=body, content_type="application/json")
     assert response.status_code == 201
 

@@ -9,42 +9,23 @@ from typing import Any
 
 import pytest
 from authgate.options.v1 import options_pb2
-from google.api import annotations_pb2, field_behavior_pb2, http_pb2
-from google.protobuf import descriptor_pb2, descriptor_pool
+from google.api import field_behavior_pb2, http_pb2
+from google.protobuf import descriptor_pb2
 from google.protobuf.descriptor import ServiceDescriptor
 
 from gateway.openapi import build_document
 from gateway.proto_comments import ProtoComments
 from gateway.rate_limits import route_limits
 from gateway.routes import Route, RouteError, build_routes, fronted_services, route_table
+from tests.gateway.sample_proto import add_rpc, proto_file, service_of
 
 PACKAGE = "authgate.gatewaytest.roles.v1"
 _F = descriptor_pb2.FieldDescriptorProto
 
 
-def _method_options(method: descriptor_pb2.MethodDescriptorProto, **options: Any) -> None:
-    # The generated stubs type custom options loosely; set them untyped.
-    extensions: Any = method.options.Extensions
-    for role in options.get("roles", ()):
-        extensions[options_pb2.required_roles].append(role)
-    if "public" in options:
-        extensions[options_pb2.public] = options["public"]
-    if "rate_limit" in options:
-        extensions[options_pb2.rate_limit] = options["rate_limit"]
-
-
 @functools.cache
 def roles_service() -> ServiceDescriptor:
-    file = descriptor_pb2.FileDescriptorProto(
-        name="authgate/gatewaytest/roles/v1/roles.proto",
-        package=PACKAGE,
-        syntax="proto3",
-        dependency=[
-            "google/api/annotations.proto",
-            "google/api/field_behavior.proto",
-            "authgate/options/v1/options.proto",
-        ],
-    )
+    file = proto_file("authgate/gatewaytest/roles/v1/roles.proto", PACKAGE)
     request = file.message_type.add(name="ListThingsRequest")
     prefix = request.field.add(name="name_prefix", number=1, type=_F.TYPE_STRING)
     prefix.label = _F.LABEL_OPTIONAL
@@ -60,24 +41,23 @@ def roles_service() -> ServiceDescriptor:
         options_pb2.FieldRules(min_length=2, max_length=10, text=options_pb2.TEXT_KIND_SINGLE_LINE)
     )
     service = file.service.add(name="ThingAdminService")
-    listing = service.method.add(
-        name="ListThings",
-        input_type=f".{PACKAGE}.ListThingsRequest",
-        output_type=f".{PACKAGE}.CreateThingRequest",
+    add_rpc(
+        service,
+        "ListThings",
+        f".{PACKAGE}.ListThingsRequest",
+        f".{PACKAGE}.CreateThingRequest",
+        http_pb2.HttpRule(get="/v1/things"),
+        roles=["admin", "auditor"],
+        rate_limit="5/minute",
     )
-    listing.options.Extensions[annotations_pb2.http].CopyFrom(http_pb2.HttpRule(get="/v1/things"))
-    _method_options(listing, roles=["admin", "auditor"], rate_limit="5/minute")
-    creating = service.method.add(
-        name="CreateThing",
-        input_type=f".{PACKAGE}.CreateThingRequest",
-        output_type=f".{PACKAGE}.CreateThingRequest",
+    add_rpc(
+        service,
+        "CreateThing",
+        f".{PACKAGE}.CreateThingRequest",
+        f".{PACKAGE}.CreateThingRequest",
+        http_pb2.HttpRule(post="/v1/things", body="*"),
     )
-    creating.options.Extensions[annotations_pb2.http].CopyFrom(
-        http_pb2.HttpRule(post="/v1/things", body="*")
-    )
-    pool = descriptor_pool.Default()
-    pool.Add(file)
-    return pool.FindServiceByName(f"{PACKAGE}.ThingAdminService")
+    return service_of(file, f"{PACKAGE}.ThingAdminService")
 
 
 def _routes() -> dict[str, Route]:
@@ -118,24 +98,21 @@ def test_query_fields_are_the_scalar_fields_outside_body_and_path() -> None:
 
 
 def test_a_public_rpc_that_requires_roles_fails_at_start() -> None:
-    file = descriptor_pb2.FileDescriptorProto(
-        name="authgate/gatewaytest/roles/bad.proto",
-        package="authgate.gatewaytest.roles.bad",
-        syntax="proto3",
-        dependency=["google/api/annotations.proto", "authgate/options/v1/options.proto"],
-    )
+    package = "authgate.gatewaytest.roles.bad"
+    file = proto_file("authgate/gatewaytest/roles/bad.proto", package)
     file.message_type.add(name="Req")
-    method = file.service.add(name="Bad").method.add(
-        name="Call",
-        input_type=".authgate.gatewaytest.roles.bad.Req",
-        output_type=".authgate.gatewaytest.roles.bad.Req",
+    add_rpc(
+        file.service.add(name="Bad"),
+        "Call",
+        f".{package}.Req",
+        f".{package}.Req",
+        http_pb2.HttpRule(get="/v1/bad"),
+        roles=["admin"],
+        public=True,
     )
-    method.options.Extensions[annotations_pb2.http].CopyFrom(http_pb2.HttpRule(get="/v1/bad"))
-    _method_options(method, roles=["admin"], public=True)
-    pool = descriptor_pool.Default()
-    pool.Add(file)
+    service = service_of(file, f"{package}.Bad")
     with pytest.raises(RouteError, match="public RPC cannot require roles"):
-        build_routes({pool.FindServiceByName("authgate.gatewaytest.roles.bad.Bad"): "x"})
+        build_routes({service: "x"})
 
 
 def test_the_openapi_operation_names_the_required_roles() -> None:
@@ -232,12 +209,7 @@ def test_python_m_gateway_routes_prints_the_gateways_route_table() -> None:
 
 def test_field_rules_that_cannot_be_enforced_fail_at_start() -> None:
     package = "authgate.gatewaytest.roles.badrules"
-    file = descriptor_pb2.FileDescriptorProto(
-        name="authgate/gatewaytest/roles/badrules.proto",
-        package=package,
-        syntax="proto3",
-        dependency=["google/api/annotations.proto", "authgate/options/v1/options.proto"],
-    )
+    file = proto_file("authgate/gatewaytest/roles/badrules.proto", package)
     inner = file.message_type.add(name="Inner")
     count = inner.field.add(name="count", number=1, type=_F.TYPE_INT32, label=_F.LABEL_OPTIONAL)
     extensions: Any = count.options.Extensions
@@ -250,13 +222,8 @@ def test_field_rules_that_cannot_be_enforced_fail_at_start() -> None:
         type_name=f".{package}.Inner",
         label=_F.LABEL_OPTIONAL,
     )
-    method = file.service.add(name="Bad").method.add(
-        name="Call", input_type=f".{package}.Req", output_type=f".{package}.Req"
-    )
-    method.options.Extensions[annotations_pb2.http].CopyFrom(
-        http_pb2.HttpRule(post="/v1/bad-rules", body="*")
-    )
-    pool = descriptor_pool.Default()
-    pool.Add(file)
+    rule = http_pb2.HttpRule(post="/v1/bad-rules", body="*")
+    add_rpc(file.service.add(name="Bad"), "Call", f".{package}.Req", f".{package}.Req", rule)
+    service = service_of(file, f"{package}.Bad")
     with pytest.raises(RouteError, match="field_rules apply to string fields only"):
-        build_routes({pool.FindServiceByName(f"{package}.Bad"): "x"})
+        build_routes({service: "x"})

@@ -7,10 +7,9 @@ import re
 from typing import Any
 
 import pytest
-from authgate.options.v1 import options_pb2
 from flask.testing import FlaskClient
-from google.api import annotations_pb2, field_behavior_pb2, http_pb2
-from google.protobuf import descriptor_pb2, descriptor_pool
+from google.api import field_behavior_pb2, http_pb2
+from google.protobuf import descriptor_pb2
 from google.protobuf.descriptor import ServiceDescriptor
 from openapi_spec_validator import validate
 
@@ -20,7 +19,7 @@ from gateway.proto_comments import ProtoComments, load_proto_comments
 from gateway.routes import Route, build_routes, fronted_services
 from tests.fixtures.gateway_fixtures import GatewayClientFactory
 from tests.gateway.rest_contract import OPERATIONAL_ROUTES, RPC_ROUTES
-from tests.gateway.sample_proto import sample_service
+from tests.gateway.sample_proto import add_rpc, proto_file, sample_service, service_of
 
 # Nothing listens there: these tests never reach an upstream.
 NOWHERE = "127.0.0.1:1"
@@ -224,16 +223,7 @@ ADDED_PACKAGE = "authgate.openapitest.v1"
 @functools.cache
 def added_file() -> descriptor_pb2.FileDescriptorProto:
     """A proto with comments, as protoc with --include_source_info would describe it."""
-    file = descriptor_pb2.FileDescriptorProto(
-        name="authgate/openapitest/v1/added.proto",
-        package=ADDED_PACKAGE,
-        syntax="proto3",
-        dependency=[
-            "google/api/annotations.proto",
-            "google/api/field_behavior.proto",
-            "authgate/options/v1/options.proto",
-        ],
-    )
+    file = proto_file("authgate/openapitest/v1/added.proto", ADDED_PACKAGE)
     request = file.message_type.add(name="EchoRequest")
     text = request.field.add(
         name="text", number=1, type=descriptor_pb2.FieldDescriptorProto.TYPE_STRING
@@ -242,18 +232,15 @@ def added_file() -> descriptor_pb2.FileDescriptorProto:
     text.options.Extensions[field_behavior_pb2.field_behavior].append(field_behavior_pb2.REQUIRED)
     reply = file.message_type.add(name="EchoReply")
     reply.field.add(name="text", number=1, type=descriptor_pb2.FieldDescriptorProto.TYPE_STRING)
-    service = file.service.add(name="EchoService")
-    method = service.method.add(
-        name="Echo",
-        input_type=f".{ADDED_PACKAGE}.EchoRequest",
-        output_type=f".{ADDED_PACKAGE}.EchoReply",
+    add_rpc(
+        file.service.add(name="EchoService"),
+        "Echo",
+        f".{ADDED_PACKAGE}.EchoRequest",
+        f".{ADDED_PACKAGE}.EchoReply",
+        http_pb2.HttpRule(post="/v1/echo", body="*"),
+        public=True,
+        error_statuses=[429],
     )
-    method.options.Extensions[annotations_pb2.http].CopyFrom(
-        http_pb2.HttpRule(post="/v1/echo", body="*")
-    )
-    extensions: Any = method.options.Extensions
-    extensions[options_pb2.public] = True
-    extensions[options_pb2.http_error_statuses].append(429)
     locations = file.source_code_info.location
     locations.add(
         path=[6, 0, 2, 0], leading_comments=" Answers with the text it is sent.\n More.\n"
@@ -264,9 +251,7 @@ def added_file() -> descriptor_pb2.FileDescriptorProto:
 
 @functools.cache
 def added_service() -> ServiceDescriptor:
-    pool = descriptor_pool.Default()
-    pool.Add(added_file())
-    return pool.FindServiceByName(f"{ADDED_PACKAGE}.EchoService")
+    return service_of(added_file(), f"{ADDED_PACKAGE}.EchoService")
 
 
 def test_an_annotated_rpc_added_to_a_proto_is_documented_with_no_other_code() -> None:

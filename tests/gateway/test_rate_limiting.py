@@ -8,14 +8,13 @@ from __future__ import annotations
 
 import logging
 import socket
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
 from flask.testing import FlaskClient
 from werkzeug.test import TestResponse
 
-from authgate_common.tokens import TokenSettings
 from gateway.rate_limiter import RateLimiter
 from gateway.rate_limits import RateLimitSettings, parse_rate_limit
 from tests.fixtures.gateway_fixtures import GatewayClientFactory
@@ -75,18 +74,20 @@ def test_the_login_past_the_limit_is_429_while_another_address_still_logs_in(
 # --- against the fake upstreams ---------------------------------------------------------------
 
 
-def make_client(
-    fakes: FakeUpstreams,
-    token_settings: TokenSettings,
-    gateway_client_factory: GatewayClientFactory,
-    *,
-    login_limit: str | None = None,
-    **config: Any,
-) -> FlaskClient:
-    """A gateway in front of the fakes; login_limit overrides Login's limit, in memory."""
-    if login_limit is not None:
-        config["rate_limits"] = RateLimitSettings(overrides=(("Login", login_limit),))
-    return gateway_client_factory(fakes.auth_target, fakes.profile_target, token_settings, **config)
+LimitedClient = Callable[..., FlaskClient]
+
+
+@pytest.fixture
+def limited_client(fakes_client_factory: GatewayClientFactory) -> LimitedClient:
+    """limited_client(login_limit=None, **config) -> a gateway in front of the fakes;
+    login_limit overrides Login's limit, in memory."""
+
+    def make(*, login_limit: str | None = None, **config: Any) -> FlaskClient:
+        if login_limit is not None:
+            config["rate_limits"] = RateLimitSettings(overrides=(("Login", login_limit),))
+        return fakes_client_factory(**config)
+
+    return make
 
 
 def logins_received(fakes: FakeUpstreams) -> int:
@@ -101,21 +102,18 @@ def register_alice(fakes: FakeUpstreams, client: FlaskClient) -> None:
 @pytest.mark.usefixtures("register_alice")
 def test_a_refused_request_never_reaches_the_upstream(
     fakes: FakeUpstreams,
-    token_settings: TokenSettings,
-    gateway_client_factory: GatewayClientFactory,
+    limited_client: LimitedClient,
 ) -> None:
-    client = make_client(fakes, token_settings, gateway_client_factory, login_limit="2/minute")
+    client = limited_client(login_limit="2/minute")
     assert [login(client, CLIENT_A).status_code for _ in range(2)] == [200, 200]
     assert_rate_limited(login(client, CLIENT_A))
     assert logins_received(fakes) == 2
 
 
 def test_a_spoofed_forwarded_for_does_not_escape_the_limit_without_trusted_proxies(
-    fakes: FakeUpstreams,
-    token_settings: TokenSettings,
-    gateway_client_factory: GatewayClientFactory,
+    limited_client: LimitedClient,
 ) -> None:
-    client = make_client(fakes, token_settings, gateway_client_factory, login_limit="2/minute")
+    client = limited_client(login_limit="2/minute")
     statuses = [
         login(client, CLIENT_A, **{"X-Forwarded-For": f"203.0.113.{n}"}).status_code
         for n in range(3)
@@ -125,17 +123,9 @@ def test_a_spoofed_forwarded_for_does_not_escape_the_limit_without_trusted_proxi
 
 
 def test_behind_one_trusted_proxy_each_forwarded_client_has_its_own_limit(
-    fakes: FakeUpstreams,
-    token_settings: TokenSettings,
-    gateway_client_factory: GatewayClientFactory,
+    limited_client: LimitedClient,
 ) -> None:
-    client = make_client(
-        fakes,
-        token_settings,
-        gateway_client_factory,
-        login_limit="1/minute",
-        trusted_proxy_count=1,
-    )
+    client = limited_client(login_limit="1/minute", trusted_proxy_count=1)
     proxy = "10.0.0.1"
     assert login(client, proxy, **{"X-Forwarded-For": "203.0.113.1"}).status_code != 429
     assert_rate_limited(login(client, proxy, **{"X-Forwarded-For": "203.0.113.1"}))
@@ -145,28 +135,16 @@ def test_behind_one_trusted_proxy_each_forwarded_client_has_its_own_limit(
 
 
 def test_a_malformed_forwarded_for_behind_a_trusted_proxy_counts_against_the_proxy(
-    fakes: FakeUpstreams,
-    token_settings: TokenSettings,
-    gateway_client_factory: GatewayClientFactory,
+    limited_client: LimitedClient,
 ) -> None:
-    client = make_client(
-        fakes,
-        token_settings,
-        gateway_client_factory,
-        login_limit="1/minute",
-        trusted_proxy_count=1,
-    )
+    client = limited_client(login_limit="1/minute", trusted_proxy_count=1)
     assert login(client, "10.0.0.1", **{"X-Forwarded-For": "garbage"}).status_code != 429
     assert_rate_limited(login(client, "10.0.0.1", **{"X-Forwarded-For": "more garbage"}))
     assert_rate_limited(login(client, "10.0.0.1"))
 
 
-def test_each_rpc_counts_separately(
-    fakes: FakeUpstreams,
-    token_settings: TokenSettings,
-    gateway_client_factory: GatewayClientFactory,
-) -> None:
-    client = make_client(fakes, token_settings, gateway_client_factory, login_limit="1/minute")
+def test_each_rpc_counts_separately(limited_client: LimitedClient) -> None:
+    client = limited_client(login_limit="1/minute")
     login(client, CLIENT_A)
     assert_rate_limited(login(client, CLIENT_A))
     registered = client.post(
@@ -177,12 +155,8 @@ def test_each_rpc_counts_separately(
     assert registered.status_code == 201
 
 
-def test_invalid_requests_count_against_the_limit(
-    fakes: FakeUpstreams,
-    token_settings: TokenSettings,
-    gateway_client_factory: GatewayClientFactory,
-) -> None:
-    client = make_client(fakes, token_settings, gateway_client_factory, login_limit="2/minute")
+def test_invalid_requests_count_against_the_limit(limited_client: LimitedClient) -> None:
+    client = limited_client(login_limit="2/minute")
     for _ in range(2):
         bad = client.post(LOGIN, data=b"not json", **from_address(CLIENT_A))
         assert bad.status_code == 415
@@ -215,23 +189,13 @@ def test_routes_without_a_limit_are_never_429(client: FlaskClient) -> None:
     assert statuses == {200}
 
 
-def test_rate_limits_can_be_switched_off(
-    fakes: FakeUpstreams,
-    token_settings: TokenSettings,
-    gateway_client_factory: GatewayClientFactory,
-) -> None:
-    client = make_client(
-        fakes, token_settings, gateway_client_factory, rate_limits=RateLimitSettings(enabled=False)
-    )
+def test_rate_limits_can_be_switched_off(limited_client: LimitedClient) -> None:
+    client = limited_client(rate_limits=RateLimitSettings(enabled=False))
     assert 429 not in {login(client, CLIENT_A).status_code for _ in range(15)}
 
 
-def test_an_override_can_switch_one_rpc_off(
-    fakes: FakeUpstreams,
-    token_settings: TokenSettings,
-    gateway_client_factory: GatewayClientFactory,
-) -> None:
-    client = make_client(fakes, token_settings, gateway_client_factory, login_limit="off")
+def test_an_override_can_switch_one_rpc_off(limited_client: LimitedClient) -> None:
+    client = limited_client(login_limit="off")
     assert 429 not in {login(client, CLIENT_A).status_code for _ in range(15)}
 
 
@@ -245,15 +209,13 @@ def redis_settings(redis_url: str, key_prefix: str, login_limit: str) -> RateLim
 
 
 def test_two_gateway_instances_share_the_limit_through_redis(
-    fakes: FakeUpstreams,
-    token_settings: TokenSettings,
-    gateway_client_factory: GatewayClientFactory,
+    limited_client: LimitedClient,
     redis_url: str,
     rate_limit_key_prefix: str,
 ) -> None:
     settings = redis_settings(redis_url, rate_limit_key_prefix, "2/minute")
-    first = make_client(fakes, token_settings, gateway_client_factory, rate_limits=settings)
-    second = make_client(fakes, token_settings, gateway_client_factory, rate_limits=settings)
+    first = limited_client(rate_limits=settings)
+    second = limited_client(rate_limits=settings)
 
     assert login(first, CLIENT_A).status_code != 429
     assert login(second, CLIENT_A).status_code != 429
@@ -263,16 +225,14 @@ def test_two_gateway_instances_share_the_limit_through_redis(
 
 
 def test_deployments_with_different_key_prefixes_count_separately(
-    fakes: FakeUpstreams,
-    token_settings: TokenSettings,
-    gateway_client_factory: GatewayClientFactory,
+    limited_client: LimitedClient,
     redis_url: str,
     rate_limit_key_prefix: str,
 ) -> None:
     blue = redis_settings(redis_url, rate_limit_key_prefix, "1/minute")
     green = redis_settings(redis_url, f"{rate_limit_key_prefix}-green", "1/minute")
-    blue_client = make_client(fakes, token_settings, gateway_client_factory, rate_limits=blue)
-    green_client = make_client(fakes, token_settings, gateway_client_factory, rate_limits=green)
+    blue_client = limited_client(rate_limits=blue)
+    green_client = limited_client(rate_limits=green)
     login(blue_client, CLIENT_A)
     assert_rate_limited(login(blue_client, CLIENT_A))
     assert login(green_client, CLIENT_A).status_code != 429
@@ -301,9 +261,7 @@ def silent_port() -> Iterator[int]:
 @pytest.mark.usefixtures("register_alice")
 @pytest.mark.parametrize("port_fixture", ["refusing_port", "silent_port"])
 def test_an_unusable_storage_fails_open_with_one_warning(
-    fakes: FakeUpstreams,
-    token_settings: TokenSettings,
-    gateway_client_factory: GatewayClientFactory,
+    limited_client: LimitedClient,
     caplog: pytest.LogCaptureFixture,
     request: pytest.FixtureRequest,
     port_fixture: str,
@@ -312,7 +270,7 @@ def test_an_unusable_storage_fails_open_with_one_warning(
     settings = RateLimitSettings(
         storage_uri=f"redis://127.0.0.1:{port}/0", overrides=(("Login", "1/minute"),)
     )
-    client = make_client(fakes, token_settings, gateway_client_factory, rate_limits=settings)
+    client = limited_client(rate_limits=settings)
     with caplog.at_level(logging.WARNING, logger="gateway.rate_limiter"):
         statuses = [login(client, CLIENT_A).status_code for _ in range(3)]
     assert statuses == [200, 200, 200]
@@ -323,15 +281,13 @@ def test_an_unusable_storage_fails_open_with_one_warning(
 
 @pytest.mark.usefixtures("register_alice")
 def test_failing_open_is_counted_in_a_metric(
-    fakes: FakeUpstreams,
-    token_settings: TokenSettings,
-    gateway_client_factory: GatewayClientFactory,
+    limited_client: LimitedClient,
     refusing_port: int,
 ) -> None:
     settings = RateLimitSettings(
         storage_uri=f"redis://127.0.0.1:{refusing_port}/0", overrides=(("Login", "1/minute"),)
     )
-    client = make_client(fakes, token_settings, gateway_client_factory, rate_limits=settings)
+    client = limited_client(rate_limits=settings)
     assert [login(client, CLIENT_A).status_code for _ in range(2)] == [200, 200]
     metrics = client.get("/metrics").get_data(as_text=True)
     # One failure, then the backoff: requests are served unlimited without retrying.

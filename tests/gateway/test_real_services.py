@@ -5,6 +5,8 @@ from __future__ import annotations
 from flask.testing import FlaskClient
 from werkzeug.test import TestResponse
 
+from tests.fixtures.services_fixtures import bearer, login
+
 PASSWORD = "correct horse battery staple"
 PROBLEM = "application/problem+json"
 
@@ -15,10 +17,12 @@ def test_register_login_read_and_update_the_profile(stack_client: FlaskClient) -
         json={"username": "alice", "password": PASSWORD, "display_name": "Alice"},
     )
     assert registered.status_code == 201, registered.get_data(as_text=True)
-    login = stack_client.post("/v1/auth/login", json={"username": "alice", "password": PASSWORD})
-    assert login.status_code == 200, login.get_data(as_text=True)
-    assert login.headers["Cache-Control"] == "no-store"
-    headers = {"Authorization": f"Bearer {login.get_json()['access_token']}"}
+    logged_in = stack_client.post(
+        "/v1/auth/login", json={"username": "alice", "password": PASSWORD}
+    )
+    assert logged_in.status_code == 200, logged_in.get_data(as_text=True)
+    assert logged_in.headers["Cache-Control"] == "no-store"
+    headers = {"Authorization": f"Bearer {logged_in.get_json()['access_token']}"}
 
     profile = stack_client.get("/v1/profile", headers=headers)
     assert profile.status_code == 200, profile.get_data(as_text=True)
@@ -67,10 +71,7 @@ def test_a_display_name_posing_as_another_is_refused_at_register_and_update(
     )
     assert _problem_detail(refused, 400).startswith("display_name must be")
 
-    credentials = {"username": "mallory", "password": PASSWORD}
-    assert stack_client.post("/v1/auth/register", json=credentials).status_code == 201
-    login = stack_client.post("/v1/auth/login", json=credentials)
-    headers = {"Authorization": f"Bearer {login.get_json()['access_token']}"}
+    headers = bearer(login(stack_client, "mallory"))
     updated = stack_client.patch(
         "/v1/profile", json={"display_name": SPOOFED_NAME}, headers=headers
     )
@@ -86,10 +87,7 @@ def test_a_username_shorter_than_the_declared_minimum_is_a_400(stack_client: Fla
 def test_a_control_character_in_the_bio_is_a_400_and_newlines_are_kept(
     stack_client: FlaskClient,
 ) -> None:
-    credentials = {"username": "bob", "password": PASSWORD}
-    assert stack_client.post("/v1/auth/register", json=credentials).status_code == 201
-    login = stack_client.post("/v1/auth/login", json=credentials)
-    headers = {"Authorization": f"Bearer {login.get_json()['access_token']}"}
+    headers = bearer(login(stack_client, "bob"))
 
     refused = stack_client.patch("/v1/profile", json={"bio": "bell\x07"}, headers=headers)
     assert _problem_detail(refused, 400).startswith("bio must be")

@@ -3,19 +3,14 @@ checked as whole role names against the verified token, answered 403 insufficien
 
 from __future__ import annotations
 
-from typing import Any
-
 import pytest
-from authgate.options.v1 import options_pb2
-from google.api import annotations_pb2, http_pb2
-from google.protobuf import descriptor_pb2, descriptor_pool
 
 from authgate_common.authorization import required_roles
 from authgate_common.jwks import JwksCache
 from authgate_common.tokens import TokenSettings, TokenVerifier
 from gateway.auth import Authenticator
 from gateway.errors import Problem
-from gateway.routes import RouteError, build_routes, fronted_services, route_table
+from gateway.routes import build_routes, fronted_services, route_table
 from tests.token_factory import TokenFactory
 
 
@@ -30,31 +25,6 @@ def test_every_admin_route_requires_admin_and_no_other_route_requires_a_role() -
 def test_a_path_the_descriptors_do_not_know_requires_nothing() -> None:
     assert required_roles("/no.such.Service/Call") == ()
     assert required_roles("garbage") == ()
-
-
-def test_a_public_rpc_that_requires_roles_fails_at_start() -> None:
-    file = descriptor_pb2.FileDescriptorProto(
-        name="authgate/gatewaytest/roles/public_roles.proto",
-        package="authgate.gatewaytest.roles",
-        syntax="proto3",
-        dependency=["google/api/annotations.proto", "authgate/options/v1/options.proto"],
-    )
-    file.message_type.add(name="Req")
-    method = file.service.add(name="Contradiction").method.add(
-        name="Call",
-        input_type=".authgate.gatewaytest.roles.Req",
-        output_type=".authgate.gatewaytest.roles.Req",
-    )
-    method.options.Extensions[annotations_pb2.http].CopyFrom(http_pb2.HttpRule(get="/v1/both"))
-    extensions: Any = method.options.Extensions
-    extensions[options_pb2.public] = True
-    extensions[options_pb2.required_roles].append("admin")
-    pool = descriptor_pool.Default()
-    pool.Add(file)
-    service = pool.FindServiceByName("authgate.gatewaytest.roles.Contradiction")
-
-    with pytest.raises(RouteError, match="public RPC cannot require roles"):
-        build_routes({service: "x"})
 
 
 @pytest.fixture

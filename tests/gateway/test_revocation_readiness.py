@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import dataclass
 
 import pytest
 from flask.testing import FlaskClient
@@ -59,88 +60,96 @@ def test_without_a_feed_readyz_is_503_and_tokens_are_503(
     assert response.status_code == 503
 
 
-def test_with_the_feed_readyz_is_200(
-    fakes: FakeUpstreams,
-    token_settings: TokenSettings,
-    gateway_client_factory: GatewayClientFactory,
-) -> None:
-    client = gateway_client_factory(fakes.auth_target, fakes.profile_target, token_settings)
-
+def test_with_the_feed_readyz_is_200(client: FlaskClient) -> None:
     assert client.get("/readyz").status_code == 200
 
 
-def test_a_feed_that_went_silent_is_trusted_up_to_the_bound_then_readyz_and_tokens_503(
-    token_settings: TokenSettings, gateway_client_factory: GatewayClientFactory
-) -> None:
-    # The auth service stays SERVING; only its feed is silent (e.g. its database is away).
+@dataclass(frozen=True)
+class OwnUpstreams:
+    """Fake upstreams of the test's own, whose revocation feed it can silence."""
+
+    minter: TokenMinter
+    feed: FakeRevocationService
+    auth_target: str
+    profile_target: str
+
+
+@pytest.fixture
+def own_upstreams(token_settings: TokenSettings) -> Iterator[OwnUpstreams]:
     minter = TokenMinter(token_settings)
     feed = FakeRevocationService([minter.kid])
     auth, _ = start_fake_auth(minter, Recorder(), feed)
     profile, _ = start_fake_profile(Recorder())
+    yield OwnUpstreams(minter, feed, f"127.0.0.1:{auth.port}", f"127.0.0.1:{profile.port}")
+    auth.stop(0)
+    profile.stop(0)
+
+
+def test_a_feed_that_went_silent_is_trusted_up_to_the_bound_then_readyz_and_tokens_503(
+    own_upstreams: OwnUpstreams,
+    token_settings: TokenSettings,
+    gateway_client_factory: GatewayClientFactory,
+) -> None:
+    # The auth service stays SERVING; only its feed is silent (e.g. its database is away).
     bound = RevocationSettings(max_staleness_seconds=30.0)
-    try:
-        client = gateway_client_factory(
-            f"127.0.0.1:{auth.port}", f"127.0.0.1:{profile.port}", token_settings, revocation=bound
-        )
-        subscriber = client.application.extensions[EXTENSION]["revocations"]
-        clock = ManualClock()
-        subscriber.revocations = RevocationSet(bound, clock=clock)  # before its first use
-        token = {"Authorization": f"Bearer {minter.mint('user-1')}"}
-        assert client.get("/readyz").status_code == 200
-        assert client.get("/v1/profile", headers=token).status_code == 200
-        assert _gauge(client, "connected") == 1
-        feed.silent.set()
+    feed = own_upstreams.feed
+    client = gateway_client_factory(
+        own_upstreams.auth_target,
+        own_upstreams.profile_target,
+        token_settings,
+        revocation=bound,
+    )
+    subscriber = client.application.extensions[EXTENSION]["revocations"]
+    clock = ManualClock()
+    subscriber.revocations = RevocationSet(bound, clock=clock)  # before its first use
+    token = {"Authorization": f"Bearer {own_upstreams.minter.mint('user-1')}"}
+    assert client.get("/readyz").status_code == 200
+    assert client.get("/v1/profile", headers=token).status_code == 200
+    assert _gauge(client, "connected") == 1
+    feed.silent.set()
 
-        clock.now += 29.0  # within the bound: nothing changes for clients
-        wait_until(lambda: _gauge(client, "lag_seconds") >= 29.0, what="the lag reported")
-        assert client.get("/readyz").status_code == 200
-        assert client.get("/v1/profile", headers=token).status_code == 200
+    clock.now += 29.0  # within the bound: nothing changes for clients
+    wait_until(lambda: _gauge(client, "lag_seconds") >= 29.0, what="the lag reported")
+    assert client.get("/readyz").status_code == 200
+    assert client.get("/v1/profile", headers=token).status_code == 200
 
-        clock.now += 2.0  # past it: not ready, and every token refused as unavailable
-        wait_until(lambda: _gauge(client, "lag_seconds") > 30.0, what="the lag past the bound")
-        ready = client.get("/readyz")
-        assert ready.status_code == 503
-        assert "revocation feed" in ready.get_json()["detail"]
-        refused = client.get("/v1/profile", headers=token)
-        assert refused.status_code == 503
-        assert refused.headers["Content-Type"] == "application/problem+json"
+    clock.now += 2.0  # past it: not ready, and every token refused as unavailable
+    wait_until(lambda: _gauge(client, "lag_seconds") > 30.0, what="the lag past the bound")
+    ready = client.get("/readyz")
+    assert ready.status_code == 503
+    assert "revocation feed" in ready.get_json()["detail"]
+    refused = client.get("/v1/profile", headers=token)
+    assert refused.status_code == 503
+    assert refused.headers["Content-Type"] == "application/problem+json"
 
-        feed.silent.clear()  # back: ready again, tokens accepted
-        wait_until(lambda: client.get("/readyz").status_code == 200, what="ready again")
-        assert client.get("/v1/profile", headers=token).status_code == 200
-        assert _gauge(client, "lag_seconds") < 30.0
-    finally:
-        auth.stop(0)
-        profile.stop(0)
+    feed.silent.clear()  # back: ready again, tokens accepted
+    wait_until(lambda: client.get("/readyz").status_code == 200, what="ready again")
+    assert client.get("/v1/profile", headers=token).status_code == 200
+    assert _gauge(client, "lag_seconds") < 30.0
 
 
 @pytest.mark.serial
 def test_a_silent_stream_is_dropped_and_opened_again_before_the_bound(
-    token_settings: TokenSettings, gateway_client_factory: GatewayClientFactory
+    own_upstreams: OwnUpstreams,
+    token_settings: TokenSettings,
+    gateway_client_factory: GatewayClientFactory,
 ) -> None:
-    minter = TokenMinter(token_settings)
-    feed = FakeRevocationService([minter.kid])
-    auth, _ = start_fake_auth(minter, Recorder(), feed)
-    profile, _ = start_fake_profile(Recorder())
-    try:
-        client = gateway_client_factory(
-            f"127.0.0.1:{auth.port}",
-            f"127.0.0.1:{profile.port}",
-            token_settings,
-            revocation=RevocationSettings(max_staleness_seconds=4.0),
-        )
-        assert client.get("/readyz").status_code == 200
-        assert feed.streams == 1
-        feed.silent.set()
+    client = gateway_client_factory(
+        own_upstreams.auth_target,
+        own_upstreams.profile_target,
+        token_settings,
+        revocation=RevocationSettings(max_staleness_seconds=4.0),
+    )
+    feed = own_upstreams.feed
+    assert client.get("/readyz").status_code == 200
+    assert feed.streams == 1
+    feed.silent.set()
 
-        # Silent for half the bound (2 s): a new stream, maybe to a replica that works.
-        wait_until(lambda: feed.streams >= 2, within=4.0, what="a new stream")
-        feed.silent.clear()
-        wait_until(lambda: _gauge(client, "connected") == 1, what="connected again")
-        assert client.get("/readyz").status_code == 200
-    finally:
-        auth.stop(0)
-        profile.stop(0)
+    # Silent for half the bound (2 s): a new stream, maybe to a replica that works.
+    wait_until(lambda: feed.streams >= 2, within=4.0, what="a new stream")
+    feed.silent.clear()
+    wait_until(lambda: _gauge(client, "connected") == 1, what="connected again")
+    assert client.get("/readyz").status_code == 200
 
 
 def _gauge(client: FlaskClient, name: str) -> float:

@@ -7,11 +7,12 @@ from typing import Any
 import pytest
 from authgate.options.v1 import options_pb2
 from google.api import annotations_pb2, http_pb2
-from google.protobuf import descriptor_pb2, descriptor_pool
+from google.protobuf import descriptor_pb2
+from google.protobuf.descriptor import ServiceDescriptor
 
 from gateway.routes import FRONTED_SERVICES, Route, RouteError, build_routes, fronted_services
 from tests.gateway.rest_contract import RPC_ROUTES
-from tests.gateway.sample_proto import sample_service
+from tests.gateway.sample_proto import add_rpc, proto_file, sample_service, service_of
 
 
 def _routes_by_rpc() -> dict[str, Route]:
@@ -104,13 +105,9 @@ def test_path_variables_become_flask_arguments_bound_to_field_paths() -> None:
     assert [v.field_path for v in route.path_variables] == [("shelf", "name"), ("book_id",)]
 
 
-def _service_with_rule(name: str, rule: http_pb2.HttpRule) -> descriptor_pb2.FileDescriptorProto:
-    file = descriptor_pb2.FileDescriptorProto(
-        name=f"authgate/gatewaytest/bad/{name}.proto",
-        package=f"authgate.gatewaytest.bad.{name}",
-        syntax="proto3",
-        dependency=["google/api/annotations.proto"],
-    )
+def _service_with_rule(name: str, rule: http_pb2.HttpRule) -> ServiceDescriptor:
+    """A service `Bad` whose one RPC has the rule, added to the default pool."""
+    file = proto_file(f"authgate/gatewaytest/bad/{name}.proto", f"authgate.gatewaytest.bad.{name}")
     message = file.message_type.add(name="Req")
     message.field.add(
         name="id",
@@ -118,14 +115,10 @@ def _service_with_rule(name: str, rule: http_pb2.HttpRule) -> descriptor_pb2.Fil
         type=descriptor_pb2.FieldDescriptorProto.TYPE_STRING,
         label=descriptor_pb2.FieldDescriptorProto.LABEL_OPTIONAL,
     )
-    service = file.service.add(name="Bad")
-    method = service.method.add(
-        name="Call",
-        input_type=f".{file.package}.Req",
-        output_type=f".{file.package}.Req",
+    add_rpc(
+        file.service.add(name="Bad"), "Call", f".{file.package}.Req", f".{file.package}.Req", rule
     )
-    method.options.Extensions[annotations_pb2.http].CopyFrom(rule)
-    return file
+    return service_of(file, f"{file.package}.Bad")
 
 
 @pytest.mark.parametrize(
@@ -144,20 +137,15 @@ def _service_with_rule(name: str, rule: http_pb2.HttpRule) -> descriptor_pb2.Fil
 def test_annotations_the_gateway_cannot_serve_fail_at_start(
     name: str, rule: http_pb2.HttpRule
 ) -> None:
-    pool = descriptor_pool.Default()
-    pool.Add(_service_with_rule(name, rule))
-    service = pool.FindServiceByName(f"authgate.gatewaytest.bad.{name}.Bad")
+    service = _service_with_rule(name, rule)
     with pytest.raises(RouteError):
         build_routes({service: "x"})
 
 
 def test_two_rpcs_binding_the_same_method_and_path_fail_at_start() -> None:
-    pool = descriptor_pool.Default()
-    pool.Add(_service_with_rule("dup_a", http_pb2.HttpRule(get="/v1/same")))
-    pool.Add(_service_with_rule("dup_b", http_pb2.HttpRule(get="/v1/same")))
     services = {
-        pool.FindServiceByName("authgate.gatewaytest.bad.dup_a.Bad"): "a",
-        pool.FindServiceByName("authgate.gatewaytest.bad.dup_b.Bad"): "b",
+        _service_with_rule("dup_a", http_pb2.HttpRule(get="/v1/same")): "a",
+        _service_with_rule("dup_b", http_pb2.HttpRule(get="/v1/same")): "b",
     }
     with pytest.raises(RouteError, match="both bind"):
         build_routes(services)

@@ -17,6 +17,7 @@ from profile_svc.server import build_server as build_profile_server
 from tests.fixtures.auth_fixtures import AuthConfigFactory
 from tests.fixtures.gateway_fixtures import GatewayClientFactory
 from tests.fixtures.profile_fixtures import profile_test_config
+from tests.fixtures.services_fixtures import bearer, login
 from tests.fixtures.tls_fixtures import TlsFiles
 
 PASSWORD = "correct horse battery staple"
@@ -92,14 +93,7 @@ def test_register_login_and_profile_over_mutual_tls(
         tls_files.client_tls(with_certificate=True),
     )
     assert client.get("/readyz").status_code == 200
-    registered = client.post(
-        "/v1/auth/register",
-        json={"username": "alice", "password": PASSWORD, "display_name": "Alice"},
-    )
-    assert registered.status_code == 201, registered.get_data(as_text=True)
-    login = client.post("/v1/auth/login", json={"username": "alice", "password": PASSWORD})
-    assert login.status_code == 200, login.get_data(as_text=True)
-    headers = {"Authorization": f"Bearer {login.get_json()['access_token']}"}
+    headers = bearer(login(client, "alice", display_name="Alice"))
 
     profile = client.get("/v1/profile", headers=headers)
     assert profile.status_code == 200, profile.get_data(as_text=True)
@@ -133,8 +127,8 @@ def test_gateway_without_the_right_tls_settings_answers_503(
     }[trust]
     client = gateway(gateway_client_factory, mtls_services, token_settings, tls)
 
-    login = client.post("/v1/auth/login", json={"username": "alice", "password": PASSWORD})
-    assert login.status_code == 503, login.get_data(as_text=True)
-    assert login.content_type == PROBLEM
-    assert "ssl" not in login.get_data(as_text=True).lower()
+    refused = client.post("/v1/auth/login", json={"username": "alice", "password": PASSWORD})
+    assert refused.status_code == 503, refused.get_data(as_text=True)
+    assert refused.content_type == PROBLEM
+    assert "ssl" not in refused.get_data(as_text=True).lower()
     assert client.get("/readyz").status_code == 503

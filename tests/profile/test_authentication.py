@@ -8,7 +8,9 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from concurrent import futures
+from contextlib import ExitStack
 from pathlib import Path
+from typing import Any
 
 import grpc
 import pytest
@@ -23,9 +25,7 @@ from authgate_common.errors import Unauthenticated
 from authgate_common.grpc_server import RunningServer
 from authgate_common.interceptors import CallerIdentity
 from authgate_common.tokens import TokenSettings
-from profile_svc.migrations import PROFILE_MIGRATIONS
-from profile_svc.server import build_server
-from tests.fixtures.profile_fixtures import ProfileServerFactory, profile_test_config
+from tests.fixtures.profile_fixtures import ProfileServerFactory, start_profile_server
 from tests.gateway.fake_upstreams import FakeRevocationService
 from tests.profile.helpers import make_identity
 from tests.token_factory import TokenFactory
@@ -43,10 +43,8 @@ def server(
 ) -> Iterator[RunningServer]:
     # One SQLite-backed server for the whole module: these tests are about tokens, not storage.
     database = tmp_path_factory.mktemp("profile-auth") / "profile.db"
-    PROFILE_MIGRATIONS.upgrade(f"sqlite:///{database}")
-    running = build_server(
-        profile_test_config(f"sqlite:///{database}", token_settings),
-        jwks_source=token_factory.jwks_source(),
+    running = start_profile_server(
+        f"sqlite:///{database}", tokens=token_settings, jwks_source=token_factory.jwks_source()
     )
     yield running
     running.stop(grace=0)
@@ -283,55 +281,62 @@ def _closed_port() -> int:
     return port
 
 
+StubFactory = Callable[..., profile_pb2_grpc.ProfileServiceStub]
+
+
+@pytest.fixture
+def stub_of_own_server(
+    profile_server_factory: ProfileServerFactory, tmp_path: Path
+) -> Iterator[StubFactory]:
+    """start(**profile_server_factory options) -> a stub of a profile server of the test's
+    own, on a fresh SQLite database; its channel is closed after the test."""
+    with ExitStack() as channels:
+
+        def start(**options: Any) -> profile_pb2_grpc.ProfileServiceStub:
+            running = profile_server_factory(f"sqlite:///{tmp_path / 'p.db'}", **options)
+            address = f"127.0.0.1:{running.port}"
+            channel = channels.enter_context(grpc.insecure_channel(address))
+            return profile_pb2_grpc.ProfileServiceStub(channel)
+
+        yield start
+
+
 def test_keys_are_fetched_from_the_auth_service_once_and_cached(
-    profile_server_factory: ProfileServerFactory,
+    stub_of_own_server: StubFactory,
     fake_auth: tuple[str, FakeAuthService],
     token_factory: TokenFactory,
-    tmp_path: Path,
 ) -> None:
     target, auth_service = fake_auth
-    running = profile_server_factory(f"sqlite:///{tmp_path / 'p.db'}", auth_target=target)
-    with grpc.insecure_channel(f"127.0.0.1:{running.port}") as channel:
-        stub = profile_pb2_grpc.ProfileServiceStub(channel)
-        for _ in range(3):
-            token = token_factory.mint(USER_ID, USERNAME)
-            profile = stub.GetProfile(
-                profile_pb2.GetProfileRequest(), metadata=bearer(token), timeout=5
-            )
-            assert profile.user_id == USER_ID
+    stub = stub_of_own_server(auth_target=target)
+    for _ in range(3):
+        token = token_factory.mint(USER_ID, USERNAME)
+        profile = stub.GetProfile(
+            profile_pb2.GetProfileRequest(), metadata=bearer(token), timeout=5
+        )
+        assert profile.user_id == USER_ID
 
     assert auth_service.calls == 1
 
 
 def test_unreachable_auth_service_is_unavailable_not_unauthenticated(
-    profile_server_factory: ProfileServerFactory,
-    token_factory: TokenFactory,
-    tmp_path: Path,
+    stub_of_own_server: StubFactory, token_factory: TokenFactory
 ) -> None:
-    running = profile_server_factory(
-        f"sqlite:///{tmp_path / 'p.db'}", auth_target=f"127.0.0.1:{_closed_port()}"
-    )
-    with grpc.insecure_channel(f"127.0.0.1:{running.port}") as channel:
-        stub = profile_pb2_grpc.ProfileServiceStub(channel)
-        error = get_profile(stub, bearer(token_factory.mint(USER_ID, USERNAME)))
+    stub = stub_of_own_server(auth_target=f"127.0.0.1:{_closed_port()}")
+
+    error = get_profile(stub, bearer(token_factory.mint(USER_ID, USERNAME)))
 
     assert error.code() == grpc.StatusCode.UNAVAILABLE
 
 
 def test_a_flood_of_unknown_kids_fetches_the_keys_once_per_cooldown(
-    profile_server_factory: ProfileServerFactory,
+    stub_of_own_server: StubFactory,
     fake_auth: tuple[str, FakeAuthService],
     token_factory: TokenFactory,
-    tmp_path: Path,
 ) -> None:
     target, auth_service = fake_auth
-    running = profile_server_factory(
-        f"sqlite:///{tmp_path / 'p.db'}", auth_target=target, jwks_refetch_cooldown_seconds=60
-    )
-    with grpc.insecure_channel(f"127.0.0.1:{running.port}") as channel:
-        stub = profile_pb2_grpc.ProfileServiceStub(channel)
-        for index in range(10):
-            token = token_factory.mint_with_header({"kid": f"random-{index}"})
-            assert get_profile(stub, bearer(token)).code() == grpc.StatusCode.UNAUTHENTICATED
+    stub = stub_of_own_server(auth_target=target, jwks_refetch_cooldown_seconds=60)
+    for index in range(10):
+        token = token_factory.mint_with_header({"kid": f"random-{index}"})
+        assert get_profile(stub, bearer(token)).code() == grpc.StatusCode.UNAUTHENTICATED
 
     assert auth_service.calls == 1

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import threading
 import uuid
-from collections.abc import Iterator
+from pathlib import Path
 
 import grpc
 import pytest
@@ -16,12 +16,10 @@ from authgate_common.errors import InvalidArgument, Unauthenticated
 from authgate_common.grpc_server import RunningServer
 from authgate_common.internal import PROFILE_DELETE_ROLE, internal_token_settings
 from authgate_common.tokens import TokenSettings
-from profile_svc.migrations import PROFILE_MIGRATIONS
 from profile_svc.models import deleted_users
 from profile_svc.models import profiles as profiles_table
 from profile_svc.profiles import ProfileChanges, Profiles
-from profile_svc.server import build_server
-from tests.fixtures.profile_fixtures import profile_test_config
+from tests.fixtures.profile_fixtures import ProfileServerFactory
 from tests.profile.helpers import make_identity
 from tests.token_factory import TokenFactory
 
@@ -108,18 +106,11 @@ def test_a_bad_user_id_is_refused(profiles: Profiles) -> None:
 
 @pytest.fixture
 def server(
-    tmp_path_factory: pytest.TempPathFactory,
-    token_settings: TokenSettings,
-    token_factory: TokenFactory,
-) -> Iterator[RunningServer]:
-    database = tmp_path_factory.mktemp("profile-delete") / "profile.db"
-    PROFILE_MIGRATIONS.upgrade(f"sqlite:///{database}")
-    running = build_server(
-        profile_test_config(f"sqlite:///{database}", token_settings),
-        jwks_source=token_factory.jwks_source(),
+    profile_server_factory: ProfileServerFactory, tmp_path: Path, token_factory: TokenFactory
+) -> RunningServer:
+    return profile_server_factory(
+        f"sqlite:///{tmp_path / 'profile.db'}", jwks_source=token_factory.jwks_source()
     )
-    yield running
-    running.stop(grace=0)
 
 
 def _delete(server: RunningServer, user_id: str, token: str | None) -> grpc.StatusCode:

@@ -54,10 +54,21 @@ def _free_port() -> int:
         return port
 
 
+Subscribe = Callable[..., SubscribedVerifier]
+
+
 @pytest.fixture
-def verifiers() -> Iterator[list[SubscribedVerifier]]:
+def subscribed(token_settings: TokenSettings) -> Iterator[Subscribe]:
+    """subscribed(target, **subscribe options) -> a verifier of the test's tokens on the
+    feed of the auth server at target; every one is closed after the test."""
     made: list[SubscribedVerifier] = []
-    yield made
+
+    def make(target: str, **options: Any) -> SubscribedVerifier:
+        verifier = subscribe(target, token_settings, **options)
+        made.append(verifier)
+        return verifier
+
+    yield make
     for verifier in made:
         verifier.close()
 
@@ -87,6 +98,21 @@ def log_of() -> Iterator[LogOf]:
         engine.dispose()
 
 
+AuthLog = tuple[RevocationLog, sqlalchemy.Engine]
+
+
+@pytest.fixture
+def auth_log(auth_config: AuthConfig, log_of: LogOf) -> AuthLog:
+    """The revocation log of `auth_server`'s database, and its engine."""
+    return log_of(auth_config)
+
+
+@pytest.fixture
+def stub(channel: grpc.Channel) -> Any:
+    """An AuthService stub on `auth_server`."""
+    return auth_stub(channel)
+
+
 def _refresh_code(stub: Any, refresh_token: str) -> grpc.StatusCode:
     try:
         stub.Refresh(auth_pb2.RefreshRequest(refresh_token=refresh_token), timeout=TIMEOUT)
@@ -98,19 +124,15 @@ def _refresh_code(stub: Any, refresh_token: str) -> grpc.StatusCode:
 
 def test_a_revoked_user_is_refused_within_2s_and_their_refresh_at_once(
     auth_server: AuthServer,
-    channel: grpc.Channel,
-    token_settings: TokenSettings,
-    verifiers: list[SubscribedVerifier],
-    auth_config: AuthConfig,
-    log_of: LogOf,
+    stub: Any,
+    subscribed: Subscribe,
+    auth_log: AuthLog,
 ) -> None:
-    stub = auth_stub(channel)
     user_id, login = register_and_login(stub, "alice")
-    verifier = subscribe(auth_server.target, token_settings)
-    verifiers.append(verifier)
+    verifier = subscribed(auth_server.target)
     assert verifier.refusal(login.access_token) is None  # now in the verified-token cache
 
-    revoke_user(*log_of(auth_config), user_id)
+    revoke_user(*auth_log, user_id)
     revoked_at = time.monotonic()
 
     assert _refresh_code(stub, login.refresh_token) == grpc.StatusCode.UNAUTHENTICATED
@@ -120,23 +142,19 @@ def test_a_revoked_user_is_refused_within_2s_and_their_refresh_at_once(
 
 def test_a_revoked_session_is_refused_and_the_users_other_session_is_not(
     auth_server: AuthServer,
-    channel: grpc.Channel,
-    token_settings: TokenSettings,
-    verifiers: list[SubscribedVerifier],
-    auth_config: AuthConfig,
-    log_of: LogOf,
+    stub: Any,
+    subscribed: Subscribe,
+    auth_log: AuthLog,
 ) -> None:
-    stub = auth_stub(channel)
     user_id, first = register_and_login(stub, "alice")
     second = stub.Login(
         auth_pb2.LoginRequest(username="alice", password="correct horse battery staple"),
         timeout=TIMEOUT,
     )
     sid = jwt.decode(first.access_token, options={"verify_signature": False})["sid"]
-    verifier = subscribe(auth_server.target, token_settings)
-    verifiers.append(verifier)
+    verifier = subscribed(auth_server.target)
 
-    revoke_session(*log_of(auth_config), user_id, sid)
+    revoke_session(*auth_log, user_id, sid)
 
     assert _refresh_code(stub, first.refresh_token) == grpc.StatusCode.UNAUTHENTICATED
     assert verifier.wait_for(lambda: verifier.refusal(first.access_token) == "revoked", WITHIN)
@@ -146,19 +164,15 @@ def test_a_revoked_session_is_refused_and_the_users_other_session_is_not(
 
 def test_revoking_access_tokens_only_keeps_the_session_and_its_next_token_works(
     auth_server: AuthServer,
-    channel: grpc.Channel,
-    token_settings: TokenSettings,
-    verifiers: list[SubscribedVerifier],
-    auth_config: AuthConfig,
-    log_of: LogOf,
+    stub: Any,
+    subscribed: Subscribe,
+    auth_log: AuthLog,
 ) -> None:
     # A role change: earlier tokens carry the old roles, a refresh gives the new ones.
-    stub = auth_stub(channel)
     user_id, login = register_and_login(stub, "alice")
-    verifier = subscribe(auth_server.target, token_settings)
-    verifiers.append(verifier)
+    verifier = subscribed(auth_server.target)
 
-    revoke_user(*log_of(auth_config), user_id, end_sessions=False)
+    revoke_user(*auth_log, user_id, end_sessions=False)
     refreshed = stub.Refresh(
         auth_pb2.RefreshRequest(refresh_token=login.refresh_token), timeout=TIMEOUT
     )
@@ -171,12 +185,10 @@ def test_revoking_access_tokens_only_keeps_the_session_and_its_next_token_works(
 @pytest.mark.serial
 def test_a_role_removal_narrows_a_subscribers_earlier_tokens_within_2s_and_refuses_none(
     auth_server: AuthServer,
-    channel: grpc.Channel,
-    token_settings: TokenSettings,
-    verifiers: list[SubscribedVerifier],
+    stub: Any,
+    subscribed: Subscribe,
     auth_config: AuthConfig,
 ) -> None:
-    stub = auth_stub(channel)
     engine = sqlalchemy.create_engine(auth_config.database_url)
     try:
         admin = build_administration(engine, auth_config.tokens)
@@ -186,8 +198,7 @@ def test_a_role_removal_narrows_a_subscribers_earlier_tokens_within_2s_and_refus
         login = stub.Login(
             auth_pb2.LoginRequest(username="alice", password=PASSWORD), timeout=TIMEOUT
         )
-        verifier = subscribe(auth_server.target, token_settings)
-        verifiers.append(verifier)
+        verifier = subscribed(auth_server.target)
         assert verifier.verifier.verify(login.access_token).roles == {"admin", "support"}
 
         admin.revoke_role("alice", "admin", COMMAND_LINE)
@@ -208,10 +219,9 @@ def test_a_role_removal_narrows_a_subscribers_earlier_tokens_within_2s_and_refus
 
 def test_a_revocation_rolled_back_with_its_change_leaves_nothing(
     auth_server: AuthServer,
-    auth_config: AuthConfig,
-    log_of: LogOf,
+    auth_log: AuthLog,
 ) -> None:
-    log, engine = log_of(auth_config)
+    log, engine = auth_log
 
     def failing_change() -> None:
         with make_sessions(engine).begin() as session:
@@ -236,10 +246,9 @@ def test_a_revocation_rolled_back_with_its_change_leaves_nothing(
 def test_ids_increase_expired_rows_are_pruned_and_left_out_of_snapshots(
     # No server: its feed prunes expired rows too, which would race this test's prune.
     token_settings: TokenSettings,
-    auth_config: AuthConfig,
-    log_of: LogOf,
+    auth_log: AuthLog,
 ) -> None:
-    log, engine = log_of(auth_config)
+    log, engine = auth_log
     now = datetime.now(UTC)
     lifetime = token_lifetime_bound(token_settings)
     with make_sessions(engine).begin() as session:
@@ -264,7 +273,7 @@ def test_ids_increase_expired_rows_are_pruned_and_left_out_of_snapshots(
 def test_the_feed_resumes_after_the_auth_server_restarts_without_missing_a_revocation(
     auth_config_factory: AuthConfigFactory,
     token_settings: TokenSettings,
-    verifiers: list[SubscribedVerifier],
+    subscribed: Subscribe,
     log_of: LogOf,
 ) -> None:
     config = auth_config_factory()
@@ -277,8 +286,7 @@ def test_the_feed_resumes_after_the_auth_server_restarts_without_missing_a_revoc
             stub = auth_stub(opened)
             first_id, first = register_and_login(stub, "alice")
             second_id, second = register_and_login(stub, "bob")
-        verifier = subscribe(server.target, token_settings)
-        verifiers.append(verifier)
+        verifier = subscribed(server.target)
         revoke_user(*log_of(config), first_id)
         assert verifier.wait_for(lambda: verifier.refusal(first.access_token) == "revoked", WITHIN)
         seen = verifier.subscriber.revocations.last_id
@@ -311,9 +319,8 @@ def test_the_feed_resumes_after_the_auth_server_restarts_without_missing_a_revoc
 def test_a_revocation_through_replica_a_reaches_a_subscriber_of_replica_b(
     mysql_database: str,
     auth_keys_dir: Path,
-    token_settings: TokenSettings,
     auth_config_factory: AuthConfigFactory,
-    verifiers: list[SubscribedVerifier],
+    subscribed: Subscribe,
     log_of: LogOf,
 ) -> None:
     from auth_svc.migrations import AUTH_MIGRATIONS
@@ -324,8 +331,7 @@ def test_a_revocation_through_replica_a_reaches_a_subscriber_of_replica_b(
     try:
         with grpc.insecure_channel(replica_a.target) as opened:
             user_id, login = register_and_login(auth_stub(opened), "alice")
-        verifier = subscribe(replica_b.target, token_settings)
-        verifiers.append(verifier)
+        verifier = subscribed(replica_b.target)
         assert verifier.refusal(login.access_token) is None
 
         revoke_user(*log_of(config), user_id)
@@ -338,8 +344,7 @@ def test_a_revocation_through_replica_a_reaches_a_subscriber_of_replica_b(
 
 def test_a_silent_feed_is_trusted_up_to_the_bound_and_refused_past_it(
     auth_config_factory: AuthConfigFactory,
-    token_settings: TokenSettings,
-    verifiers: list[SubscribedVerifier],
+    subscribed: Subscribe,
 ) -> None:
     server = build_server(auth_config_factory())
     clock = ManualClock()
@@ -347,8 +352,7 @@ def test_a_silent_feed_is_trusted_up_to_the_bound_and_refused_past_it(
     try:
         with grpc.insecure_channel(server.target) as opened:
             _, login = register_and_login(auth_stub(opened), "alice")
-        verifier = subscribe(server.target, token_settings, revocation=bound, clock=clock)
-        verifiers.append(verifier)
+        verifier = subscribed(server.target, revocation=bound, clock=clock)
         assert verifier.refusal(login.access_token) is None
     finally:
         server.stop(0)
@@ -366,11 +370,9 @@ def test_a_silent_feed_is_trusted_up_to_the_bound_and_refused_past_it(
 def test_a_key_removed_from_the_keys_folder_is_refused_within_2s(
     auth_server: AuthServer,
     auth_keys_dir: Path,
-    channel: grpc.Channel,
-    token_settings: TokenSettings,
-    verifiers: list[SubscribedVerifier],
+    stub: Any,
+    subscribed: Subscribe,
 ) -> None:
-    stub = auth_stub(channel)
     _, old_login = register_and_login(stub, "alice")
     old_kid = jwt.get_unverified_header(old_login.access_token)["kid"]
     keys_dir = auth_keys_dir
@@ -379,9 +381,7 @@ def test_a_key_removed_from_the_keys_folder_is_refused_within_2s(
     # SIGHUP's handler: reload now (the new key signs; the old one still verifies).
     auth_server.signal_handlers[signal.SIGHUP]()
     wait_until(
-        lambda: (
-            len(auth_stub(channel).GetJwks(auth_pb2.GetJwksRequest()).keys) == len(kids_before) + 1
-        ),
+        lambda: len(stub.GetJwks(auth_pb2.GetJwksRequest()).keys) == len(kids_before) + 1,
         within=WITHIN,
         what="the new key to be loaded",
     )
@@ -389,8 +389,7 @@ def test_a_key_removed_from_the_keys_folder_is_refused_within_2s(
         auth_pb2.LoginRequest(username="alice", password="correct horse battery staple"),
         timeout=TIMEOUT,
     )
-    verifier = subscribe(auth_server.target, token_settings)
-    verifiers.append(verifier)
+    verifier = subscribed(auth_server.target)
     assert verifier.refusal(old_login.access_token) is None
     assert verifier.refusal(new_login.access_token) is None
 
@@ -406,8 +405,7 @@ def test_a_key_removed_from_the_keys_folder_is_refused_within_2s(
         lambda: verifier.subscriber.revocations.is_key_revoked(old_kid), WITHIN
     )
     # A verifier that starts later learns it from the snapshot.
-    late = subscribe(auth_server.target, token_settings)
-    verifiers.append(late)
+    late = subscribed(auth_server.target)
     assert late.refusal(old_login.access_token) is not None
 
 
@@ -435,10 +433,9 @@ def test_the_feed_carries_only_ids_and_times(
     auth_server: AuthServer,
     auth_keys_dir: Path,
     channel: grpc.Channel,
-    auth_config: AuthConfig,
-    log_of: LogOf,
+    auth_log: AuthLog,
 ) -> None:
-    log, engine = log_of(auth_config)
+    log, engine = auth_log
     revoke_user(log, engine, "user-1")
     stub = revocation_pb2_grpc.RevocationServiceStub(channel)
     stream = stub.WatchRevocations(revocation_pb2.WatchRevocationsRequest(), timeout=TIMEOUT)
@@ -457,9 +454,9 @@ def test_the_feed_carries_only_ids_and_times(
 
 
 def test_a_role_removal_is_sent_with_the_roles_left(
-    auth_server: AuthServer, channel: grpc.Channel, auth_config: AuthConfig, log_of: LogOf
+    auth_server: AuthServer, channel: grpc.Channel, auth_log: AuthLog
 ) -> None:
-    log, engine = log_of(auth_config)
+    log, engine = auth_log
     with make_sessions(engine).begin() as session:
         log.revoke_roles(
             session,
@@ -481,29 +478,28 @@ def test_a_role_removal_is_sent_with_the_roles_left(
 
 def test_the_profile_service_refuses_a_revoked_users_token_within_2s(
     auth_server: AuthServer,
-    channel: grpc.Channel,
+    stub: Any,
     profile_server_factory: ProfileServerFactory,
     database_url: str,
-    auth_config: AuthConfig,
-    log_of: LogOf,
+    auth_log: AuthLog,
 ) -> None:
     from authgate.profile.v1 import profile_pb2, profile_pb2_grpc
 
-    user_id, login = register_and_login(auth_stub(channel), "alice")
+    user_id, login = register_and_login(stub, "alice")
     profile = profile_server_factory(database_url, auth_target=auth_server.target)
     metadata = (("authorization", f"Bearer {login.access_token}"),)
     with grpc.insecure_channel(f"127.0.0.1:{profile.port}") as opened:
-        stub: Any = profile_pb2_grpc.ProfileServiceStub(opened)
+        profiles: Any = profile_pb2_grpc.ProfileServiceStub(opened)
         request = profile_pb2.GetProfileRequest()
-        assert stub.GetProfile(request, metadata=metadata, timeout=TIMEOUT).user_id == user_id
+        assert profiles.GetProfile(request, metadata=metadata, timeout=TIMEOUT).user_id == user_id
 
-        revoke_user(*log_of(auth_config), user_id)
+        revoke_user(*auth_log, user_id)
         revoked_at = time.monotonic()
 
         code = grpc.StatusCode.OK
         while code == grpc.StatusCode.OK and time.monotonic() - revoked_at < WITHIN:
             try:
-                stub.GetProfile(request, metadata=metadata, timeout=TIMEOUT)
+                profiles.GetProfile(request, metadata=metadata, timeout=TIMEOUT)
             except grpc.RpcError as exc:
                 code = exc.code()
     assert code == grpc.StatusCode.UNAUTHENTICATED
