@@ -194,6 +194,9 @@ def note_early_signals() -> list[signal.Signals]:
     return received
 
 
+_SIGNAL_CHECK_SECONDS = 0.5
+
+
 def serve(
     running: RunningServer,
     *,
@@ -219,7 +222,12 @@ def serve(
             request_stop(early, None)
         elif early in running.signal_handlers:
             running.signal_handlers[early]()
-    stop.wait()
+    # Python runs signal handlers in the main thread, between bytecodes: a SIGTERM the
+    # kernel hands to one of gRPC's threads leaves a main thread blocked in a bare wait()
+    # asleep for good (the stop never came, seen under load). Waking twice a second
+    # runs the handler within half a second wherever the signal landed.
+    while not stop.wait(_SIGNAL_CHECK_SECONDS):
+        pass
     running.stop(grace_seconds)
     log.info("stopped")
 

@@ -6,8 +6,10 @@ bound, 1 database unreachable at start.
 
 from __future__ import annotations
 
+import ctypes
 import json
 import os
+import platform
 import queue
 import signal
 import socket
@@ -202,6 +204,44 @@ def test_port_0_is_reported_in_the_listening_line_and_sigterm_stops_with_0(
 
         process.send_signal(signal.SIGTERM)
         assert lines.wait_for("stopped")["service"] == service.module
+        assert process.wait(timeout=15) == 0
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait(timeout=10)
+
+
+# tgkill(2), by machine: a signal to one thread of another process (os.kill lets the kernel
+# pick the thread).
+_TGKILL = {"x86_64": 234, "aarch64": 131}
+
+
+def _signal_thread(pid: int, tid: int, signum: int) -> None:
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.syscall(_TGKILL[platform.machine()], pid, tid, signum) != 0:
+        raise OSError(ctypes.get_errno(), "tgkill")
+
+
+@pytest.mark.skipif(platform.machine() not in _TGKILL, reason="tgkill number unknown here")
+def test_a_sigterm_that_lands_on_another_thread_still_stops_the_service(
+    service: Service, tmp_path: Path
+) -> None:
+    service.migrations.upgrade(f"sqlite:///{tmp_path / 'service.db'}")
+    process = subprocess.Popen(
+        [sys.executable, "-m", service.module],
+        env=service.env(tmp_path),
+        cwd=tmp_path,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        lines = LogLines(process)
+        lines.wait_for("listening")
+        # Any thread but the main one (whose id is the process id): gRPC's, the pool's.
+        others = [int(t) for t in os.listdir(f"/proc/{process.pid}/task") if int(t) != process.pid]
+        assert others, "the service runs no other thread"
+        _signal_thread(process.pid, others[-1], signal.SIGTERM)
+        assert lines.wait_for("stopped", timeout=15)["service"] == service.module
         assert process.wait(timeout=15) == 0
     finally:
         if process.poll() is None:
