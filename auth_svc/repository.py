@@ -338,6 +338,11 @@ class UserRepository:
         def work(session: Session) -> str | None:
             # (scope, failures, until) of each lock this failure engaged.
             locks: list[tuple[str, int, datetime]] = []
+            # The account's row first, then its throttle row: the order in which a claim
+            # takes them (its upsert of the throttle row share-locks the user's row through
+            # the foreign key). Taken the other way round, each waited for the other and
+            # InnoDB rolled one back, so often under a burst that the retries ran out.
+            _lock_user(session, user_id)
             # The UPDATE locks the row: what is read next is ours until commit.
             session.execute(
                 update(login_throttles)
@@ -1130,6 +1135,11 @@ def _ensure_throttle(session: Session, user_id: str, client: str) -> None:
 def _released(in_flight: Any) -> Any:
     """One attempt fewer in flight, never below zero (an expired one may have been reset)."""
     return case((in_flight > 0, in_flight - 1), else_=0)
+
+
+def _lock_user(session: Session, user_id: str) -> None:
+    """Lock the user's row until commit (MySQL; SQLite holds one write lock for all)."""
+    session.execute(select(users.c.id).where(users.c.id == user_id).with_for_update())
 
 
 def _count_account_failure(

@@ -178,6 +178,17 @@ _STATUS_OF_ERROR: dict[type[errors.DomainError], grpc.StatusCode] = {
     errors.ResourceExhausted: grpc.StatusCode.RESOURCE_EXHAUSTED,
     errors.Unavailable: grpc.StatusCode.UNAVAILABLE,
 }
+def _database_error_fields(exc: Exception) -> dict[str, object]:
+    """What kind of database failure it was: the exception's class and the driver's error
+    number (MySQL's 1205 lock wait, 2003 cannot connect, ...). Never its message, which
+    may quote the statement's values."""
+    fields: dict[str, object] = {"error": type(exc).__name__}
+    args = getattr(getattr(exc, "orig", None), "args", ())
+    if args and isinstance(args[0], int):
+        fields["db_error_code"] = args[0]
+    return fields
+
+
 _DATABASE_UNAVAILABLE = (
     sqlalchemy.exc.OperationalError,
     sqlalchemy.exc.InterfaceError,
@@ -209,10 +220,14 @@ class ErrorInterceptor(UnaryInterceptor):
                     # The gateway turns this trailer into an HTTP Retry-After header.
                     context.set_trailing_metadata(((metadata.RETRY_AFTER, str(retry_after)),))
                 context.abort(status_of(exc), exc.message)
-            except _DATABASE_UNAVAILABLE:
+            except _DATABASE_UNAVAILABLE as exc:
                 log.warning(
                     "database unavailable",
-                    extra={"method": method, "request_id": request_id(context)},
+                    extra={
+                        "method": method,
+                        "request_id": request_id(context),
+                        **_database_error_fields(exc),
+                    },
                 )
                 context.abort(
                     grpc.StatusCode.UNAVAILABLE, "storage is unavailable, try again later"

@@ -118,36 +118,40 @@ def test_the_declared_login_limit_holds_across_gateways_and_workers(
     assert statuses == [401] * 10 + [429]
 
 
+def posts_over_both_gateways(
+    running_cluster: RunningCluster, count: int, path: str, body: object, network: str
+) -> Counter[int]:
+    """count POSTs at once, alternately to each gateway, each from its own client address
+    in network (a /24 prefix): their statuses."""
+    answers = parallel(
+        count,
+        lambda i: requests.post(
+            f"{running_cluster.gateway(i % 2)}{path}",
+            json=body,
+            headers=from_client(f"{network}.{i + 1}"),
+            timeout=10,
+        ),
+    )
+    return Counter(a.status_code for a in answers)
+
+
 def test_twenty_parallel_refreshes_over_both_gateways_give_exactly_one_200(
     running_cluster: RunningCluster,
 ) -> None:
     token = running_cluster.register_and_login()["refresh_token"]
-    answers = parallel(
-        20,
-        lambda i: requests.post(
-            f"{running_cluster.gateway(i % 2)}/v1/auth/refresh",
-            json={"refresh_token": token},
-            headers=from_client(f"203.0.113.{i + 1}"),
-            timeout=10,
-        ),
+    statuses = posts_over_both_gateways(
+        running_cluster, 20, "/v1/auth/refresh", {"refresh_token": token}, "203.0.113"
     )
-    assert Counter(a.status_code for a in answers) == {200: 1, 401: 19}
+    assert statuses == {200: 1, 401: 19}
 
 
 def test_fifty_parallel_wrong_passwords_over_both_gateways_are_counted_exactly(
     running_cluster: RunningCluster,
 ) -> None:
     username = running_cluster.register_and_login()["username"]
-    answers = parallel(
-        50,
-        lambda i: requests.post(
-            f"{running_cluster.gateway(i % 2)}/v1/auth/login",
-            json={"username": username, "password": PASSWORD + "-wrong"},
-            headers=from_client(f"192.0.2.{i + 1}"),
-            timeout=10,
-        ),
-    )
-    assert Counter(a.status_code for a in answers) == {401: 50}
+    wrong = {"username": username, "password": PASSWORD + "-wrong"}
+    statuses = posts_over_both_gateways(running_cluster, 50, "/v1/auth/login", wrong, "192.0.2")
+    assert statuses == {401: 50}
     engine = sqlalchemy.create_engine(running_cluster.settings.auth_database_url)
     try:
         with engine.connect() as connection:
