@@ -178,6 +178,8 @@ _STATUS_OF_ERROR: dict[type[errors.DomainError], grpc.StatusCode] = {
     errors.ResourceExhausted: grpc.StatusCode.RESOURCE_EXHAUSTED,
     errors.Unavailable: grpc.StatusCode.UNAVAILABLE,
 }
+
+
 def _database_error_fields(exc: Exception) -> dict[str, object]:
     """What kind of database failure it was: the exception's class and the driver's error
     number (MySQL's 1205 lock wait, 2003 cannot connect, ...). Never its message, which
