@@ -30,6 +30,7 @@ from google.protobuf.descriptor import (
 from google.protobuf.message import Message
 
 from authgate_common.authorization import method_required_roles
+from authgate_common.channels import RETRIED_LEVELS
 from authgate_common.field_rules import FieldRulesError
 from gateway.contract import field_contract
 
@@ -101,6 +102,8 @@ class Route:
     rate_limit: str = ""
     # Any one of these roles may call it (`authgate.options.v1.required_roles`); () = any caller.
     required_roles: tuple[str, ...] = ()
+    # The RPC's `idempotency_level` says a second call is harmless (channels.RETRIED_LEVELS).
+    safe_to_repeat: bool = False
 
     @property
     def bound_by_path(self) -> frozenset[str]:
@@ -203,6 +206,7 @@ def _route(method: MethodDescriptor, upstream: str, rule: http_pb2.HttpRule, ind
         error_statuses=tuple(sorted(errors)),
         rate_limit=_method_option(method, options_pb2.rate_limit),
         required_roles=roles,
+        safe_to_repeat=method.GetOptions().idempotency_level in RETRIED_LEVELS,
     )
 
 

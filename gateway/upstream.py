@@ -94,9 +94,21 @@ class Upstreams:
             )
             code = grpc.StatusCode.OK
         except grpc.RpcError as exc:
-            failed: Any = exc  # the errors raised by calls are also grpc.Call objects
-            code = failed.code() if hasattr(failed, "code") else grpc.StatusCode.UNKNOWN
-            raise
+            if not (route.safe_to_repeat and _code_of(exc) == grpc.StatusCode.UNAVAILABLE):
+                code = _code_of(exc)
+                raise
+            # The channel's retry policy resends a call that failed before any answer came;
+            # one whose replica died after it had begun to answer ("Stream removed") is
+            # committed and gRPC never resends it. A read is safe to send once more.
+            code = grpc.StatusCode.UNKNOWN
+            try:
+                response, call = self._callable(route).with_call(
+                    request, timeout=self._timeout, metadata=tuple(metadata)
+                )
+                code = grpc.StatusCode.OK
+            except grpc.RpcError as again:
+                code = _code_of(again)
+                raise
         finally:
             if self._observe is not None:
                 self._observe(route.grpc_path, code, time.perf_counter() - started)
@@ -154,3 +166,8 @@ class Upstreams:
             self._channels, self._callables = {}, {}
         for channel in channels.values():
             channel.close()
+
+
+def _code_of(error: grpc.RpcError) -> grpc.StatusCode:
+    failed: Any = error  # the errors raised by calls are also grpc.Call objects
+    return failed.code() if hasattr(failed, "code") else grpc.StatusCode.UNKNOWN

@@ -227,3 +227,10 @@ def test_field_rules_that_cannot_be_enforced_fail_at_start() -> None:
     service = service_of(file, f"{package}.Bad")
     with pytest.raises(RouteError, match="field_rules apply to string fields only"):
         build_routes({service: "x"})
+
+
+def test_only_the_reads_the_protos_declare_safe_to_repeat_are_sent_again_by_the_gateway() -> None:
+    # Upstreams.call sends these once more when a replica died mid-answer (UNAVAILABLE).
+    safe = {route.method.name for route in build_routes(fronted_services()) if route.safe_to_repeat}
+    assert {"GetProfile", "GetJwks", "GetOpenIdConfiguration", "ListUsers", "GetUser"} <= safe
+    assert not safe & {"Login", "Register", "Refresh", "Logout", "UpdateProfile", "DisableUser"}
