@@ -88,27 +88,22 @@ class Upstreams:
         """
         started = time.perf_counter()
         code = grpc.StatusCode.UNKNOWN
+        # The channel's retry policy resends a call that failed before any answer came; one
+        # whose replica died after it had begun to answer ("Stream removed") is committed
+        # and gRPC never resends it. A read is safe to send once more.
+        attempts = 2 if route.safe_to_repeat else 1
         try:
-            response, call = self._callable(route).with_call(
-                request, timeout=self._timeout, metadata=tuple(metadata)
-            )
-            code = grpc.StatusCode.OK
-        except grpc.RpcError as exc:
-            if not (route.safe_to_repeat and _code_of(exc) == grpc.StatusCode.UNAVAILABLE):
-                code = _code_of(exc)
-                raise
-            # The channel's retry policy resends a call that failed before any answer came;
-            # one whose replica died after it had begun to answer ("Stream removed") is
-            # committed and gRPC never resends it. A read is safe to send once more.
-            code = grpc.StatusCode.UNKNOWN
-            try:
-                response, call = self._callable(route).with_call(
-                    request, timeout=self._timeout, metadata=tuple(metadata)
-                )
-                code = grpc.StatusCode.OK
-            except grpc.RpcError as again:
-                code = _code_of(again)
-                raise
+            for attempt in range(1, attempts + 1):
+                try:
+                    response, call = self._callable(route).with_call(
+                        request, timeout=self._timeout, metadata=tuple(metadata)
+                    )
+                    code = grpc.StatusCode.OK
+                    break
+                except grpc.RpcError as exc:
+                    code = _code_of(exc)
+                    if attempt == attempts or code != grpc.StatusCode.UNAVAILABLE:
+                        raise
         finally:
             if self._observe is not None:
                 self._observe(route.grpc_path, code, time.perf_counter() - started)
