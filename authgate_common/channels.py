@@ -45,7 +45,12 @@ RETRY_THROTTLING: Mapping[str, Any] = {"maxTokens": 100, "tokenRatio": 0.1}
 
 
 def retried_methods(files: Iterable[descriptor_pb2.FileDescriptorProto]) -> list[dict[str, str]]:
-    """The service config names ({service, method}) of the RPCs safe to retry, in file order."""
+    """The service config names ({service, method}) of the RPCs safe to retry, in file order.
+
+    Streams are left out: a retried stream whose first attempt's server died before it
+    answered hung, neither answering nor failing, even once a successor served (the feed
+    test in tests/common/test_channel_retries.py); the feed's subscriber reconnects itself.
+    """
     names: list[dict[str, str]] = []
     for file in files:
         prefix = f"{file.package}." if file.package else ""
@@ -54,6 +59,7 @@ def retried_methods(files: Iterable[descriptor_pb2.FileDescriptorProto]) -> list
                 {"service": prefix + service.name, "method": method.name}
                 for method in service.method
                 if method.options.idempotency_level in RETRIED_LEVELS
+                and not method.server_streaming
             )
     return names
 

@@ -34,10 +34,12 @@ from authgate_common.channels import (
     service_config,
 )
 from authgate_common.descriptor_set import load_descriptor_set
+from authgate_common.revocation import RevocationSet, RevocationSubscriber
 from tests.harness import wait_until
 
 JWKS = f"/{auth_pb2.DESCRIPTOR.services_by_name['AuthService'].full_name}/GetJwks"
 LOGIN = f"/{auth_pb2.DESCRIPTOR.services_by_name['AuthService'].full_name}/Login"
+FEED = "/authgate.auth.v1.RevocationService/WatchRevocations"
 # Long enough that a SIGKILL surely lands while calls are held.
 HOLD_SECONDS = 0.3
 
@@ -66,9 +68,9 @@ class Replica:
             return self.calls[method]
 
 
-def start_replica(hold_seconds: float) -> Replica:
+def start_replica(hold_seconds: float, port: int = 0) -> Replica:
     process = subprocess.Popen(
-        [sys.executable, "-m", "tests.common.replica_process", str(hold_seconds)],
+        [sys.executable, "-m", "tests.common.replica_process", str(hold_seconds), str(port)],
         stdout=subprocess.PIPE,
         text=True,
     )
@@ -79,12 +81,13 @@ def start_replica(hold_seconds: float) -> Replica:
 
 
 @pytest.fixture
-def replicas() -> Iterator[Callable[[Sequence[float]], list[Replica]]]:
-    """Starts replicas (one per hold time) and kills what is left of them at the end."""
+def replicas() -> Iterator[Callable[..., list[Replica]]]:
+    """Starts replicas (one per hold time, on `port` or each on one it picks) and kills what
+    is left of them at the end."""
     with ExitStack() as cleanup:
 
-        def start(holds: Sequence[float]) -> list[Replica]:
-            started = [start_replica(hold) for hold in holds]
+        def start(holds: Sequence[float], port: int = 0) -> list[Replica]:
+            started = [start_replica(hold, port) for hold in holds]
             for replica in started:
                 cleanup.callback(replica.process.wait, 10)
                 cleanup.callback(replica.process.kill)
@@ -177,7 +180,7 @@ def sigterm(replica: Replica) -> None:
 
 @pytest.mark.parametrize("go_away", [sigkill, sigterm], ids=["SIGKILL", "SIGTERM"])
 def test_reads_see_no_unavailable_when_a_replica_goes_away_under_load(
-    replicas: Callable[[Sequence[float]], list[Replica]], go_away: Callable[[Replica], None]
+    replicas: Callable[..., list[Replica]], go_away: Callable[[Replica], None]
 ) -> None:
     pair = replicas([HOLD_SECONDS, HOLD_SECONDS])
     with open_channel(balanced_target(pair)) as channel:
@@ -186,7 +189,7 @@ def test_reads_see_no_unavailable_when_a_replica_goes_away_under_load(
 
 
 def test_without_the_retry_policy_the_reads_held_on_a_killed_replica_fail(
-    replicas: Callable[[Sequence[float]], list[Replica]],
+    replicas: Callable[..., list[Replica]],
 ) -> None:
     # The scenario above bites: the same kill, on a channel without the policy, fails
     # the reads that were in flight on the killed replica.
@@ -197,7 +200,7 @@ def test_without_the_retry_policy_the_reads_held_on_a_killed_replica_fail(
 
 
 def test_a_login_in_flight_on_a_killed_replica_is_sent_once(
-    replicas: Callable[[Sequence[float]], list[Replica]],
+    replicas: Callable[..., list[Replica]],
 ) -> None:
     # The first replica holds each call, the second answers at once.
     held, quick = pair = replicas([HOLD_SECONDS * 10, 0])
@@ -229,6 +232,28 @@ def test_a_login_in_flight_on_a_killed_replica_is_sent_once(
     assert quick.count(LOGIN) == answered_by_quick
 
 
+def test_a_feed_whose_replica_dies_before_its_first_event_follows_the_successor_at_once(
+    replicas: Callable[..., list[Replica]],
+) -> None:
+    # gRPC would retry the stream (uncommitted: nothing was answered yet) and that attempt
+    # hung until the subscriber's own watchdog gave up on 10 s of silence (grpcio 1.85,
+    # seen at every stack start that restarted auth_svc under a subscribing profile_svc).
+    (silent,) = replicas([60.0])  # its first event would come after a minute
+    channel = open_channel(f"127.0.0.1:{silent.port}")
+    subscriber = RevocationSubscriber(lambda: channel, RevocationSet())
+    try:
+        subscriber.ensure_started()
+        wait_until(lambda: silent.count(FEED) == 1, what="the subscription at the first replica")
+        sigkill(silent)
+        time.sleep(1.0)  # down for a second, as while a process restarts (no assertion waits)
+        (successor,) = replicas([0.0], port=silent.port)
+        assert subscriber.connected.wait(5), "the feed did not follow the successor"
+        assert successor.count(FEED) == 1
+    finally:
+        subscriber.stop()
+        channel.close()
+
+
 def test_the_retried_methods_are_exactly_those_the_protos_declare_safe_to_repeat() -> None:
     descriptor_set = load_descriptor_set()
     assert descriptor_set is not None
@@ -240,7 +265,6 @@ def test_the_retried_methods_are_exactly_those_the_protos_declare_safe_to_repeat
         "authgate.auth.v1.AdminService.GetUser",
         "authgate.auth.v1.AdminService.ListAuditEvents",
         "authgate.profile.v1.ProfileService.GetProfile",
-        "authgate.auth.v1.RevocationService.WatchRevocations",
     } <= retried
     never = {
         "authgate.auth.v1.AuthService.Register",
@@ -251,6 +275,8 @@ def test_the_retried_methods_are_exactly_those_the_protos_declare_safe_to_repeat
         "authgate.auth.v1.AdminService.SetUserRoles",
         "authgate.auth.v1.AdminService.RevokeUserSessions",
         "authgate.profile.v1.ProfileService.UpdateProfile",
+        # A stream: its subscriber reconnects itself (see the feed test above).
+        "authgate.auth.v1.RevocationService.WatchRevocations",
     }
     assert not retried & never
     # Every retried method declares its level in the protos: nothing is added by name.
@@ -259,6 +285,7 @@ def test_the_retried_methods_are_exactly_those_the_protos_declare_safe_to_repeat
         for file in descriptor_set.file
         for service in file.service
         for method in service.method
+        if not method.server_streaming
     }
     retried_levels = {
         descriptor_pb2.MethodOptions.NO_SIDE_EFFECTS,
