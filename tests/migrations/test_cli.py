@@ -20,6 +20,9 @@ from authgate_common.migrations import MigrationSet
 from profile_svc import migrate as profile_migrate
 from profile_svc.migrations import PROFILE_MIGRATIONS
 
+# Migrations start from a database without tables (on MySQL too: see database_url).
+pytestmark = pytest.mark.empty_database
+
 ROOT = Path(__file__).resolve().parents[2]
 CLIS = {
     "auth": (AUTH_MIGRATIONS, auth_migrate.database_url, "AUTH_DATABASE_URL"),

@@ -17,6 +17,9 @@ from auth_svc.migrations import AUTH_MIGRATIONS
 from authgate_common.migrations import MigrationSet, SchemaNotCurrent, SchemaState
 from profile_svc.migrations import PROFILE_MIGRATIONS
 
+# Migrations start from a database without tables (on MySQL too: see database_url).
+pytestmark = pytest.mark.empty_database
+
 HISTORIES = {"auth": AUTH_MIGRATIONS, "profile": PROFILE_MIGRATIONS}
 
 

@@ -13,6 +13,9 @@ from profile_svc.server import build_server as build_profile_server
 from tests.fixtures.profile_fixtures import profile_test_config
 from tests.token_factory import TokenFactory
 
+# Migrations start from a database without tables (on MySQL too: see database_url).
+pytestmark = pytest.mark.empty_database
+
 
 def test_auth_service_refuses_a_database_migrated_down_to_base(auth_config: AuthConfig) -> None:
     AUTH_MIGRATIONS.downgrade(auth_config.database_url, "base")

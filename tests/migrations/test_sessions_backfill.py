@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import pytest
 import sqlalchemy
 
 from auth_svc.migrations import AUTH_MIGRATIONS
+
+# Migrations start from a database without tables (on MySQL too: see database_url).
+pytestmark = pytest.mark.empty_database
 
 BEFORE = "7385b57386e8"
 SESSIONS = "73a329c1e4fa"

@@ -315,18 +315,17 @@ def test_the_feed_resumes_after_the_auth_server_restarts_without_missing_a_revoc
         restarted.stop(0)
 
 
-@pytest.mark.mysql
+@pytest.mark.parametrize(
+    "database_url", [pytest.param("mysql", marks=pytest.mark.mysql)], indirect=True
+)  # two replicas on one server
 def test_a_revocation_through_replica_a_reaches_a_subscriber_of_replica_b(
-    mysql_database: str,
+    database_url: str,
     auth_keys_dir: Path,
     auth_config_factory: AuthConfigFactory,
     subscribed: Subscribe,
     log_of: LogOf,
 ) -> None:
-    from auth_svc.migrations import AUTH_MIGRATIONS
-
-    AUTH_MIGRATIONS.upgrade(mysql_database)
-    config = auth_config_factory(database_url=mysql_database)
+    config = auth_config_factory(database_url=database_url)
     replica_a, replica_b = build_server(config), build_server(config)
     try:
         with grpc.insecure_channel(replica_a.target) as opened:
