@@ -245,6 +245,8 @@ class ProcessGroup:
         self._log_dir = log_dir
         self._base_env = dict(os.environ if base_env is None else base_env)
         self._processes: list[_Process] = []
+        # Started again by `respawn` while `start` runs: awaited with the last ones started.
+        self._respawned: list[str] = []
 
     def commands(self) -> list[tuple[str, list[str]]]:
         raise NotImplementedError
@@ -296,8 +298,9 @@ class ProcessGroup:
                     starting.clear()
                 self._spawn(name, command, self.environment_of(name))
                 starting.append(name)
-            for started in starting:
+            for started in [*starting, *self._respawned]:
                 self._wait_until_serving(started, deadline)
+            self._respawned.clear()
         except BaseException:
             self.stop()
             raise
@@ -306,19 +309,28 @@ class ProcessGroup:
         """Start the processes `names` again on their ports (after they died or were killed),
         side by side, and wait until each serves."""
         for name in names:
-            old = self.process(name)
-            if old.poll() is None:
-                old.kill()
-            old.wait()
-            index = next(i for i, p in enumerate(self._processes) if p.name == name)
-            self._spawn(name, dict(self.commands())[name], self.environment_of(name))
-            # Keep the start order, which stop() walks backwards.
-            self._processes[index].output.close()
-            self._processes[index] = self._processes.pop()
+            self._start_again(name)
         deadline = time.monotonic() + timeout
         for name in names:
             # Only these: others may be down on purpose (a test stopping several).
             self._wait_until_serving(name, deadline, only=name)
+
+    def respawn(self, name: str) -> None:
+        """From `bound`, while `start` runs: start `name` again (killed first if it runs) and
+        go on; `start` waits for it with the processes started after it."""
+        self._start_again(name)
+        self._respawned.append(name)
+
+    def _start_again(self, name: str) -> None:
+        old = self.process(name)
+        if old.poll() is None:
+            old.kill()
+        old.wait()
+        index = next(i for i, p in enumerate(self._processes) if p.name == name)
+        self._spawn(name, dict(self.commands())[name], self.environment_of(name))
+        # Keep the start order, which stop() walks backwards.
+        self._processes[index].output.close()
+        self._processes[index] = self._processes.pop()
 
     def kill(self, name: str) -> None:
         """SIGKILL process `name` with every process it started (gunicorn's workers too), as
@@ -464,9 +476,10 @@ class Stack(ProcessGroup):
         if name == "profile" and ports.port != profile_port_was and self._is_running("auth"):
             # auth_svc calls the profile service too (account deletions), at the address
             # it was started with: with port 0 that was not known yet, so it starts again,
-            # on the port it had, now that it is. The profile service rides it out: its
-            # revocation feed reconnects to that port, and it fetches keys on first use.
-            self.restart("auth")
+            # on the port it had, now that it is, beside the gateway (which needs only the
+            # ports). The profile service rides it out: its revocation feed reconnects to
+            # that port, and it fetches keys on first use.
+            self.respawn("auth")
 
     def _is_running(self, name: str) -> bool:
         try:
