@@ -66,9 +66,14 @@ class ProfileRepository:
             _retrying_deadlocks(insert_unless_deleted)
         except IntegrityError:
             winner = self.find(new.user_id)
-            if winner is None:  # the conflict was not on our key
-                raise
-            return winner
+            if winner is not None:
+                return winner
+            with self._sessions.begin() as session:
+                if _is_deleted(session, new.user_id):
+                    # The winner's row was there, and a deletion took it since (seen with
+                    # eight readers racing one deletion on MariaDB).
+                    raise DeletedUser(new.user_id) from None
+            raise  # the conflict was not on our key
         return new
 
     def delete_for_good(self, user_id: str, deleted_at: datetime) -> bool:
