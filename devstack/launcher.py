@@ -288,6 +288,7 @@ class ProcessGroup:
         deadline = time.monotonic() + timeout
         try:
             self.prepare()
+            self._respawned.clear()
             starting: list[str] = []
             for name, command in self.commands():
                 if only is not None and name not in only:
@@ -298,9 +299,10 @@ class ProcessGroup:
                     starting.clear()
                 self._spawn(name, command, self.environment_of(name))
                 starting.append(name)
-            for started in [*starting, *self._respawned]:
-                self._wait_until_serving(started, deadline)
-            self._respawned.clear()
+            for started in starting:
+                self._wait_until_serving(started, deadline)  # may respawn another (`bound`)
+            while self._respawned:
+                self._wait_until_serving(self._respawned.pop(0), deadline)
         except BaseException:
             self.stop()
             raise

@@ -6,6 +6,9 @@ from __future__ import annotations
 import json
 import sys
 from collections.abc import Callable
+from pathlib import Path
+
+import pytest
 
 from authgate_common.healthcheck import Unhealthy
 from devstack.launcher import BoundPorts, ProcessGroup, reported_ports
@@ -68,5 +71,51 @@ def test_a_process_that_starts_with_the_previous_one_does_not_wait_for_it() -> N
     try:
         assert group.process("a").poll() is None
         assert group.process("b").poll() is None
+    finally:
+        group.stop()
+
+
+class _Respawning(ProcessGroup):
+    """ "a", then "b"; once "b" runs, "a" is started again (as auth_svc is once the profile
+    service has bound port 0); a process of "a" is ready half a second after it starts."""
+
+    def __init__(self, marks: Path) -> None:
+        super().__init__()
+        self.marks = marks
+        self.respawned = False  # by b's readiness, once
+
+    def commands(self) -> list[tuple[str, list[str]]]:
+        mark_when_ready = (
+            "import os, pathlib, sys, time; time.sleep(0.5); "
+            "pathlib.Path(sys.argv[1], str(os.getpid())).touch(); time.sleep(60)"
+        )
+        return [
+            ("a", [sys.executable, "-c", mark_when_ready, str(self.marks)]),
+            ("b", [sys.executable, "-c", "import time; time.sleep(60)"]),
+        ]
+
+    def environment_of(self, name: str) -> dict[str, str]:
+        return dict(self._base_env)
+
+    def readiness(self, name: str) -> Callable[[], None]:
+        def ready() -> None:
+            if name == "b" and not self.respawned:
+                self.respawned = True
+                self.respawn("a")
+            elif name == "a" and not (self.marks / str(self.process("a").pid)).exists():
+                raise Unhealthy("a is not ready yet")
+
+        return ready
+
+
+@pytest.mark.parametrize("only", [None, ("a", "b")], ids=["all", "only"])
+def test_start_returns_once_a_process_started_again_meanwhile_is_ready(
+    tmp_path: Path, only: tuple[str, ...] | None
+) -> None:
+    group = _Respawning(tmp_path)
+    group.start(timeout=20, only=only)
+    try:
+        assert group.respawned
+        assert (tmp_path / str(group.process("a").pid)).exists()
     finally:
         group.stop()
