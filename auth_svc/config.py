@@ -12,6 +12,7 @@ from authgate_common import settings as shared
 from authgate_common.config import (
     ConfigError,
     Env,
+    ReadFromEnv,
     SettingsTable,
     flag,
     from_setting,
@@ -19,7 +20,6 @@ from authgate_common.config import (
     optional_text,
     optional_whole,
     path,
-    read_settings,
     text,
     whole,
 )
@@ -235,7 +235,7 @@ SETTINGS = SettingsTable.of(
 
 
 @dataclass(frozen=True)
-class Argon2Params:
+class Argon2Params(ReadFromEnv):
     """argon2id cost parameters; the defaults are argon2-cffi's (RFC 9106 low-memory profile).
 
     Parameters below OWASP's minimum are refused however they are made.
@@ -255,10 +255,6 @@ class Argon2Params:
                 f"AUTH_ARGON2_MEMORY_KIB must be at least {needed} with AUTH_ARGON2_TIME_COST "
                 f"{self.time_cost} (OWASP's argon2id minimum), got {self.memory_kib}"
             )
-
-    @classmethod
-    def from_env(cls, env: Env) -> Argon2Params:
-        return read_settings(cls, env)
 
 
 def minimum_argon2_memory_kib(time_cost: int) -> int:
