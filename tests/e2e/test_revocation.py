@@ -364,23 +364,36 @@ def _assert_no_call_per_request(calls: dict[str, int], admin_rpc: str, **served:
     assert calls.get("WatchRevocations", 0) <= 3, calls  # the verifiers' streams, not requests
 
 
-@pytest.mark.serial
-def test_a_user_disabled_by_an_admin_is_refused_everywhere_within_2s_and_back_when_enabled(
-    accounts: Accounts,
-) -> None:
-    user_id, pair = accounts.register_and_login("dora")
+def _refused_after_admin_action(
+    accounts: Accounts, username: str, action: str, action_status: int, admin_rpc: str
+) -> tuple[str, dict[str, Any], ClientLoop]:
+    """Register username and loop GET /v1/profile with its token while an admin POSTs
+    `/v1/admin/users/{id}:{action}`: every worker refuses the token within 2 s without a
+    call per request, and the session's refresh is refused. The user id, pair and loop."""
+    user_id, pair = accounts.register_and_login(username)
 
     loop, _, calls = _change_while_looping(
         accounts,
         pair["access_token"],
         {PROFILE: 401},
-        lambda: accounts.as_admin("POST", f"/v1/admin/users/{user_id}:disable", {}),
-        200,
+        lambda: accounts.as_admin("POST", f"/v1/admin/users/{user_id}:{action}", {}),
+        action_status,
     )
 
-    _assert_no_call_per_request(calls, "DisableUser")
-    assert len(loop.answers()) >= 20
+    _assert_no_call_per_request(calls, admin_rpc)
     assert accounts.refresh(pair["refresh_token"]).status_code == 401
+    return user_id, pair, loop
+
+
+@pytest.mark.serial
+def test_a_user_disabled_by_an_admin_is_refused_everywhere_within_2s_and_back_when_enabled(
+    accounts: Accounts,
+) -> None:
+    user_id, pair, loop = _refused_after_admin_action(
+        accounts, "dora", "disable", 200, "DisableUser"
+    )
+
+    assert len(loop.answers()) >= 20
     enabled = accounts.as_admin("POST", f"/v1/admin/users/{user_id}:enable", {})
     assert enabled.status_code == 200, enabled.text
     assert accounts.status(PROFILE, pair["access_token"]) == 401  # enabling revives no token
@@ -439,17 +452,7 @@ def test_a_role_taken_away_turns_its_route_403_within_2s_while_the_others_work_o
 def test_revoke_sessions_by_an_admin_refuses_the_earlier_tokens_within_2s(
     accounts: Accounts,
 ) -> None:
-    user_id, pair = accounts.register_and_login("sam")
+    _refused_after_admin_action(accounts, "sam", "revokeSessions", 204, "RevokeUserSessions")
 
-    _, _, calls = _change_while_looping(
-        accounts,
-        pair["access_token"],
-        {PROFILE: 401},
-        lambda: accounts.as_admin("POST", f"/v1/admin/users/{user_id}:revokeSessions", {}),
-        204,
-    )
-
-    _assert_no_call_per_request(calls, "RevokeUserSessions")
-    assert accounts.refresh(pair["refresh_token"]).status_code == 401
     again = accounts.login("sam")
     assert accounts.status(PROFILE, again["access_token"]) == 200
