@@ -26,8 +26,7 @@ from auth_svc.roles import main as roles_main
 from authgate_common.config import Env
 from authgate_common.db import make_sessions
 from authgate_common.tokens import TokenSettings
-from devstack.launcher import StackSettings
-from tests.harness import real_stack, wait_until
+from tests.harness import RealStack, real_stack, wait_until
 from tests.observability.metrics_text import sample
 
 pytestmark = pytest.mark.e2e
@@ -40,33 +39,24 @@ WITHIN = 2.0
 AFTERWARDS = 1.5
 
 
-@dataclass
-class RevocationStack:
-    settings: StackSettings
-    auth_database_url: str
-
-    @property
-    def url(self) -> str:
-        return self.settings.gateway_url
-
-    def auth_rpcs_answered(self) -> dict[str, float]:
-        """The unary RPCs the auth service answered so far, by method (streams are not counted)."""
-        text = requests.get(self.settings.metrics_urls()["auth"], timeout=5).text
-        return {
-            method: sample(text, HANDLED, {"grpc_method": method})
-            for method in ("Register", "Login", "Refresh", "Logout", "GetJwks", "Check")
-        } | {"all": sample(text, HANDLED)}
+def _auth_rpcs_answered(stack: RealStack) -> dict[str, float]:
+    """The unary RPCs the auth service answered so far, by method (streams are not counted)."""
+    text = requests.get(stack.settings.metrics_urls()["auth"], timeout=5).text
+    return {
+        method: sample(text, HANDLED, {"grpc_method": method})
+        for method in ("Register", "Login", "Refresh", "Logout", "GetJwks", "Check")
+    } | {"all": sample(text, HANDLED)}
 
 
 @pytest.fixture(scope="module")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RevocationStack]:
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RealStack]:
     with real_stack(
         tmp_path_factory.mktemp("revocation"),
         metrics=True,
         gateway_workers=2,
         extra_env={"JWT_ISSUER": TOKENS.issuer, "JWT_AUDIENCE": TOKENS.audience},
     ) as running:
-        yield RevocationStack(running.settings, running.auth_database_url)
+        yield running
 
 
 def _profile_status(url: str, token: str) -> int:
@@ -80,7 +70,7 @@ def _profile_status(url: str, token: str) -> int:
 
 
 def test_a_revoked_user_is_refused_by_every_worker_within_2s_without_asking_auth(
-    stack: RevocationStack,
+    stack: RealStack,
 ) -> None:
     credentials = {"username": "alice", "password": PASSWORD}
     registered = requests.post(f"{stack.url}/v1/auth/register", json=credentials, timeout=10)
@@ -88,7 +78,7 @@ def test_a_revoked_user_is_refused_by_every_worker_within_2s_without_asking_auth
     token, user_id = login["access_token"], registered.json()["user_id"]
     for _ in range(40):  # both workers have verified it (and fetched the keys) by now
         assert _profile_status(stack.url, token) == 200
-    answered_before = stack.auth_rpcs_answered()
+    answered_before = _auth_rpcs_answered(stack)
 
     results: list[tuple[float, int]] = []
     lock = threading.Lock()
@@ -130,7 +120,7 @@ def test_a_revoked_user_is_refused_by_every_worker_within_2s_without_asking_auth
     assert set(after_deadline) == {401}
     # No call to the auth service per request (nor for the revocation): at most a worker
     # that the warm-up happened not to reach fetches the key set once, on its first request.
-    answered_after = stack.auth_rpcs_answered()
+    answered_after = _auth_rpcs_answered(stack)
     grown = {method: answered_after[method] - answered_before[method] for method in answered_after}
     assert len(results) >= 50
     assert grown["GetJwks"] <= 1, grown
@@ -227,7 +217,7 @@ class ClientLoop:
         return max(starts)
 
 
-def _auth_calls(stack: RevocationStack) -> Counter[str]:
+def _auth_calls(stack: RealStack) -> Counter[str]:
     """The RPCs the auth service has answered so far, by method (a stream counts when it ends)."""
     text = requests.get(stack.settings.metrics_urls()["auth"], timeout=5).text
     calls: Counter[str] = Counter()
@@ -246,7 +236,7 @@ def _new_calls(before: Counter[str], after: Counter[str]) -> dict[str, int]:
 
 @dataclass
 class Accounts:
-    stack: RevocationStack
+    stack: RealStack
     admin_token: str
 
     def register_and_login(self, username: str) -> tuple[str, dict[str, Any]]:
@@ -291,7 +281,7 @@ class Accounts:
 
 
 @pytest.fixture(scope="module")
-def accounts(stack: RevocationStack) -> Accounts:
+def accounts(stack: RealStack) -> Accounts:
     made = Accounts(stack, admin_token="")
     made.register_and_login("root")
     made.grant("root", "admin")
