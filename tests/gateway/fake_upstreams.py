@@ -256,11 +256,11 @@ class FakeUpstreams:
 
     @property
     def auth_target(self) -> str:
-        return f"127.0.0.1:{self.auth.port}"
+        return self.auth.target
 
     @property
     def profile_target(self) -> str:
-        return f"127.0.0.1:{self.profile.port}"
+        return self.profile.target
 
     def reset(self) -> None:
         self.auth_calls.reset()
