@@ -254,14 +254,6 @@ class FakeUpstreams:
     auth_service: FakeAuthService
     profile_service: FakeProfileService
 
-    @property
-    def auth_target(self) -> str:
-        return self.auth.target
-
-    @property
-    def profile_target(self) -> str:
-        return self.profile.target
-
     def reset(self) -> None:
         self.auth_calls.reset()
         self.profile_calls.reset()
