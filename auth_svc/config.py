@@ -12,6 +12,7 @@ from authgate_common import settings as shared
 from authgate_common.config import (
     ConfigError,
     Env,
+    ReadFromEnv,
     SettingsTable,
     flag,
     from_setting,
@@ -235,7 +236,7 @@ SETTINGS = SettingsTable.of(
 
 
 @dataclass(frozen=True)
-class Argon2Params:
+class Argon2Params(ReadFromEnv):
     """argon2id cost parameters; the defaults are argon2-cffi's (RFC 9106 low-memory profile).
 
     Parameters below OWASP's minimum are refused however they are made.
@@ -256,10 +257,6 @@ class Argon2Params:
                 f"{self.time_cost} (OWASP's argon2id minimum), got {self.memory_kib}"
             )
 
-    @classmethod
-    def from_env(cls, env: Env) -> Argon2Params:
-        return read_settings(cls, env)
-
 
 def minimum_argon2_memory_kib(time_cost: int) -> int:
     """The least memory (KiB) OWASP accepts for argon2id with time_cost passes."""
@@ -275,40 +272,40 @@ class AuthConfig:
     server: ServerSettings
     tokens: TokenSettings
     argon2: Argon2Params = Argon2Params()
-    access_token_ttl_seconds: int = AUTH_ACCESS_TOKEN_TTL_SECONDS.default
-    refresh_token_ttl_seconds: int = AUTH_REFRESH_TOKEN_TTL_SECONDS.default
+    access_token_ttl_seconds: int = from_setting(AUTH_ACCESS_TOKEN_TTL_SECONDS)
+    refresh_token_ttl_seconds: int = from_setting(AUTH_REFRESH_TOKEN_TTL_SECONDS)
     # Absolute lifetime of a refresh-token family: rotation cannot extend a session past it.
-    refresh_family_max_seconds: int = AUTH_REFRESH_FAMILY_MAX_SECONDS.default
-    password_min_length: int = AUTH_PASSWORD_MIN_LENGTH.default
-    registration_enabled: bool = AUTH_REGISTRATION_ENABLED.default
+    refresh_family_max_seconds: int = from_setting(AUTH_REFRESH_FAMILY_MAX_SECONDS)
+    password_min_length: int = from_setting(AUTH_PASSWORD_MIN_LENGTH)
+    registration_enabled: bool = from_setting(AUTH_REGISTRATION_ENABLED)
     lockout: LockoutPolicy = field(default_factory=LockoutPolicy)
     # How often the keys folder is checked for added or removed keys (0: only on SIGHUP).
-    keys_reload_seconds: float = AUTH_KEYS_RELOAD_SECONDS.default
+    keys_reload_seconds: float = from_setting(AUTH_KEYS_RELOAD_SECONDS)
     # A new key is published this long before it signs (publish before sign: every
     # replica sharing the keys folder knows it by then); see auth_svc.keys.
-    key_activation_seconds: float = AUTH_KEY_ACTIVATION_SECONDS.default
+    key_activation_seconds: float = from_setting(AUTH_KEY_ACTIVATION_SECONDS)
     # Where clients reach the gateway (the base of the discovery document's jwks_uri);
     # "": the issuer when it is an http(s) URL, else the `make run` gateway.
     public_url: str = ""
-    log_level: str = shared.LOG_LEVEL.default
+    log_level: str = from_setting(shared.LOG_LEVEL)
     db_check: DatabaseCheckSettings = field(default_factory=DatabaseCheckSettings)
     # Prometheus /metrics on the gRPC host; None: not served (from_env: 9101 unless "off").
     metrics_port: int | None = None
     # Concurrent argon2 hashes (None: hash_limiter.default_max_concurrent_hashes) and how
     # long a login waits for one before RESOURCE_EXHAUSTED.
     max_concurrent_hashes: int | None = None
-    hash_queue_timeout_seconds: float = AUTH_HASH_QUEUE_TIMEOUT_SECONDS.default
+    hash_queue_timeout_seconds: float = from_setting(AUTH_HASH_QUEUE_TIMEOUT_SECONDS)
     # Audit events older than this many days are deleted (hourly, in the background).
-    audit_retention_days: int = AUTH_AUDIT_RETENTION_DAYS.default
+    audit_retention_days: int = from_setting(AUTH_AUDIT_RETENTION_DAYS)
     # The profile service, which the outbox of account deletions is drained to, and the
     # TLS of the channel to it (None: plaintext).
-    profile_target: str = shared.PROFILE_GRPC_TARGET.default
+    profile_target: str = from_setting(shared.PROFILE_GRPC_TARGET)
     profile_tls: ClientTls | None = None
     # The AES-GCM key of TOTP secrets at rest: base64 text, or (when "") the file's.
     totp_key: str = ""
     totp_key_file: Path = AUTH_TOTP_KEY_FILE.default
-    totp_issuer: str = AUTH_TOTP_ISSUER.default
-    mfa_token_ttl_seconds: int = AUTH_MFA_TOKEN_TTL_SECONDS.default
+    totp_issuer: str = from_setting(AUTH_TOTP_ISSUER)
+    mfa_token_ttl_seconds: int = from_setting(AUTH_MFA_TOKEN_TTL_SECONDS)
 
     def __post_init__(self) -> None:
         if self.access_token_ttl_seconds > self.tokens.max_lifetime_seconds:
@@ -349,17 +346,14 @@ class AuthConfig:
     def from_env(cls, env: Env) -> AuthConfig:
         argon2 = Argon2Params.from_env(env)
         concurrent_hashes = AUTH_MAX_CONCURRENT_HASHES.read(env)
-        return cls(
+        return read_settings(
+            cls,
+            env,
             database_url=AUTH_DATABASE_URL.read(env),
             keys_dir=AUTH_KEYS_DIR.read(env),
             server=AUTH_SERVICE.server_settings(env),
             tokens=TokenSettings.from_env(env),
             argon2=argon2,
-            access_token_ttl_seconds=AUTH_ACCESS_TOKEN_TTL_SECONDS.read(env),
-            refresh_token_ttl_seconds=AUTH_REFRESH_TOKEN_TTL_SECONDS.read(env),
-            refresh_family_max_seconds=AUTH_REFRESH_FAMILY_MAX_SECONDS.read(env),
-            password_min_length=AUTH_PASSWORD_MIN_LENGTH.read(env),
-            registration_enabled=AUTH_REGISTRATION_ENABLED.read(env),
             lockout=LockoutPolicy(
                 threshold=AUTH_LOCKOUT_THRESHOLD.read(env),
                 base_seconds=AUTH_LOCKOUT_BASE_SECONDS.read(env),
@@ -370,19 +364,11 @@ class AuthConfig:
             ),
             totp_key=AUTH_TOTP_KEY.read(env) or "",
             totp_key_file=AUTH_TOTP_KEY_FILE.read(env),
-            totp_issuer=AUTH_TOTP_ISSUER.read(env),
-            mfa_token_ttl_seconds=AUTH_MFA_TOKEN_TTL_SECONDS.read(env),
-            keys_reload_seconds=AUTH_KEYS_RELOAD_SECONDS.read(env),
-            key_activation_seconds=AUTH_KEY_ACTIVATION_SECONDS.read(env),
             public_url=(AUTH_PUBLIC_URL.read(env) or "").strip(),
-            log_level=shared.LOG_LEVEL.read(env),
             db_check=DatabaseCheckSettings.from_env(env),
             metrics_port=AUTH_SERVICE.metrics_port.read(env),
             max_concurrent_hashes=concurrent_hashes
             or default_max_concurrent_hashes(argon2.memory_kib),
-            hash_queue_timeout_seconds=AUTH_HASH_QUEUE_TIMEOUT_SECONDS.read(env),
-            audit_retention_days=AUTH_AUDIT_RETENTION_DAYS.read(env),
-            profile_target=shared.PROFILE_GRPC_TARGET.read(env),
             profile_tls=ClientTls.from_env(env),
         )
 

@@ -6,12 +6,9 @@ import sys
 
 from auth_svc.config import AUTH_DATABASE_URL
 from auth_svc.migrations import AUTH_MIGRATIONS
-from authgate_common.config import Env
 from authgate_common.migrate_cli import main as migrate_main
 
-
-def database_url(env: Env) -> str:
-    return AUTH_DATABASE_URL.read(env)
+database_url = AUTH_DATABASE_URL.read
 
 
 def main() -> int:

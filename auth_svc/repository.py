@@ -18,6 +18,8 @@ from typing import Any, TypeVar
 
 from sqlalchemy import (
     CursorResult,
+    Row,
+    Select,
     and_,
     case,
     delete,
@@ -191,16 +193,11 @@ class UserRepository:
             raise AlreadyExists("username is already taken") from None
 
     def by_username(self, username_normalized: str) -> UserRecord | None:
-        with self._sessions() as session:
-            row = session.execute(
-                select(users).where(users.c.username_normalized == username_normalized)
-            ).first()
-        return None if row is None else _user(row)
+        query = select(users).where(users.c.username_normalized == username_normalized)
+        return _first(self._sessions, query, _user)
 
     def by_id(self, user_id: str) -> UserRecord | None:
-        with self._sessions() as session:
-            row = session.execute(select(users).where(users.c.id == user_id)).first()
-        return None if row is None else _user(row)
+        return _first(self._sessions, select(users).where(users.c.id == user_id), _user)
 
     def roles_of(self, user_id: str) -> frozenset[str]:
         with self._sessions() as session:
@@ -478,11 +475,8 @@ class RefreshTokenRepository:
             session.execute(insert(refresh_tokens).values(**asdict(token)))
 
     def by_hash(self, token_hash: str) -> RefreshTokenRecord | None:
-        with self._sessions() as session:
-            row = session.execute(
-                select(refresh_tokens).where(refresh_tokens.c.token_hash == token_hash)
-            ).first()
-        return None if row is None else _refresh_token(row)
+        query = select(refresh_tokens).where(refresh_tokens.c.token_hash == token_hash)
+        return _first(self._sessions, query, _refresh_token)
 
     def rotate(self, spent_hash: str, child: RefreshTokenRecord, now: datetime) -> bool:
         """Spend the token with spent_hash and store child, in one transaction.
@@ -1189,6 +1183,15 @@ def _utc(value: datetime) -> Any:
     return literal(value, UtcDateTime())
 
 
+def _first(
+    sessions: sessionmaker[Session], query: Select[Any], record: Callable[[Row[Any]], T]
+) -> T | None:
+    """The first row of query as a record; None when there is none."""
+    with sessions() as session:
+        row = session.execute(query).first()
+    return None if row is None else record(row)
+
+
 def _transaction(sessions: sessionmaker[Session], work: Callable[[Session], T]) -> T:
     """Run work in one transaction, again from the start if MySQL chose it as a deadlock victim.
 
@@ -1237,9 +1240,8 @@ class MfaRepository:
         self._sessions = sessions
 
     def totp_of(self, user_id: str) -> TotpRecord | None:
-        with self._sessions() as session:
-            row = session.execute(select(mfa_totp).where(mfa_totp.c.user_id == user_id)).first()
-        return None if row is None else TotpRecord(**row._asdict())
+        query = select(mfa_totp).where(mfa_totp.c.user_id == user_id)
+        return _first(self._sessions, query, lambda row: TotpRecord(**row._asdict()))
 
     def enabled(self, user_id: str) -> bool:
         with self._sessions() as session:

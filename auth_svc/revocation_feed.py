@@ -225,14 +225,7 @@ class RevocationFeed:
             for row in rows:
                 self._rows[row.id] = row
                 self._cursor = max(self._cursor, row.id)
-                self.local.apply(
-                    row.kind.value,
-                    row.subject,
-                    row.not_before,
-                    row.expires_at,
-                    roles=row.roles,
-                    revocation_id=row.id,
-                )
+                row.apply_to(self.local)
             self._drop_expired(now)
             kids_changed = kids != self._last_kids
             self._last_kids = kids

@@ -31,6 +31,7 @@ from auth_svc.models import (
     revocation_sequence,
     revocations,
 )
+from authgate_common.revocation import RevocationSet
 from authgate_common.tokens import TokenSettings
 
 log = logging.getLogger(__name__)
@@ -54,6 +55,17 @@ class RevocationRecord:
     expires_at: datetime
     # Kind ROLES only: the user's roles right after the change.
     roles: frozenset[str] = frozenset()
+
+    def apply_to(self, revocations: RevocationSet) -> None:
+        """Hand this row to a set of revocations (the feed's own, or a verifier's)."""
+        revocations.apply(
+            self.kind.value,
+            self.subject,
+            self.not_before,
+            self.expires_at,
+            roles=self.roles,
+            revocation_id=self.id,
+        )
 
 
 def token_lifetime_bound(settings: TokenSettings) -> timedelta:

@@ -14,9 +14,11 @@ import os
 from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, Self, TypeVar
 
 if TYPE_CHECKING:
+    from dataclasses import Field
+
     from _typeshed import DataclassInstance
 
 T = TypeVar("T")
@@ -138,6 +140,17 @@ def read_settings(cls: type[D], env: Env, **others: Any) -> D:
         if _SETTING in item.metadata
     }
     return cls(**read, **others)
+
+
+class ReadFromEnv:
+    """Base of a settings dataclass that `read_settings` makes whole: `X.from_env(env)`."""
+
+    if TYPE_CHECKING:
+        __dataclass_fields__: ClassVar[dict[str, Field[Any]]]
+
+    @classmethod
+    def from_env(cls, env: Env) -> Self:
+        return read_settings(cls, env)
 
 
 # --- the kinds of setting ---

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from sqlalchemy import Engine, text
 
 from authgate_common import settings as shared
-from authgate_common.config import Env, from_setting, read_settings
+from authgate_common.config import ReadFromEnv, from_setting
 from authgate_common.periodic import PeriodicThread
 
 log = logging.getLogger(__name__)
@@ -24,15 +24,11 @@ Probe = Callable[[], None]
 
 
 @dataclass(frozen=True)
-class DatabaseCheckSettings:
+class DatabaseCheckSettings(ReadFromEnv):
     """How often the database is checked (0 turns the check off) and how long a check may take."""
 
     interval_seconds: float = from_setting(shared.DB_CHECK_INTERVAL_SECONDS)
     timeout_seconds: float = from_setting(shared.DB_CHECK_TIMEOUT_SECONDS)
-
-    @classmethod
-    def from_env(cls, env: Env) -> DatabaseCheckSettings:
-        return read_settings(cls, env)
 
 
 def select_one(engine: Engine) -> Probe:

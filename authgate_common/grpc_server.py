@@ -16,11 +16,11 @@ from grpc_reflection.v1alpha import reflection
 from authgate_common import settings as shared
 from authgate_common.config import (
     Env,
+    ReadFromEnv,
     Setting,
     from_setting,
     optional_path,
     optional_port,
-    read_settings,
     text,
 )
 from authgate_common.config import port as port_setting
@@ -38,7 +38,7 @@ class CannotBind(OSError):
 
 
 @dataclass(frozen=True)
-class Keepalive:
+class Keepalive(ReadFromEnv):
     """HTTP/2 keepalive and connection lifetime policy of a server."""
 
     # The server pings a connection quiet this long, and drops it when no answer comes in time.
@@ -53,10 +53,6 @@ class Keepalive:
     # calls get the grace period), so clients re-resolve and spread over new replicas.
     max_connection_idle_seconds: float = from_setting(shared.GRPC_MAX_CONNECTION_IDLE_SECONDS)
     max_connection_age_seconds: float = from_setting(shared.GRPC_MAX_CONNECTION_AGE_SECONDS)
-
-    @classmethod
-    def from_env(cls, env: Env) -> Keepalive:
-        return read_settings(cls, env)
 
 
 @dataclass(frozen=True)

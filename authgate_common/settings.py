@@ -13,14 +13,13 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
 from authgate_common.config import (
-    Env,
+    ReadFromEnv,
     Setting,
     SettingsTable,
     from_setting,
     names,
     number,
     optional_path,
-    read_settings,
     text,
     whole,
 )
@@ -96,7 +95,7 @@ REVOCATION_MAX_STALENESS_SECONDS = number(
 
 
 @dataclass(frozen=True)
-class RevocationSettings:
+class RevocationSettings(ReadFromEnv):
     """How long a verifier trusts what it knows when the feed is silent."""
 
     max_staleness_seconds: float = from_setting(REVOCATION_MAX_STALENESS_SECONDS)
@@ -107,10 +106,6 @@ class RevocationSettings:
 
     def __post_init__(self) -> None:
         REVOCATION_MAX_STALENESS_SECONDS.check(self.max_staleness_seconds)
-
-    @classmethod
-    def from_env(cls, env: Env) -> RevocationSettings:
-        return read_settings(cls, env)
 
 
 VERIFIER = (

@@ -12,7 +12,7 @@ from typing import Any
 import jwt
 
 from authgate_common import settings as shared
-from authgate_common.config import Env, from_setting, read_settings
+from authgate_common.config import ReadFromEnv, from_setting
 from authgate_common.jwks import JwksCache, KeysUnavailable
 from authgate_common.revocation import RevocationCheck, RevokedToken
 
@@ -25,7 +25,7 @@ REQUIRED_CLAIMS = ("iss", "aud", "sub", "exp", "iat", "jti")
 
 
 @dataclass(frozen=True)
-class TokenSettings:
+class TokenSettings(ReadFromEnv):
     """What a valid access token looks like; the same for issuer and verifiers."""
 
     issuer: str = from_setting(shared.JWT_ISSUER)
@@ -35,10 +35,6 @@ class TokenSettings:
     max_lifetime_seconds: int = from_setting(shared.JWT_MAX_LIFETIME_SECONDS)
     # Longer tokens are refused before parsing: a guard of the parser, not a policy.
     max_token_bytes: int = 8192
-
-    @classmethod
-    def from_env(cls, env: Env) -> TokenSettings:
-        return read_settings(cls, env)
 
 
 @dataclass(frozen=True)

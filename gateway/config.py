@@ -14,9 +14,11 @@ from authgate_common.config import (
     Env,
     SettingsTable,
     flag,
+    from_setting,
     number,
     optional_text,
     port,
+    read_settings,
     text,
     whole,
 )
@@ -167,12 +169,12 @@ READINESS_TIMEOUT_SECONDS = 1.0
 
 @dataclass(frozen=True)
 class GatewayConfig:
-    auth_target: str = shared.AUTH_GRPC_TARGET.default
-    profile_target: str = PROFILE_GRPC_TARGET.default
+    auth_target: str = from_setting(shared.AUTH_GRPC_TARGET)
+    profile_target: str = from_setting(PROFILE_GRPC_TARGET)
     tokens: TokenSettings = field(default_factory=TokenSettings)
     grpc_timeout_seconds: float = GATEWAY_GRPC_TIMEOUT_SECONDS.default
-    max_body_bytes: int = GATEWAY_MAX_BODY_BYTES.default
-    jwks_refetch_cooldown_seconds: float = shared.JWKS_REFETCH_COOLDOWN_SECONDS.default
+    max_body_bytes: int = from_setting(GATEWAY_MAX_BODY_BYTES)
+    jwks_refetch_cooldown_seconds: float = from_setting(shared.JWKS_REFETCH_COOLDOWN_SECONDS)
     readiness_timeout_seconds: float = READINESS_TIMEOUT_SECONDS
     # prometheus-client's own variable: set, /metrics adds up every gunicorn worker's files.
     metrics_multiprocess_dir: str | None = None
@@ -180,12 +182,12 @@ class GatewayConfig:
     upstream_tls: ClientTls | None = None
     rate_limits: RateLimitSettings = field(default_factory=RateLimitSettings)
     # Proxies in front of the gateway that append to X-Forwarded-For; 0: use the peer address.
-    trusted_proxy_count: int = GATEWAY_TRUSTED_PROXY_COUNT.default
-    log_level: str = shared.LOG_LEVEL.default
+    trusted_proxy_count: int = from_setting(GATEWAY_TRUSTED_PROXY_COUNT)
+    log_level: str = from_setting(shared.LOG_LEVEL)
     # The revocation feed from the auth service (REVOCATION_MAX_STALENESS_SECONDS).
     revocation: RevocationSettings = field(default_factory=RevocationSettings)
     # Cached keys no longer refreshable are trusted this long past their refresh time.
-    jwks_grace_seconds: float = shared.JWKS_GRACE_SECONDS.default
+    jwks_grace_seconds: float = from_setting(shared.JWKS_GRACE_SECONDS)
 
     def __post_init__(self) -> None:
         shared.JWKS_REFETCH_COOLDOWN_SECONDS.check(self.jwks_refetch_cooldown_seconds)
@@ -197,13 +199,11 @@ class GatewayConfig:
         # The serving rows too (gunicorn's master reads them): the worker refuses what it does.
         SETTINGS.validate(env)
         timeout = GATEWAY_GRPC_TIMEOUT_SECONDS.read(env)
-        return cls(
-            auth_target=shared.AUTH_GRPC_TARGET.read(env),
-            profile_target=PROFILE_GRPC_TARGET.read(env),
+        return read_settings(
+            cls,
+            env,
             tokens=TokenSettings.from_env(env),
             grpc_timeout_seconds=timeout,
-            max_body_bytes=GATEWAY_MAX_BODY_BYTES.read(env),
-            jwks_refetch_cooldown_seconds=shared.JWKS_REFETCH_COOLDOWN_SECONDS.read(env),
             readiness_timeout_seconds=min(READINESS_TIMEOUT_SECONDS, timeout),
             metrics_multiprocess_dir=PROMETHEUS_MULTIPROC_DIR.read(env),
             upstream_tls=ClientTls.from_env(env),
@@ -213,8 +213,5 @@ class GatewayConfig:
                 key_prefix=GATEWAY_RATE_LIMIT_KEY_PREFIX.read(env),
                 overrides=parse_overrides(GATEWAY_RATE_LIMITS.read(env) or ""),
             ),
-            trusted_proxy_count=GATEWAY_TRUSTED_PROXY_COUNT.read(env),
-            log_level=shared.LOG_LEVEL.read(env),
             revocation=RevocationSettings.from_env(env),
-            jwks_grace_seconds=shared.JWKS_GRACE_SECONDS.read(env),
         )

@@ -8,6 +8,7 @@ the API: they become the OpenAPI descriptions.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from typing import Protocol
 
 from google.protobuf import descriptor_pb2
 
@@ -24,6 +25,11 @@ _ENUM_VALUE = 2
 _SERVICE_METHOD = 2
 
 Path = tuple[int, ...]
+
+
+class _Named(Protocol):
+    @property
+    def name(self) -> str: ...
 
 
 class ProtoComments:
@@ -70,11 +76,8 @@ def _file_comments(file: descriptor_pb2.FileDescriptorProto) -> dict[str, str]:
     for index, enum in enumerate(file.enum_type):
         _name_enum(names, enum, (_FILE_ENUM, index), prefix)
     for index, service in enumerate(file.service):
-        path = (_FILE_SERVICE, index)
-        service_name = prefix + service.name
-        names[path] = service_name
-        for method_index, method in enumerate(service.method):
-            names[(*path, _SERVICE_METHOD, method_index)] = f"{service_name}.{method.name}"
+        name = prefix + service.name
+        _name(names, (_FILE_SERVICE, index), name, _SERVICE_METHOD, service.method, f"{name}.")
     return {names[path]: text for path, text in by_path.items() if path in names}
 
 
@@ -82,9 +85,7 @@ def _name_message(
     names: dict[Path, str], message: descriptor_pb2.DescriptorProto, path: Path, prefix: str
 ) -> None:
     full_name = prefix + message.name
-    names[path] = full_name
-    for index, field in enumerate(message.field):
-        names[(*path, _MESSAGE_FIELD, index)] = f"{full_name}.{field.name}"
+    _name(names, path, full_name, _MESSAGE_FIELD, message.field, f"{full_name}.")
     for index, nested in enumerate(message.nested_type):
         _name_message(names, nested, (*path, _MESSAGE_NESTED, index), f"{full_name}.")
     for index, enum in enumerate(message.enum_type):
@@ -94,11 +95,23 @@ def _name_message(
 def _name_enum(
     names: dict[Path, str], enum: descriptor_pb2.EnumDescriptorProto, path: Path, prefix: str
 ) -> None:
-    full_name = prefix + enum.name
-    names[path] = full_name
     # Enum values are scoped beside their enum, not inside it (protobuf's C++ rule).
-    for index, value in enumerate(enum.value):
-        names[(*path, _ENUM_VALUE, index)] = prefix + value.name
+    _name(names, path, prefix + enum.name, _ENUM_VALUE, enum.value, prefix)
+
+
+def _name(
+    names: dict[Path, str],
+    path: Path,
+    full_name: str,
+    member_field: int,
+    members: Iterable[_Named],
+    member_prefix: str,
+) -> None:
+    """Name the element at path and its members (a message's fields, an enum's values or a
+    service's methods, at member_field under it), each member_prefix + its name."""
+    names[path] = full_name
+    for index, member in enumerate(members):
+        names[(*path, member_field, index)] = member_prefix + member.name
 
 
 def _clean(comment: str) -> str:

@@ -5,12 +5,12 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
-from authgate_common.config import Env, from_setting, read_settings
+from authgate_common.config import ReadFromEnv, from_setting
 from gateway import config
 
 
 @dataclass(frozen=True)
-class GunicornSettings:
+class GunicornSettings(ReadFromEnv):
     """What gunicorn_conf gives gunicorn; the settings are declared in gateway.config."""
 
     host: str = from_setting(config.GATEWAY_HOST)
@@ -26,10 +26,6 @@ class GunicornSettings:
     @property
     def bind(self) -> str:
         return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
-
-    @classmethod
-    def from_env(cls, env: Env) -> GunicornSettings:
-        return read_settings(cls, env)
 
 
 def worker_tmp_dir() -> str | None:

@@ -8,6 +8,8 @@ from authgate_common import settings as shared
 from authgate_common.config import (
     Env,
     SettingsTable,
+    from_setting,
+    read_settings,
 )
 from authgate_common.db_watch import DatabaseCheckSettings
 from authgate_common.grpc_server import ServerSettings, ServiceRows
@@ -34,8 +36,8 @@ class ProfileConfig:
     server: ServerSettings
     auth_target: str
     tokens: TokenSettings
-    jwks_refetch_cooldown_seconds: float = shared.JWKS_REFETCH_COOLDOWN_SECONDS.default
-    log_level: str = shared.LOG_LEVEL.default
+    jwks_refetch_cooldown_seconds: float = from_setting(shared.JWKS_REFETCH_COOLDOWN_SECONDS)
+    log_level: str = from_setting(shared.LOG_LEVEL)
     db_check: DatabaseCheckSettings = field(default_factory=DatabaseCheckSettings)
     # Prometheus /metrics on the gRPC host; None: not served (from_env: 9102 unless "off").
     metrics_port: int | None = None
@@ -44,7 +46,7 @@ class ProfileConfig:
     # The revocation feed from the auth service (REVOCATION_MAX_STALENESS_SECONDS).
     revocation: RevocationSettings = field(default_factory=RevocationSettings)
     # Cached keys no longer refreshable are trusted this long past their refresh time.
-    jwks_grace_seconds: float = shared.JWKS_GRACE_SECONDS.default
+    jwks_grace_seconds: float = from_setting(shared.JWKS_GRACE_SECONDS)
 
     def __post_init__(self) -> None:
         shared.JWKS_REFETCH_COOLDOWN_SECONDS.check(self.jwks_refetch_cooldown_seconds)
@@ -52,16 +54,15 @@ class ProfileConfig:
 
     @classmethod
     def from_env(cls, env: Env) -> ProfileConfig:
-        return cls(
+        return read_settings(
+            cls,
+            env,
             database_url=PROFILE_DATABASE_URL.read(env),
             server=PROFILE_SERVICE.server_settings(env),
             auth_target=shared.AUTH_GRPC_TARGET.read(env),
             tokens=TokenSettings.from_env(env),
-            jwks_refetch_cooldown_seconds=shared.JWKS_REFETCH_COOLDOWN_SECONDS.read(env),
-            log_level=shared.LOG_LEVEL.read(env),
             db_check=DatabaseCheckSettings.from_env(env),
             metrics_port=PROFILE_SERVICE.metrics_port.read(env),
             auth_tls=ClientTls.from_env(env),
             revocation=RevocationSettings.from_env(env),
-            jwks_grace_seconds=shared.JWKS_GRACE_SECONDS.read(env),
         )

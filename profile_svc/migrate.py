@@ -4,14 +4,11 @@ from __future__ import annotations
 
 import sys
 
-from authgate_common.config import Env
 from authgate_common.migrate_cli import main as migrate_main
 from profile_svc.config import PROFILE_DATABASE_URL
 from profile_svc.migrations import PROFILE_MIGRATIONS
 
-
-def database_url(env: Env) -> str:
-    return PROFILE_DATABASE_URL.read(env)
+database_url = PROFILE_DATABASE_URL.read
 
 
 def main() -> int:

@@ -458,14 +458,7 @@ def test_parallel_role_changes_leave_one_of_the_requested_sets(
     assert sorted(max(removals, key=lambda row: row.id).roles) == final
     narrowing = RevocationSet()
     for row in removals:  # in any order, as a snapshot after a reconnect could replay them
-        narrowing.apply(
-            row.kind.value,
-            row.subject,
-            row.not_before,
-            row.expires_at,
-            roles=row.roles,
-            revocation_id=row.id,
-        )
+        row.apply_to(narrowing)
     narrowing.heard(0)
     earlier = Identity(
         user_id=admin.bob_id,

@@ -189,16 +189,19 @@ def test_refresh_tokens_are_stored_only_as_hashes(
     assert all(pair.refresh_token not in str(value) for value in rows[0].values())
 
 
+def _assert_refresh_refused(service: AuthService, refresh_token: str) -> None:
+    with pytest.raises(Unauthenticated):
+        service.refresh(refresh_token)
+
+
 def test_reusing_a_spent_token_revokes_the_whole_family(
     auth_service: AuthService, alice: RegisteredUser
 ) -> None:
     first = auth_service.login("Alice", PASSWORD)
     second = auth_service.refresh(first.refresh_token)
 
-    with pytest.raises(Unauthenticated):
-        auth_service.refresh(first.refresh_token)
-    with pytest.raises(Unauthenticated):
-        auth_service.refresh(second.refresh_token)
+    _assert_refresh_refused(auth_service, first.refresh_token)
+    _assert_refresh_refused(auth_service, second.refresh_token)
 
 
 def test_reuse_leaves_other_sessions_alone(
@@ -208,15 +211,13 @@ def test_reuse_leaves_other_sessions_alone(
     other_device = auth_service.login("Alice", PASSWORD)
     auth_service.refresh(stolen.refresh_token)
 
-    with pytest.raises(Unauthenticated):
-        auth_service.refresh(stolen.refresh_token)
+    _assert_refresh_refused(auth_service, stolen.refresh_token)
     assert auth_service.refresh(other_device.refresh_token).access_token
 
 
 @pytest.mark.parametrize("token", ["garbage", "x" * 10_000, "é" * 43])
 def test_unknown_refresh_token_is_unauthenticated(auth_service: AuthService, token: str) -> None:
-    with pytest.raises(Unauthenticated):
-        auth_service.refresh(token)
+    _assert_refresh_refused(auth_service, token)
 
 
 def test_empty_refresh_token_is_invalid_argument(auth_service: AuthService) -> None:
@@ -229,8 +230,7 @@ def test_access_token_is_refused_as_a_refresh_token(
 ) -> None:
     pair = auth_service.login("Alice", PASSWORD)
 
-    with pytest.raises(Unauthenticated):
-        auth_service.refresh(pair.access_token)
+    _assert_refresh_refused(auth_service, pair.access_token)
 
 
 def test_expired_refresh_token_is_unauthenticated(
@@ -239,8 +239,7 @@ def test_expired_refresh_token_is_unauthenticated(
     pair = auth_service.login("Alice", PASSWORD)
     clock.advance(pair.refresh_expires_in)
 
-    with pytest.raises(Unauthenticated):
-        auth_service.refresh(pair.refresh_token)
+    _assert_refresh_refused(auth_service, pair.refresh_token)
 
 
 def test_family_lifetime_caps_rotation(
@@ -254,8 +253,7 @@ def test_family_lifetime_caps_rotation(
     assert rotated.refresh_expires_in == 500  # capped by the family, not 600
 
     clock.advance(500)
-    with pytest.raises(Unauthenticated):
-        service.refresh(rotated.refresh_token)
+    _assert_refresh_refused(service, rotated.refresh_token)
 
 
 def test_disabled_user_cannot_refresh(
@@ -264,8 +262,7 @@ def test_disabled_user_cannot_refresh(
     pair = auth_service.login("Alice", PASSWORD)
     users.set_disabled(alice.user_id, True, clock())
 
-    with pytest.raises(Unauthenticated):
-        auth_service.refresh(pair.refresh_token)
+    _assert_refresh_refused(auth_service, pair.refresh_token)
 
 
 def test_deleted_user_cannot_refresh(
@@ -276,8 +273,7 @@ def test_deleted_user_cannot_refresh(
         connection.execute(refresh_tokens.delete())  # FK cascades do the same on a real delete
         connection.execute(users.delete())
 
-    with pytest.raises(Unauthenticated):
-        auth_service.refresh(pair.refresh_token)
+    _assert_refresh_refused(auth_service, pair.refresh_token)
 
 
 # --- logout -----------------------------------------------------------------------------
@@ -289,8 +285,7 @@ def test_logout_revokes_the_family(auth_service: AuthService, alice: RegisteredU
 
     auth_service.logout(first.refresh_token)
 
-    with pytest.raises(Unauthenticated):
-        auth_service.refresh(second.refresh_token)
+    _assert_refresh_refused(auth_service, second.refresh_token)
 
 
 def test_logout_is_idempotent(auth_service: AuthService, alice: RegisteredUser) -> None:

@@ -111,6 +111,13 @@ def server(
     running.stop(0)
 
 
+@pytest.fixture
+def access_log(caplog: pytest.LogCaptureFixture) -> pytest.LogCaptureFixture:
+    """caplog with the access log's INFO lines captured."""
+    caplog.set_level(logging.INFO, logger=ACCESS_LOGGER)
+    return caplog
+
+
 def _rpc_lines(caplog: pytest.LogCaptureFixture, request_id: str) -> list[dict[str, Any]]:
     """The fields of the access log lines of one request."""
     return [
@@ -129,9 +136,8 @@ def _failure(call: Callable[[], object]) -> grpc.RpcError:
 
 
 def test_a_verified_caller_reaches_the_servicer_and_is_logged_and_counted(
-    server: InterceptedServer, token_factory: TokenFactory, caplog: pytest.LogCaptureFixture
+    server: InterceptedServer, token_factory: TokenFactory, access_log: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level(logging.INFO, logger=ACCESS_LOGGER)
     metadata = (
         ("authorization", f"Bearer {token_factory.mint('user-7', 'gina')}"),
         ("x-request-id", "req-whoami"),
@@ -140,7 +146,7 @@ def test_a_verified_caller_reaches_the_servicer_and_is_logged_and_counted(
     answer = server.unary(PROTECTED, "WhoAmI")(b"", metadata=metadata, timeout=5)
 
     assert answer == b"user-7"
-    [line] = _rpc_lines(caplog, "req-whoami")
+    [line] = _rpc_lines(access_log, "req-whoami")
     assert (line["method"], line["code"], line["user_id"]) == (
         f"/{PROTECTED}/WhoAmI",
         "OK",
@@ -151,15 +157,14 @@ def test_a_verified_caller_reaches_the_servicer_and_is_logged_and_counted(
 
 
 def test_a_refused_token_is_mapped_then_logged_and_counted_with_its_status(
-    server: InterceptedServer, caplog: pytest.LogCaptureFixture
+    server: InterceptedServer, access_log: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level(logging.INFO, logger=ACCESS_LOGGER)
     metadata = (("authorization", "Bearer not.a.jwt"), ("x-request-id", "req-refused"))
 
     error = _failure(lambda: server.unary(PROTECTED, "WhoAmI")(b"", metadata=metadata, timeout=5))
 
     assert error.code() == grpc.StatusCode.UNAUTHENTICATED
-    [line] = _rpc_lines(caplog, "req-refused")
+    [line] = _rpc_lines(access_log, "req-refused")
     assert (line["code"], line["user_id"]) == ("UNAUTHENTICATED", None)
     assert server.observed.calls == [(f"/{PROTECTED}/WhoAmI", grpc.StatusCode.UNAUTHENTICATED)]
 
@@ -171,32 +176,30 @@ def test_services_not_listed_as_protected_need_no_token(server: InterceptedServe
 
 
 def test_an_unexpected_error_is_internal_without_its_message_and_logged_with_the_request_id(
-    server: InterceptedServer, caplog: pytest.LogCaptureFixture
+    server: InterceptedServer, access_log: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level(logging.INFO, logger=ACCESS_LOGGER)
     metadata = (("x-request-id", "req-crash"),)
 
     error = _failure(lambda: server.unary(OPEN, "Crash")(b"", metadata=metadata, timeout=5))
 
     assert (error.code(), error.details()) == (grpc.StatusCode.INTERNAL, "internal error")
     assert "SELECT" not in str(error.trailing_metadata())
-    [logged] = [r for r in caplog.records if r.getMessage() == "unexpected error"]
+    [logged] = [r for r in access_log.records if r.getMessage() == "unexpected error"]
     assert getattr(logged, "request_id", None) == "req-crash"
     assert logged.exc_info is not None
-    [line] = _rpc_lines(caplog, "req-crash")
+    [line] = _rpc_lines(access_log, "req-crash")
     assert line["code"] == "INTERNAL"
 
 
 def test_a_code_set_by_the_servicer_is_the_code_logged_and_counted(
-    server: InterceptedServer, caplog: pytest.LogCaptureFixture
+    server: InterceptedServer, access_log: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level(logging.INFO, logger=ACCESS_LOGGER)
     metadata = (("x-request-id", "req-set-code"),)
 
     error = _failure(lambda: server.unary(OPEN, "SetCode")(b"", metadata=metadata, timeout=5))
 
     assert error.code() == grpc.StatusCode.FAILED_PRECONDITION
-    [line] = _rpc_lines(caplog, "req-set-code")
+    [line] = _rpc_lines(access_log, "req-set-code")
     assert line["code"] == "FAILED_PRECONDITION"
     assert server.observed.calls == [(f"/{OPEN}/SetCode", grpc.StatusCode.FAILED_PRECONDITION)]
 
@@ -232,10 +235,9 @@ def test_an_open_streaming_rpc_passes_through(server: InterceptedServer) -> None
 
 
 def test_every_call_is_checked_logged_and_counted_though_the_handler_is_made_once(
-    server: InterceptedServer, token_factory: TokenFactory, caplog: pytest.LogCaptureFixture
+    server: InterceptedServer, token_factory: TokenFactory, access_log: pytest.LogCaptureFixture
 ) -> None:
     # The wrapped handler of a method is reused across calls: per-call work must not be.
-    caplog.set_level(logging.INFO, logger=ACCESS_LOGGER)
     whoami = server.unary(PROTECTED, "WhoAmI")
     good = (("authorization", f"Bearer {token_factory.mint('user-8', 'hal')}"),)
 
@@ -254,9 +256,9 @@ def test_every_call_is_checked_logged_and_counted_though_the_handler_is_made_onc
     assert answers == [b"user-8"] * 3
     assert refused.code() == grpc.StatusCode.UNAUTHENTICATED
     for n in range(3):
-        [line] = _rpc_lines(caplog, f"req-again-{n}")
+        [line] = _rpc_lines(access_log, f"req-again-{n}")
         assert (line["code"], line["user_id"]) == ("OK", "user-8")
-    [bad] = _rpc_lines(caplog, "req-again-bad")
+    [bad] = _rpc_lines(access_log, "req-again-bad")
     assert (bad["code"], bad["user_id"]) == ("UNAUTHENTICATED", None)
     assert server.observed.calls.count((f"/{PROTECTED}/WhoAmI", grpc.StatusCode.OK)) == 3
 

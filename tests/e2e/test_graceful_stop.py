@@ -162,9 +162,9 @@ def assert_clean_stop(
 class Services:
     """The real processes a test needs, started as `make run` starts them, stopped at the end."""
 
-    def __init__(self, state: Path) -> None:
+    def __init__(self, state: Path, cleanup: ExitStack) -> None:
         self.state = state
-        self._cleanup = ExitStack()
+        self._cleanup = cleanup
 
     def start(self, *names: str) -> RealStack:
         """These processes (of auth, profile and gateway, in that order), once serving."""
@@ -172,17 +172,11 @@ class Services:
             real_stack(self.state, only=names, extra_env=ENV, gateway_workers=2)
         )
 
-    def stop(self) -> None:
-        self._cleanup.close()
-
 
 @pytest.fixture
 def services(tmp_path: Path) -> Iterator[Services]:
-    started = Services(tmp_path)
-    try:
-        yield started
-    finally:
-        started.stop()
+    with ExitStack() as cleanup:
+        yield Services(tmp_path, cleanup)
 
 
 def register_and_login(auth_target: str) -> str:

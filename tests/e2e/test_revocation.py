@@ -26,8 +26,7 @@ from auth_svc.roles import main as roles_main
 from authgate_common.config import Env
 from authgate_common.db import make_sessions
 from authgate_common.tokens import TokenSettings
-from devstack.launcher import StackSettings
-from tests.harness import real_stack, wait_until
+from tests.harness import RealStack, real_stack, wait_until
 from tests.observability.metrics_text import sample
 
 pytestmark = pytest.mark.e2e
@@ -40,33 +39,24 @@ WITHIN = 2.0
 AFTERWARDS = 1.5
 
 
-@dataclass
-class RevocationStack:
-    settings: StackSettings
-    auth_database_url: str
-
-    @property
-    def url(self) -> str:
-        return self.settings.gateway_url
-
-    def auth_rpcs_answered(self) -> dict[str, float]:
-        """The unary RPCs the auth service answered so far, by method (streams are not counted)."""
-        text = requests.get(self.settings.metrics_urls()["auth"], timeout=5).text
-        return {
-            method: sample(text, HANDLED, {"grpc_method": method})
-            for method in ("Register", "Login", "Refresh", "Logout", "GetJwks", "Check")
-        } | {"all": sample(text, HANDLED)}
+def _auth_rpcs_answered(stack: RealStack) -> dict[str, float]:
+    """The unary RPCs the auth service answered so far, by method (streams are not counted)."""
+    text = requests.get(stack.settings.metrics_urls()["auth"], timeout=5).text
+    return {
+        method: sample(text, HANDLED, {"grpc_method": method})
+        for method in ("Register", "Login", "Refresh", "Logout", "GetJwks", "Check")
+    } | {"all": sample(text, HANDLED)}
 
 
 @pytest.fixture(scope="module")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RevocationStack]:
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RealStack]:
     with real_stack(
         tmp_path_factory.mktemp("revocation"),
         metrics=True,
         gateway_workers=2,
         extra_env={"JWT_ISSUER": TOKENS.issuer, "JWT_AUDIENCE": TOKENS.audience},
     ) as running:
-        yield RevocationStack(running.settings, running.auth_database_url)
+        yield running
 
 
 def _profile_status(url: str, token: str) -> int:
@@ -80,7 +70,7 @@ def _profile_status(url: str, token: str) -> int:
 
 
 def test_a_revoked_user_is_refused_by_every_worker_within_2s_without_asking_auth(
-    stack: RevocationStack,
+    stack: RealStack,
 ) -> None:
     credentials = {"username": "alice", "password": PASSWORD}
     registered = requests.post(f"{stack.url}/v1/auth/register", json=credentials, timeout=10)
@@ -88,7 +78,7 @@ def test_a_revoked_user_is_refused_by_every_worker_within_2s_without_asking_auth
     token, user_id = login["access_token"], registered.json()["user_id"]
     for _ in range(40):  # both workers have verified it (and fetched the keys) by now
         assert _profile_status(stack.url, token) == 200
-    answered_before = stack.auth_rpcs_answered()
+    answered_before = _auth_rpcs_answered(stack)
 
     results: list[tuple[float, int]] = []
     lock = threading.Lock()
@@ -130,7 +120,7 @@ def test_a_revoked_user_is_refused_by_every_worker_within_2s_without_asking_auth
     assert set(after_deadline) == {401}
     # No call to the auth service per request (nor for the revocation): at most a worker
     # that the warm-up happened not to reach fetches the key set once, on its first request.
-    answered_after = stack.auth_rpcs_answered()
+    answered_after = _auth_rpcs_answered(stack)
     grown = {method: answered_after[method] - answered_before[method] for method in answered_after}
     assert len(results) >= 50
     assert grown["GetJwks"] <= 1, grown
@@ -227,7 +217,7 @@ class ClientLoop:
         return max(starts)
 
 
-def _auth_calls(stack: RevocationStack) -> Counter[str]:
+def _auth_calls(stack: RealStack) -> Counter[str]:
     """The RPCs the auth service has answered so far, by method (a stream counts when it ends)."""
     text = requests.get(stack.settings.metrics_urls()["auth"], timeout=5).text
     calls: Counter[str] = Counter()
@@ -246,7 +236,7 @@ def _new_calls(before: Counter[str], after: Counter[str]) -> dict[str, int]:
 
 @dataclass
 class Accounts:
-    stack: RevocationStack
+    stack: RealStack
     admin_token: str
 
     def register_and_login(self, username: str) -> tuple[str, dict[str, Any]]:
@@ -291,7 +281,7 @@ class Accounts:
 
 
 @pytest.fixture(scope="module")
-def accounts(stack: RevocationStack) -> Accounts:
+def accounts(stack: RealStack) -> Accounts:
     made = Accounts(stack, admin_token="")
     made.register_and_login("root")
     made.grant("root", "admin")
@@ -364,23 +354,36 @@ def _assert_no_call_per_request(calls: dict[str, int], admin_rpc: str, **served:
     assert calls.get("WatchRevocations", 0) <= 3, calls  # the verifiers' streams, not requests
 
 
-@pytest.mark.serial
-def test_a_user_disabled_by_an_admin_is_refused_everywhere_within_2s_and_back_when_enabled(
-    accounts: Accounts,
-) -> None:
-    user_id, pair = accounts.register_and_login("dora")
+def _refused_after_admin_action(
+    accounts: Accounts, username: str, action: str, action_status: int, admin_rpc: str
+) -> tuple[str, dict[str, Any], ClientLoop]:
+    """Register username and loop GET /v1/profile with its token while an admin POSTs
+    `/v1/admin/users/{id}:{action}`: every worker refuses the token within 2 s without a
+    call per request, and the session's refresh is refused. The user id, pair and loop."""
+    user_id, pair = accounts.register_and_login(username)
 
     loop, _, calls = _change_while_looping(
         accounts,
         pair["access_token"],
         {PROFILE: 401},
-        lambda: accounts.as_admin("POST", f"/v1/admin/users/{user_id}:disable", {}),
-        200,
+        lambda: accounts.as_admin("POST", f"/v1/admin/users/{user_id}:{action}", {}),
+        action_status,
     )
 
-    _assert_no_call_per_request(calls, "DisableUser")
-    assert len(loop.answers()) >= 20
+    _assert_no_call_per_request(calls, admin_rpc)
     assert accounts.refresh(pair["refresh_token"]).status_code == 401
+    return user_id, pair, loop
+
+
+@pytest.mark.serial
+def test_a_user_disabled_by_an_admin_is_refused_everywhere_within_2s_and_back_when_enabled(
+    accounts: Accounts,
+) -> None:
+    user_id, pair, loop = _refused_after_admin_action(
+        accounts, "dora", "disable", 200, "DisableUser"
+    )
+
+    assert len(loop.answers()) >= 20
     enabled = accounts.as_admin("POST", f"/v1/admin/users/{user_id}:enable", {})
     assert enabled.status_code == 200, enabled.text
     assert accounts.status(PROFILE, pair["access_token"]) == 401  # enabling revives no token
@@ -439,17 +442,7 @@ def test_a_role_taken_away_turns_its_route_403_within_2s_while_the_others_work_o
 def test_revoke_sessions_by_an_admin_refuses_the_earlier_tokens_within_2s(
     accounts: Accounts,
 ) -> None:
-    user_id, pair = accounts.register_and_login("sam")
+    _refused_after_admin_action(accounts, "sam", "revokeSessions", 204, "RevokeUserSessions")
 
-    _, _, calls = _change_while_looping(
-        accounts,
-        pair["access_token"],
-        {PROFILE: 401},
-        lambda: accounts.as_admin("POST", f"/v1/admin/users/{user_id}:revokeSessions", {}),
-        204,
-    )
-
-    _assert_no_call_per_request(calls, "RevokeUserSessions")
-    assert accounts.refresh(pair["refresh_token"]).status_code == 401
     again = accounts.login("sam")
     assert accounts.status(PROFILE, again["access_token"]) == 200

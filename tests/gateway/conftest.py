@@ -39,7 +39,7 @@ def fakes_client_factory(
 
     def make(**config: Any) -> FlaskClient:
         return gateway_client_factory(
-            fakes.auth_target, fakes.profile_target, token_settings, **config
+            fakes.auth.target, fakes.profile.target, token_settings, **config
         )
 
     return make

@@ -254,14 +254,6 @@ class FakeUpstreams:
     auth_service: FakeAuthService
     profile_service: FakeProfileService
 
-    @property
-    def auth_target(self) -> str:
-        return f"127.0.0.1:{self.auth.port}"
-
-    @property
-    def profile_target(self) -> str:
-        return f"127.0.0.1:{self.profile.port}"
-
     def reset(self) -> None:
         self.auth_calls.reset()
         self.profile_calls.reset()

@@ -212,7 +212,7 @@ def test_keys_that_cannot_be_fetched_are_503(
     token_settings: TokenSettings,
     fakes: FakeUpstreams,
 ) -> None:
-    client = gateway_client_factory("127.0.0.1:1", fakes.profile_target, token_settings)
+    client = gateway_client_factory("127.0.0.1:1", fakes.profile.target, token_settings)
     assert_problem(client.get("/v1/profile", headers=bearer(fakes.minter.mint("u"))), 503)
 
 
@@ -285,7 +285,7 @@ def test_a_stopped_upstream_is_503(
     server, _ = start_fake_profile(Recorder())
     target = f"127.0.0.1:{server.port}"
     server.stop(0)
-    client = gateway_client_factory(fakes.auth_target, target, token_settings)
+    client = gateway_client_factory(fakes.auth.target, target, token_settings)
     body = assert_problem(client.get("/v1/profile", headers=bearer(fakes.minter.mint("u"))), 503)
     assert body["detail"] == "the service is temporarily unavailable, try again later"
 
@@ -455,6 +455,6 @@ def test_readyz_is_503_when_an_upstream_is_unreachable(
     token_settings: TokenSettings,
     fakes: FakeUpstreams,
 ) -> None:
-    client = gateway_client_factory("127.0.0.1:1", fakes.profile_target, token_settings)
+    client = gateway_client_factory("127.0.0.1:1", fakes.profile.target, token_settings)
     body = assert_problem(client.get("/readyz"), 503)
     assert body["upstreams"]["auth"] == "UNREACHABLE"

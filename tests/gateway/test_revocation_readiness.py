@@ -47,7 +47,7 @@ def test_without_a_feed_readyz_is_503_and_tokens_are_503(
 ) -> None:
     client = gateway_client_factory(
         f"127.0.0.1:{auth_without_feed.port}",
-        fakes.profile_target,
+        fakes.profile.target,
         token_settings,
         revocation=RevocationSettings(initial_sync_seconds=0.5),
     )

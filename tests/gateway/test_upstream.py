@@ -37,13 +37,13 @@ def test_channels_are_made_on_first_use_and_then_reused(
             == 200
         )
         assert client.get("/.well-known/jwks.json").status_code == 200
-    assert sorted(channels_made) == sorted([fakes.auth_target, fakes.profile_target])
+    assert sorted(channels_made) == sorted([fakes.auth.target, fakes.profile.target])
 
 
 def test_a_forked_process_makes_its_own_channel(
     fakes: FakeUpstreams, channels_made: list[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    upstreams = Upstreams({"auth": fakes.auth_target}, timeout_seconds=1.0)
+    upstreams = Upstreams({"auth": fakes.auth.target}, timeout_seconds=1.0)
     try:
         parent = upstreams.channel("auth")
         assert upstreams.channel("auth") is parent
@@ -51,13 +51,13 @@ def test_a_forked_process_makes_its_own_channel(
         child = upstreams.channel("auth")
         assert child is not parent
         assert upstreams.channel("auth") is child
-        assert channels_made == [fakes.auth_target, fakes.auth_target]
+        assert channels_made == [fakes.auth.target, fakes.auth.target]
     finally:
         upstreams.close()
 
 
 def test_health_reports_each_upstream(fakes: FakeUpstreams) -> None:
-    upstreams = Upstreams({"auth": fakes.auth_target, "gone": "127.0.0.1:1"}, timeout_seconds=1.0)
+    upstreams = Upstreams({"auth": fakes.auth.target, "gone": "127.0.0.1:1"}, timeout_seconds=1.0)
     try:
         assert upstreams.health(0.5) == {"auth": "SERVING", "gone": "UNREACHABLE"}
     finally:

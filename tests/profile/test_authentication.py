@@ -282,6 +282,7 @@ def _closed_port() -> int:
 
 
 StubFactory = Callable[..., profile_pb2_grpc.ProfileServiceStub]
+OnFakeAuth = Callable[..., tuple[profile_pb2_grpc.ProfileServiceStub, FakeAuthService]]
 
 
 @pytest.fixture
@@ -301,13 +302,25 @@ def stub_of_own_server(
         yield start
 
 
+@pytest.fixture
+def on_fake_auth(
+    stub_of_own_server: StubFactory, fake_auth: tuple[str, FakeAuthService]
+) -> OnFakeAuth:
+    """start(**profile_server_factory options) -> a stub of a profile server of the test's
+    own that asks the fake auth service for keys, and that fake (it counts the calls)."""
+    target, auth_service = fake_auth
+
+    def start(**options: Any) -> tuple[profile_pb2_grpc.ProfileServiceStub, FakeAuthService]:
+        return stub_of_own_server(auth_target=target, **options), auth_service
+
+    return start
+
+
 def test_keys_are_fetched_from_the_auth_service_once_and_cached(
-    stub_of_own_server: StubFactory,
-    fake_auth: tuple[str, FakeAuthService],
+    on_fake_auth: OnFakeAuth,
     token_factory: TokenFactory,
 ) -> None:
-    target, auth_service = fake_auth
-    stub = stub_of_own_server(auth_target=target)
+    stub, auth_service = on_fake_auth()
     for _ in range(3):
         token = token_factory.mint(USER_ID, USERNAME)
         profile = stub.GetProfile(
@@ -329,12 +342,10 @@ def test_unreachable_auth_service_is_unavailable_not_unauthenticated(
 
 
 def test_a_flood_of_unknown_kids_fetches_the_keys_once_per_cooldown(
-    stub_of_own_server: StubFactory,
-    fake_auth: tuple[str, FakeAuthService],
+    on_fake_auth: OnFakeAuth,
     token_factory: TokenFactory,
 ) -> None:
-    target, auth_service = fake_auth
-    stub = stub_of_own_server(auth_target=target, jwks_refetch_cooldown_seconds=60)
+    stub, auth_service = on_fake_auth(jwks_refetch_cooldown_seconds=60)
     for index in range(10):
         token = token_factory.mint_with_header({"kid": f"random-{index}"})
         assert get_profile(stub, bearer(token)).code() == grpc.StatusCode.UNAUTHENTICATED

@@ -11,7 +11,7 @@ from sqlalchemy import Engine
 from authgate_common.errors import InvalidArgument, Unauthenticated
 from profile_svc.models import Profile
 from profile_svc.profiles import ProfileChanges, Profiles
-from tests.profile.helpers import SteppingClock, make_identity, profile_rows
+from tests.profile.helpers import make_identity, profile_rows
 
 
 def test_first_read_creates_the_profile_from_the_token_identity(
@@ -36,13 +36,17 @@ def test_claims_that_break_the_profile_rules_are_not_copied(profiles: Profiles) 
     assert profile.display_name == "x" * 100
 
 
-def test_repeated_reads_return_the_same_stored_profile(
-    profiles: Profiles, profile_engine: Engine
-) -> None:
+@pytest.fixture
+def read_twice(profiles: Profiles) -> tuple[Profile, Profile]:
+    """A new user's profile as the first read created it, and as a second read returns it."""
     identity = make_identity()
-    first = profiles.get_profile(identity)
+    return profiles.get_profile(identity), profiles.get_profile(identity)
 
-    second = profiles.get_profile(identity)
+
+def test_repeated_reads_return_the_same_stored_profile(
+    read_twice: tuple[Profile, Profile], profile_engine: Engine
+) -> None:
+    first, second = read_twice
 
     assert second == first
     assert len(profile_rows(profile_engine)) == 1
@@ -58,12 +62,9 @@ def test_later_reads_keep_the_stored_profile_even_if_claims_change(profiles: Pro
 
 
 def test_timestamps_round_trip_as_utc_with_microseconds(
-    profiles: Profiles, clock: SteppingClock
+    read_twice: tuple[Profile, Profile],
 ) -> None:
-    identity = make_identity()
-    created = profiles.get_profile(identity)
-
-    stored = profiles.get_profile(identity)
+    created, stored = read_twice
 
     assert stored.created_at == created.created_at
     assert stored.created_at.utcoffset() is not None

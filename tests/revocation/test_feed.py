@@ -113,6 +113,18 @@ def stub(channel: grpc.Channel) -> Any:
     return auth_stub(channel)
 
 
+@pytest.fixture
+def alice(stub: Any) -> tuple[str, Any]:
+    """alice registered and logged in: her user id and the login's TokenResponse."""
+    return register_and_login(stub, "alice")
+
+
+@pytest.fixture
+def verifier(auth_server: AuthServer, subscribed: Subscribe) -> SubscribedVerifier:
+    """A verifier subscribed to the feed of auth_server."""
+    return subscribed(auth_server.target)
+
+
 def _refresh_code(stub: Any, refresh_token: str) -> grpc.StatusCode:
     try:
         stub.Refresh(auth_pb2.RefreshRequest(refresh_token=refresh_token), timeout=TIMEOUT)
@@ -123,13 +135,9 @@ def _refresh_code(stub: Any, refresh_token: str) -> grpc.StatusCode:
 
 
 def test_a_revoked_user_is_refused_within_2s_and_their_refresh_at_once(
-    auth_server: AuthServer,
-    stub: Any,
-    subscribed: Subscribe,
-    auth_log: AuthLog,
+    alice: tuple[str, Any], verifier: SubscribedVerifier, stub: Any, auth_log: AuthLog
 ) -> None:
-    user_id, login = register_and_login(stub, "alice")
-    verifier = subscribed(auth_server.target)
+    user_id, login = alice
     assert verifier.refusal(login.access_token) is None  # now in the verified-token cache
 
     revoke_user(*auth_log, user_id)
@@ -141,18 +149,14 @@ def test_a_revoked_user_is_refused_within_2s_and_their_refresh_at_once(
 
 
 def test_a_revoked_session_is_refused_and_the_users_other_session_is_not(
-    auth_server: AuthServer,
-    stub: Any,
-    subscribed: Subscribe,
-    auth_log: AuthLog,
+    alice: tuple[str, Any], verifier: SubscribedVerifier, stub: Any, auth_log: AuthLog
 ) -> None:
-    user_id, first = register_and_login(stub, "alice")
+    user_id, first = alice
     second = stub.Login(
         auth_pb2.LoginRequest(username="alice", password="correct horse battery staple"),
         timeout=TIMEOUT,
     )
     sid = jwt.decode(first.access_token, options={"verify_signature": False})["sid"]
-    verifier = subscribed(auth_server.target)
 
     revoke_session(*auth_log, user_id, sid)
 
@@ -163,14 +167,10 @@ def test_a_revoked_session_is_refused_and_the_users_other_session_is_not(
 
 
 def test_revoking_access_tokens_only_keeps_the_session_and_its_next_token_works(
-    auth_server: AuthServer,
-    stub: Any,
-    subscribed: Subscribe,
-    auth_log: AuthLog,
+    alice: tuple[str, Any], verifier: SubscribedVerifier, stub: Any, auth_log: AuthLog
 ) -> None:
     # A role change: earlier tokens carry the old roles, a refresh gives the new ones.
-    user_id, login = register_and_login(stub, "alice")
-    verifier = subscribed(auth_server.target)
+    user_id, login = alice
 
     revoke_user(*auth_log, user_id, end_sessions=False)
     refreshed = stub.Refresh(
