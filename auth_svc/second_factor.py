@@ -36,56 +36,46 @@ class Enrolment:
     otpauth_uri: str
 
 
+@dataclass(frozen=True, kw_only=True)
 class SecondFactor:
-    def __init__(
-        self,
-        *,
-        repository: MfaRepository,
-        users: UserRepository,
-        box: SecretBox,
-        lockout: LockoutPolicy,
-        issuer: str,
-        challenge_ttl_seconds: int,
-        clock: Clock = utc_now,
-    ) -> None:
-        self._repository = repository
-        self._users = users
-        self._box = box
-        self._lockout = lockout
-        self._issuer = issuer
-        self._challenge_ttl = challenge_ttl_seconds
-        self._clock = clock
+    repository: MfaRepository
+    users: UserRepository
+    box: SecretBox
+    lockout: LockoutPolicy
+    issuer: str
+    challenge_ttl_seconds: int
+    clock: Clock = utc_now
 
     def enabled(self, user_id: str) -> bool:
-        return self._repository.enabled(user_id)
+        return self.repository.enabled(user_id)
 
     def enroll(self, user_id: str) -> Enrolment:
-        user = self._users.by_id(user_id)
+        user = self.users.by_id(user_id)
         if user is None:
             raise Unauthenticated("the user of this token no longer exists")
         secret = mfa.new_secret()
-        if not self._repository.enroll(user_id, self._box.seal(user_id, secret), self._clock()):
+        if not self.repository.enroll(user_id, self.box.seal(user_id, secret), self.clock()):
             raise AlreadyExists("a second factor is already on; disable it first")
         log.info("totp enrolment started", extra={"user_id": user_id})
         return Enrolment(
             secret=secret,
-            otpauth_uri=mfa.otpauth_uri(secret, username=user.username, issuer=self._issuer),
+            otpauth_uri=mfa.otpauth_uri(secret, username=user.username, issuer=self.issuer),
         )
 
     def confirm(self, user_id: str, code: str, *, origin: Origin = NO_ORIGIN) -> list[str]:
         """Turn the enrolment on with a current code; the recovery codes, shown this once."""
-        record = self._repository.totp_of(user_id)
+        record = self.repository.totp_of(user_id)
         if record is None:
             raise NotFound("no TOTP enrolment to confirm: enrol first")
         if record.confirmed_at is not None:
             raise AlreadyExists("the second factor is already on")
-        secret = self._box.open(user_id, record.secret_ciphertext)
+        secret = self.box.open(user_id, record.secret_ciphertext)
         codes = mfa.new_recovery_codes()
 
         def check(claim: LoginClaim) -> bool:
-            now = self._clock()
+            now = self.clock()
             step = mfa.matching_step(secret, code, now)
-            return step is not None and self._repository.confirm(
+            return step is not None and self.repository.confirm(
                 user_id,
                 record.secret_ciphertext,
                 step,
@@ -98,26 +88,26 @@ class SecondFactor:
         return codes
 
     def disable(self, user_id: str, code: str, *, origin: Origin = NO_ORIGIN) -> None:
-        if not self._repository.enabled(user_id):
+        if not self.repository.enabled(user_id):
             raise NotFound("no second factor is on")
 
         def check(claim: LoginClaim) -> bool:
             if not self.spend_code(user_id, code):
                 return False
-            event = NewEvent(EventType.MFA_DISABLED, user_id, origin, self._clock())
-            return self._repository.disable(user_id, event.with_detail(factor="totp"))
+            event = NewEvent(EventType.MFA_DISABLED, user_id, origin, self.clock())
+            return self.repository.disable(user_id, event.with_detail(factor="totp"))
 
         self._throttled(user_id, origin, check)
         log.info("totp disabled", extra={"user_id": user_id})
 
     def challenge(self, user_id: str) -> MfaChallenge:
         """A pending login for the user, finished by `finish` with a code."""
-        now = self._clock()
+        now = self.clock()
         token = secrets.token_urlsafe(_MFA_TOKEN_BYTES)
-        self._repository.add_challenge(
-            _token_hash(token), user_id, now, now + timedelta(seconds=self._challenge_ttl)
+        self.repository.add_challenge(
+            _token_hash(token), user_id, now, now + timedelta(seconds=self.challenge_ttl_seconds)
         )
-        return MfaChallenge(mfa_token=token, expires_in=self._challenge_ttl, user_id=user_id)
+        return MfaChallenge(mfa_token=token, expires_in=self.challenge_ttl_seconds, user_id=user_id)
 
     def finish(self, mfa_token: str, code: str, *, origin: Origin = NO_ORIGIN) -> LoginClaim:
         """The challenge spent with a right code: the claim to complete the login with
@@ -126,28 +116,28 @@ class SecondFactor:
         if len(mfa_token) > MAX_MFA_TOKEN_LENGTH:
             raise Unauthenticated(INVALID_MFA_TOKEN)
         token_hash = _token_hash(mfa_token)
-        user_id = self._repository.challenged_user(token_hash, self._clock())
+        user_id = self.repository.challenged_user(token_hash, self.clock())
         if user_id is None:
             raise Unauthenticated(INVALID_MFA_TOKEN)
         claim = self._claim(user_id, origin)
         if not self.spend_code(user_id, code):
             self._fail(claim, origin)
-        if not self._repository.spend_challenge(token_hash, self._clock()):
+        if not self.repository.spend_challenge(token_hash, self.clock()):
             # Spent by a concurrent finish, or expired meanwhile.
-            self._users.release_login_attempt(claim)
+            self.users.release_login_attempt(claim)
             raise Unauthenticated(INVALID_MFA_TOKEN)
         return claim
 
     def spend_code(self, user_id: str, code: str) -> bool:
         """Accept a current TOTP code or a recovery code, once."""
         if mfa.is_totp_code(code):
-            record = self._repository.totp_of(user_id)
+            record = self.repository.totp_of(user_id)
             if record is None or record.confirmed_at is None:
                 return False
-            secret = self._box.open(user_id, record.secret_ciphertext)
-            step = mfa.matching_step(secret, code, self._clock())
-            return step is not None and self._repository.spend_step(user_id, step)
-        return self._repository.spend_recovery_code(user_id, mfa.recovery_code_hash(code))
+            secret = self.box.open(user_id, record.secret_ciphertext)
+            step = mfa.matching_step(secret, code, self.clock())
+            return step is not None and self.repository.spend_step(user_id, step)
+        return self.repository.spend_recovery_code(user_id, mfa.recovery_code_hash(code))
 
     def _throttled(self, user_id: str, origin: Origin, check: Callable[[LoginClaim], bool]) -> None:
         """Run a code check under the lockout; Unauthenticated when it fails."""
@@ -155,24 +145,24 @@ class SecondFactor:
         try:
             passed = check(claim)
         except BaseException:
-            self._users.release_login_attempt(claim)
+            self.users.release_login_attempt(claim)
             raise
         if not passed:
             self._fail(claim, origin)
-        self._users.release_login_attempt(claim)
+        self.users.release_login_attempt(claim)
 
     def _claim(self, user_id: str, origin: Origin) -> LoginClaim:
-        now = self._clock()
-        claim = self._users.claim_attempt_of(user_id, now, self._lockout, origin)
+        now = self.clock()
+        claim = self.users.claim_attempt_of(user_id, now, self.lockout, origin)
         if claim.user is None:
-            self._users.record_refusal(claim, now, origin)
+            self.users.record_refusal(claim, now, origin)
             log.info("code refused", extra={"reason": "locked", "user_id": user_id})
             raise Unauthenticated(INVALID_CODE)
         return claim
 
     def _fail(self, claim: LoginClaim, origin: Origin) -> None:
-        self._users.fail_login_attempt(
-            claim, self._clock(), self._lockout, origin, reason="invalid_code"
+        self.users.fail_login_attempt(
+            claim, self.clock(), self.lockout, origin, reason="invalid_code"
         )
         user_id = claim.user.id if claim.user is not None else None
         log.info("code refused", extra={"reason": "wrong_code", "user_id": user_id})
