@@ -251,8 +251,15 @@ def test_a_gateway_killed_under_load_is_routed_around_by_nginx(
         killed_at = _kill_and_restart(running_cluster, ("gateway-1",), load)
         load.wait_for(40)
     # A GET in flight on the killed gateway is retried by nginx on the other one
-    # (proxy_next_upstream error timeout: nginx resends idempotent methods only).
-    assert load.failures(killed_at) == Counter()
+    # (proxy_next_upstream error timeout: nginx resends idempotent methods only), unless
+    # the gateway had begun to answer it: nginx passes a response's header on as soon as
+    # it has it, and a response cut short cannot be sent again (seen once with a busy
+    # core: gunicorn writes the header and the body in two calls, and the SIGKILL came
+    # between them). So: no refusal and no 5xx, at most one cut answer per request in
+    # flight.
+    cut_short = load.failures(killed_at)
+    assert set(cut_short) <= {"599: ChunkedEncodingError"}
+    assert cut_short.total() <= load.threads
 
 
 @pytest.mark.parametrize("replica", ["auth-2", "profile-2"])
