@@ -70,7 +70,14 @@ class JwksCache:
         if key is not None and not self._stale():
             return key
         generation = self._attempted_at
-        with self._lock:
+        # A key still trusted is served while another caller refetches, instead of waiting
+        # for a fetch that may take its whole timeout (an auth service reconnecting).
+        if key is not None and not self._expired():
+            if not self._lock.acquire(blocking=False):
+                return key
+        else:
+            self._lock.acquire()
+        try:
             # Single flight: whoever waited on the lock reuses the fetch that
             # finished meanwhile instead of starting another.
             if self._attempted_at == generation and self._may_fetch():
@@ -79,6 +86,8 @@ class JwksCache:
             if self._last_fetch_failed and (key is None or self._expired()):
                 raise KeysUnavailable("the key set could not be fetched")
             return key
+        finally:
+            self._lock.release()
 
     def forget(self, kid: str) -> None:
         """Stop honouring kid at once (the feed says the key was revoked)."""
@@ -145,12 +154,12 @@ def grpc_jwks_source(channel: grpc.Channel, *, timeout: float = 2.0) -> JwksSour
     stub = auth_pb2_grpc.AuthServiceStub(channel)
 
     def fetch() -> Sequence[JwkDict]:
-        response = stub.GetJwks(auth_pb2.GetJwksRequest(), timeout=timeout)
+        # wait_for_ready: while the channel waits out its reconnect backoff (the auth
+        # service was down a moment ago, or restarted) a call would fail at once, and the
+        # cooldown would then keep every token refused for seconds after it is back.
+        response = stub.GetJwks(auth_pb2.GetJwksRequest(), timeout=timeout, wait_for_ready=True)
         return [
-            {
-                k: v
-                for k, v in json_format.MessageToDict(key, preserving_proto_field_name=True).items()
-            }
+            json_format.MessageToDict(key, preserving_proto_field_name=True)
             for key in response.keys
         ]
 

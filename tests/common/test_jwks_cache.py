@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import socket
 import threading
 import time
 from collections.abc import Sequence
+from concurrent import futures
 
+import grpc
 import pytest
+from authgate.auth.v1 import auth_pb2
 
-from authgate_common.jwks import JwkDict, JwksCache, KeysUnavailable
+from authgate_common.channels import open_channel
+from authgate_common.jwks import JwkDict, JwksCache, KeysUnavailable, grpc_jwks_source
 from tests.token_factory import new_rsa_key, rsa_public_jwk_members
 
 
@@ -121,3 +126,106 @@ def test_keys_with_an_algorithm_not_allowed_are_ignored() -> None:
     cache = _cache(source, clock)
     assert cache.get("key-a") is not None
     assert cache.get("hmac") is None
+
+
+class GatedSource(KeySource):
+    """A key set whose fetches, once `hold` is set, wait until the test opens the gate."""
+
+    def __init__(self, keys: Sequence[JwkDict]) -> None:
+        super().__init__(keys)
+        self.hold = False
+        self.fetching = threading.Event()
+        self.gate = threading.Event()
+
+    def __call__(self) -> Sequence[JwkDict]:
+        if self.hold:
+            self.fetching.set()
+            self.gate.wait(timeout=10)
+        return super().__call__()
+
+
+def test_a_stale_key_is_served_at_once_while_another_caller_refetches() -> None:
+    source, clock = GatedSource([KEY_A]), Clock()
+    cache = _cache(source, clock)
+    cache.get("key-a")
+    source.hold = True
+    clock.now += 400  # stale, not expired: the next caller refetches
+    refetching = threading.Thread(target=cache.get, args=("key-a",))
+    refetching.start()
+    try:
+        assert source.fetching.wait(timeout=10)
+        assert cache.get("key-a") is not None  # without waiting for the held fetch
+        assert not source.gate.is_set()
+    finally:
+        source.gate.set()
+        refetching.join()
+    assert source.calls == 2
+
+
+def _jwks_server(port: int) -> grpc.Server:
+    def get_jwks(request: bytes, context: grpc.ServicerContext) -> bytes:
+        return auth_pb2.GetJwksResponse().SerializeToString()
+
+    server = grpc.server(
+        futures.ThreadPoolExecutor(max_workers=2),
+        handlers=[
+            grpc.method_handlers_generic_handler(
+                "authgate.auth.v1.AuthService",
+                {"GetJwks": grpc.unary_unary_rpc_method_handler(get_jwks)},
+            )
+        ],
+    )
+    server.add_insecure_port(f"127.0.0.1:{port}")
+    return server
+
+
+class RefusingListener:
+    """A TCP port that accepts each connection and closes it at once: every gRPC dial to it
+    fails, and `dialled` is set once `count` have (the channel's reconnect backoff grows
+    with each failed dial, up to the channels' maximum of a second)."""
+
+    def __init__(self, count: int) -> None:
+        self._socket = socket.create_server(("127.0.0.1", 0))
+        self.port: int = self._socket.getsockname()[1]
+        self._count = count
+        self.dialled = threading.Event()
+        self._thread = threading.Thread(target=self._accept, daemon=True)
+        self._thread.start()
+
+    def _accept(self) -> None:
+        accepted = 0
+        while True:
+            try:
+                connection, _ = self._socket.accept()
+            except OSError:  # closed
+                return
+            connection.close()
+            accepted += 1
+            if accepted >= self._count:
+                self.dialled.set()
+
+    def close(self) -> None:
+        self._socket.close()
+        self._thread.join(timeout=10)
+
+
+def test_a_fetch_while_the_channel_waits_to_redial_gets_the_keys_of_an_auth_service_back_up() -> (
+    None
+):
+    listener = RefusingListener(count=6)
+    channel = open_channel(f"127.0.0.1:{listener.port}")
+    channel.subscribe(lambda state: None, try_to_connect=True)
+    server: grpc.Server | None = None
+    try:
+        assert listener.dialled.wait(timeout=30)
+        listener.close()
+        # The auth service is back on its port while the channel waits out a backoff of
+        # about a second; until then a call not willing to wait would fail at once.
+        server = _jwks_server(listener.port)
+        server.start()
+        assert grpc_jwks_source(channel, timeout=5)() == []
+    finally:
+        listener.close()
+        channel.close()
+        if server is not None:
+            server.stop(None)
