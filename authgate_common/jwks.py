@@ -149,14 +149,23 @@ class JwksCache:
         self._last_fetch_failed = False
 
 
-def grpc_jwks_source(channel: grpc.Channel, *, timeout: float = 2.0) -> JwksSource:
+# How long a key fetch may wait for the auth service: a little over the channels' longest
+# reconnect backoff (a second), so that a fetch made while the channel waits to redial an
+# auth service that just came back gets its answer; a token needing a fetch while the
+# auth service is down is refused (503) after this long, once per cooldown.
+KEY_FETCH_TIMEOUT_SECONDS = 2.0
+
+
+def grpc_jwks_source(
+    channel: grpc.Channel, *, timeout: float = KEY_FETCH_TIMEOUT_SECONDS
+) -> JwksSource:
     """Fetch the key set with AuthService.GetJwks over an existing channel."""
     stub = auth_pb2_grpc.AuthServiceStub(channel)
 
     def fetch() -> Sequence[JwkDict]:
         # wait_for_ready: while the channel waits out its reconnect backoff (the auth
         # service was down a moment ago, or restarted) a call would fail at once, and the
-        # cooldown would then keep every token refused for seconds after it is back.
+        # cooldown would then keep tokens refused for seconds after it is back.
         response = stub.GetJwks(auth_pb2.GetJwksRequest(), timeout=timeout, wait_for_ready=True)
         return [
             json_format.MessageToDict(key, preserving_proto_field_name=True)

@@ -17,7 +17,12 @@ from google.protobuf.message import Message
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from authgate_common.channels import open_channel
-from authgate_common.jwks import JwkDict, JwksSource, grpc_jwks_source
+from authgate_common.jwks import (
+    KEY_FETCH_TIMEOUT_SECONDS,
+    JwkDict,
+    JwksSource,
+    grpc_jwks_source,
+)
 from authgate_common.tls import ClientTls, channel_credentials
 from gateway.metrics import RpcObserver, UpstreamMetricsInterceptor
 from gateway.routes import Route
@@ -151,7 +156,8 @@ class Upstreams:
         """A key-set source over this process's channel to the auth upstream."""
 
         def fetch() -> Sequence[JwkDict]:
-            return grpc_jwks_source(self.channel(upstream), timeout=self._timeout)()
+            timeout = min(self._timeout, KEY_FETCH_TIMEOUT_SECONDS)
+            return grpc_jwks_source(self.channel(upstream), timeout=timeout)()
 
         return fetch
 
