@@ -9,9 +9,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError
-
 from authgate_common.config import (
     ReadFromEnv,
     Setting,
@@ -242,6 +239,11 @@ def database_url(name: str, default: str, doc: str) -> Setting[str]:
     password)."""
 
     def rule(url: str) -> str | None:
+        # Imported here: the gateway reads this table too and has no database (SQLAlchemy
+        # is a tenth of a second of every gateway process's start).
+        from sqlalchemy.engine import make_url
+        from sqlalchemy.exc import ArgumentError
+
         try:
             backend = make_url(url).get_backend_name()
         except ArgumentError:

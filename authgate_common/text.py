@@ -9,6 +9,7 @@ Multi-line text may also hold newline and tab.
 from __future__ import annotations
 
 import functools
+import itertools
 import sys
 import unicodedata
 
@@ -34,6 +35,15 @@ def has_refused(text: str, *, multi_line: bool = False) -> bool:
 
 
 @functools.cache
+def _refused_codes() -> tuple[int, ...]:
+    """Every code point of a refused category, in order: one scan of the code space, with the
+    per-character work in C (a Python loop over the 1.1 million code points took 0.2 s)."""
+    categories = map(unicodedata.category, map(chr, range(sys.maxunicode + 1)))
+    refused = map(REFUSED_CATEGORIES.__contains__, categories)
+    return tuple(itertools.compress(itertools.count(), refused))
+
+
+@functools.cache
 def allowed_pattern(*, multi_line: bool = False) -> str:
     """A regular expression (Python and ECMA-262 alike) matching text free of refused characters.
 
@@ -41,7 +51,7 @@ def allowed_pattern(*, multi_line: bool = False) -> str:
     what the services accept.
     """
     ranges: list[tuple[int, int]] = []
-    for code in range(sys.maxunicode + 1):
+    for code in _refused_codes():
         if not is_refused(chr(code), multi_line=multi_line):
             continue
         if ranges and ranges[-1][1] == code - 1:

@@ -7,6 +7,7 @@ script that starts it are ours, so the page needs no inline script and no other 
 
 from __future__ import annotations
 
+import functools
 import importlib.metadata
 import importlib.resources
 import json
@@ -75,19 +76,26 @@ def swagger_ui_dist() -> Path:
 
 def register_docs(app: Flask, routes: Sequence[Route]) -> None:
     """Serve the OpenAPI document of routes and the page that shows it (both public)."""
-    document = build_document(
-        routes,
-        load_proto_comments(),
-        title="authgate API",
-        version=importlib.metadata.version("authgate"),
-        description=DESCRIPTION,
-    )
-    document_json = json.dumps(document, indent=1)
+    title = "authgate API"
+
+    # Made at the first request rather than at start: the field rules' text pattern scans
+    # the whole code space, a cost each gateway worker's boot would pay for a document
+    # few clients fetch.
+    @functools.cache
+    def document_json() -> str:
+        document = build_document(
+            routes,
+            load_proto_comments(),
+            title=title,
+            version=importlib.metadata.version("authgate"),
+            description=DESCRIPTION,
+        )
+        return json.dumps(document, indent=1)
+
     dist = swagger_ui_dist()
-    title = str(document["info"]["title"])
 
     def openapi_json() -> Response:
-        return Response(document_json, content_type="application/json")
+        return Response(document_json(), content_type="application/json")
 
     def docs_page() -> Response:
         page = _PAGE.format(
