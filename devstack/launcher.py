@@ -295,8 +295,13 @@ class ProcessGroup:
                     continue
                 if not self.starts_with_previous(name):
                     for started in starting:
-                        self._wait_until_serving(started, deadline)
+                        self._wait_until_serving(started, deadline)  # may respawn one
                     starting.clear()
+                    # A process started again meanwhile (`respawn`) is ready before the
+                    # next starts: one started beside it would dial it while it restarts,
+                    # and gRPC would then wait out its reconnect backoff, failing calls.
+                    while self._respawned:
+                        self._wait_until_serving(self._respawned.pop(0), deadline)
                 self._spawn(name, command, self.environment_of(name))
                 starting.append(name)
             for started in starting:
@@ -319,7 +324,8 @@ class ProcessGroup:
 
     def respawn(self, name: str) -> None:
         """From `bound`, while `start` runs: start `name` again (killed first if it runs) and
-        go on; `start` waits for it with the processes started after it."""
+        go on; `start` waits for it before it starts the next process that waits for those
+        before it."""
         self._start_again(name)
         self._respawned.append(name)
 
@@ -478,9 +484,9 @@ class Stack(ProcessGroup):
         if name == "profile" and ports.port != profile_port_was and self._is_running("auth"):
             # auth_svc calls the profile service too (account deletions), at the address
             # it was started with: with port 0 that was not known yet, so it starts again,
-            # on the port it had, now that it is, beside the gateway (which needs only the
-            # ports). The profile service rides it out: its revocation feed reconnects to
-            # that port, and it fetches keys on first use.
+            # on the port it had, now that it is, before the gateway starts. The profile
+            # service rides it out: its revocation feed reconnects to that port, and its
+            # key fetches wait for the connection.
             self.respawn("auth")
 
     def _is_running(self, name: str) -> bool:

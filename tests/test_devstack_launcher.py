@@ -76,8 +76,9 @@ def test_a_process_that_starts_with_the_previous_one_does_not_wait_for_it() -> N
 
 
 class _Respawning(ProcessGroup):
-    """ "a", then "b"; once "b" runs, "a" is started again (as auth_svc is once the profile
-    service has bound port 0); a process of "a" is ready half a second after it starts."""
+    """ "a", then "b", then "c"; once "b" runs, "a" is started again (as auth_svc is once the
+    profile service has bound port 0); a process of "a" is ready half a second after it
+    starts, and "c" writes down, as it starts, how many processes of "a" were ready."""
 
     def __init__(self, marks: Path) -> None:
         super().__init__()
@@ -89,10 +90,20 @@ class _Respawning(ProcessGroup):
             "import os, pathlib, sys, time; time.sleep(0.5); "
             "pathlib.Path(sys.argv[1], str(os.getpid())).touch(); time.sleep(60)"
         )
+        count_ready = (
+            "import pathlib, sys, time; marks = pathlib.Path(sys.argv[1]); "
+            "pathlib.Path(sys.argv[2]).write_text(str(len(list(marks.iterdir())))); "
+            "time.sleep(60)"
+        )
         return [
             ("a", [sys.executable, "-c", mark_when_ready, str(self.marks)]),
             ("b", [sys.executable, "-c", "import time; time.sleep(60)"]),
+            ("c", [sys.executable, "-c", count_ready, str(self.marks), str(self.seen_by_c)]),
         ]
+
+    @property
+    def seen_by_c(self) -> Path:
+        return self.marks.parent / "seen-by-c"
 
     def environment_of(self, name: str) -> dict[str, str]:
         return dict(self._base_env)
@@ -104,6 +115,8 @@ class _Respawning(ProcessGroup):
                 self.respawn("a")
             elif name == "a" and not (self.marks / str(self.process("a").pid)).exists():
                 raise Unhealthy("a is not ready yet")
+            elif name == "c" and not self.seen_by_c.exists():
+                raise Unhealthy("c has not looked yet")
 
         return ready
 
@@ -112,10 +125,24 @@ class _Respawning(ProcessGroup):
 def test_start_returns_once_a_process_started_again_meanwhile_is_ready(
     tmp_path: Path, only: tuple[str, ...] | None
 ) -> None:
-    group = _Respawning(tmp_path)
+    (tmp_path / "marks").mkdir()
+    group = _Respawning(tmp_path / "marks")
     group.start(timeout=20, only=only)
     try:
         assert group.respawned
-        assert (tmp_path / str(group.process("a").pid)).exists()
+        assert (tmp_path / "marks" / str(group.process("a").pid)).exists()
+    finally:
+        group.stop()
+
+
+def test_the_process_after_one_started_again_starts_once_that_one_is_ready(
+    tmp_path: Path,
+) -> None:
+    # Else it could dial the restarting one (the gateway auth_svc) and meet refusals.
+    (tmp_path / "marks").mkdir()
+    group = _Respawning(tmp_path / "marks")
+    group.start(timeout=20)
+    try:
+        assert group.seen_by_c.read_text() == "2"  # a's first process, and its second
     finally:
         group.stop()
