@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import base64
+import functools
 import hashlib
 import itertools
 import json
@@ -30,6 +31,7 @@ from pathlib import Path
 from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
 
 from auth_svc.config import AUTH_KEYS_DIR, key_retirement_seconds
 from authgate_common.config import ConfigError, Env
@@ -177,6 +179,14 @@ def key_files(keys_dir: Path) -> list[Path]:
     return sorted(paths, key=lambda path: (path.stat().st_mtime_ns, path.name))
 
 
+@functools.lru_cache(maxsize=64)
+def _parsed_private_key(pem: bytes) -> PrivateKeyTypes:
+    """The key a PEM file holds, parsed once per process for the same bytes: parsing checks
+    the RSA key's consistency, about 30 ms, and the key ring loads every file again at each
+    reload (and each service a test builds loads the test's key again)."""
+    return serialization.load_pem_private_key(pem, password=None)
+
+
 def load_key(path: Path) -> SigningKey:
     """Parse one key file; KeyRingError names the file and the reason, never its content."""
     try:
@@ -184,7 +194,7 @@ def load_key(path: Path) -> SigningKey:
     except OSError as exc:
         raise KeyRingError(f"cannot read key file {path}: {exc.strerror}") from None
     try:
-        private_key = serialization.load_pem_private_key(data, password=None)
+        private_key = _parsed_private_key(data)
     except (ValueError, TypeError, UnsupportedAlgorithm):
         # The library's message could quote the file; ours names only the path.
         raise KeyRingError(f"key file {path} is not an unencrypted PEM private key") from None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import secrets
 from contextlib import AbstractContextManager, nullcontext
 
@@ -20,16 +21,11 @@ class PasswordHasher:
     """
 
     def __init__(self, params: Argon2Params, *, limiter: HashLimiter | None = None) -> None:
-        self._hasher = argon2.PasswordHasher(
-            time_cost=params.time_cost,
-            memory_cost=params.memory_kib,
-            parallelism=params.parallelism,
-            type=argon2.Type.ID,
-        )
+        self._hasher = _argon2id(params)
         self._limiter = limiter
         # Verifying against this hash costs what verifying a real user's hash costs,
         # so an unknown username takes as long to refuse as a wrong password.
-        self._dummy_hash = self._hasher.hash(secrets.token_urlsafe(24))
+        self._dummy_hash = _dummy_hash(params)
 
     def hash(self, password: str) -> str:
         with self._slot():
@@ -59,6 +55,22 @@ class PasswordHasher:
             return self._hasher.check_needs_rehash(password_hash)
         except InvalidHashError:
             return True
+
+
+@functools.cache
+def _dummy_hash(params: Argon2Params) -> str:
+    """A hash of a random secret nobody holds, made once per process and parameter set (a
+    hash is milliseconds of CPU, and tests build hundreds of hashers)."""
+    return _argon2id(params).hash(secrets.token_urlsafe(24))
+
+
+def _argon2id(params: Argon2Params) -> argon2.PasswordHasher:
+    return argon2.PasswordHasher(
+        time_cost=params.time_cost,
+        memory_cost=params.memory_kib,
+        parallelism=params.parallelism,
+        type=argon2.Type.ID,
+    )
 
 
 def _secret_bytes(password: str) -> bytes:
