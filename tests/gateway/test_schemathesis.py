@@ -123,11 +123,26 @@ def exercise(
     run()
 
 
-@pytest.mark.parametrize("mode", list(GenerationMode))
-def test_every_generated_request_is_answered_as_the_document_says(
-    api_schema: BaseSchema, bearer_headers: dict[str, str], mode: GenerationMode
+def test_every_generated_valid_request_is_answered_as_the_document_says(
+    api_schema: BaseSchema, bearer_headers: dict[str, str]
 ) -> None:
-    """Positive cases fit the document and negative ones break it; neither may get a 5xx."""
+    """Positive cases fit the document: none may get a 5xx or an answer it does not state."""
+    exercise_every_operation(api_schema, GenerationMode.POSITIVE, bearer_headers)
+
+
+# Cases that break the document are refused by the gateway's checks before a service reads
+# its database, so one backend is enough for them (their generation is the costliest).
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_every_generated_invalid_request_is_answered_as_the_document_says(
+    api_schema: BaseSchema, bearer_headers: dict[str, str]
+) -> None:
+    """Negative cases break the document: none may get a 5xx or an answer it does not state."""
+    exercise_every_operation(api_schema, GenerationMode.NEGATIVE, bearer_headers)
+
+
+def exercise_every_operation(
+    api_schema: BaseSchema, mode: GenerationMode, bearer_headers: dict[str, str]
+) -> None:
     failures: list[str] = []
     for result in api_schema.get_all_operations():
         assert isinstance(result, Ok), result  # a valid document has no broken operation
