@@ -13,6 +13,7 @@ from authgate_common.config import (
     ConfigError,
     Env,
     ReadFromEnv,
+    Setting,
     SettingsTable,
     flag,
     from_setting,
@@ -32,6 +33,13 @@ from authgate_common.tokens import TokenSettings
 # Lifetimes travel as int32 seconds; ten years is far below that limit.
 _TEN_YEARS = 10 * 365 * 24 * 3600
 _DAY = 86_400
+
+
+def _lock_seconds(name: str, default: int, doc: str, *, maximum: int = 30 * _DAY) -> Setting[int]:
+    """A lock's length or counting window: whole seconds, from one up to `maximum`."""
+    return whole(name, default, doc, minimum=1, maximum=maximum, kind="seconds")
+
+
 # The gateway of `make run`.
 DEFAULT_PUBLIC_URL = "http://127.0.0.1:8080"
 
@@ -109,21 +117,16 @@ AUTH_LOCKOUT_THRESHOLD = whole(
     minimum=1,
     maximum=10_000,
 )
-AUTH_LOCKOUT_BASE_SECONDS = whole(
+AUTH_LOCKOUT_BASE_SECONDS = _lock_seconds(
     "AUTH_LOCKOUT_BASE_SECONDS",
     LockoutPolicy.base_seconds,
     "length of the first lock; each further failure doubles it",
-    minimum=1,
     maximum=_DAY,
-    kind="seconds",
 )
-AUTH_LOCKOUT_MAX_SECONDS = whole(
+AUTH_LOCKOUT_MAX_SECONDS = _lock_seconds(
     "AUTH_LOCKOUT_MAX_SECONDS",
     LockoutPolicy.max_seconds,
     "longest lock (at least `AUTH_LOCKOUT_BASE_SECONDS`)",
-    minimum=1,
-    maximum=30 * _DAY,
-    kind="seconds",
 )
 AUTH_ACCOUNT_LOCK_THRESHOLD = whole(
     "AUTH_ACCOUNT_LOCK_THRESHOLD",
@@ -133,21 +136,15 @@ AUTH_ACCOUNT_LOCK_THRESHOLD = whole(
     minimum=1,
     maximum=1_000_000,
 )
-AUTH_ACCOUNT_LOCK_WINDOW_SECONDS = whole(
+AUTH_ACCOUNT_LOCK_WINDOW_SECONDS = _lock_seconds(
     "AUTH_ACCOUNT_LOCK_WINDOW_SECONDS",
     LockoutPolicy.account_window_seconds,
     "window in which `AUTH_ACCOUNT_LOCK_THRESHOLD` failures are counted",
-    minimum=1,
-    maximum=30 * _DAY,
-    kind="seconds",
 )
-AUTH_ACCOUNT_LOCK_SECONDS = whole(
+AUTH_ACCOUNT_LOCK_SECONDS = _lock_seconds(
     "AUTH_ACCOUNT_LOCK_SECONDS",
     LockoutPolicy.account_lock_seconds,
     "length of an account-wide lock",
-    minimum=1,
-    maximum=30 * _DAY,
-    kind="seconds",
 )
 AUTH_TOTP_KEY = optional_text(
     "AUTH_TOTP_KEY",
