@@ -55,6 +55,14 @@ def test_every_variable_is_read() -> None:
         ("GATEWAY_MAX_BODY_BYTES", "0"),
         ("JWKS_REFETCH_COOLDOWN_SECONDS", "-1"),
         ("JWT_ALGORITHMS", "HS256"),
+        ("GATEWAY_RATE_LIMITS_ENABLED", "maybe"),
+        ("GATEWAY_RATE_LIMIT_STORAGE_URI", "memcached://127.0.0.1:11211"),
+        ("GATEWAY_RATE_LIMIT_KEY_PREFIX", " "),
+        ("GATEWAY_RATE_LIMITS", "Login"),
+        ("GATEWAY_RATE_LIMITS", "=10/minute"),
+        ("GATEWAY_RATE_LIMITS", "Login=often"),
+        ("GATEWAY_TRUSTED_PROXY_COUNT", "-1"),
+        ("GATEWAY_TRUSTED_PROXY_COUNT", "many"),
     ],
 )
 def test_invalid_values_name_the_variable(name: str, value: str) -> None:
