@@ -11,7 +11,8 @@ Every round is printed (no best-of): req/s, p50, p99 and the server CPU per requ
 process (from /proc), so that a change can be judged by CPU time on a busy machine.
 With --memory, each process's RSS is read after the given numbers of requests through the
 gateway (no growth with traffic). With --granian, the same gateway app also runs under
-granian (row A2, same upstreams and settings) to judge that server by measurement. With
+granian (row A2: `python -m gateway.granian_serve`, what GATEWAY_SERVER=granian starts, on the
+same upstreams and settings) to compare the two servers by measurement. With
 --docs, the report replaces that file's bench-ab section (`make bench` does this).
 """
 
@@ -22,7 +23,6 @@ import contextlib
 import json
 import os
 import random
-import socket
 import statistics
 import subprocess
 import sys
@@ -61,6 +61,7 @@ from bench.run import (
     mint_tokens,
     running_stack,
 )
+from devstack.launcher import GATEWAY_COMMANDS, reported_ports
 
 USERS = 1000
 WARM_SECONDS = 4.0
@@ -125,37 +126,23 @@ def stack_and_reference(backend: str, mysql_server_url: str) -> Iterator[tuple[T
 
 @contextlib.contextmanager
 def granian_gateway(target: Target) -> Iterator[tuple[str, int]]:
-    """The same gateway app under granian (WSGI, 2 workers x 8 blocking threads), with the
-    gunicorn gateway's environment (upstreams, keys, settings) and its own metrics folder."""
+    """The same gateway app under granian, started as GATEWAY_SERVER=granian starts it
+    (`python -m gateway.granian_serve`, 2 workers x 8 blocking threads), with the gunicorn
+    gateway's environment (upstreams, keys, settings), a metrics folder of its own and port
+    0: the port is read from its "Listening at:" line, as the launcher reads it."""
     assert target.stack is not None
     raw = Path(f"/proc/{target.stack.process('gateway').pid}/environ").read_bytes()
     env = dict(item.split("=", 1) for item in raw.decode().split("\0") if "=" in item)
-    with tempfile.TemporaryDirectory(prefix="bench-granian-") as metrics:
-        port = free_port()
-        env.update({"PROMETHEUS_MULTIPROC_DIR": metrics, "GATEWAY_PORT": str(port)})
-        process = subprocess.Popen(
-            [
-                str(Path(sys.executable).parent / "granian"),
-                "--interface",
-                "wsgi",
-                "--factory",
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(port),
-                "--workers",
-                str(GATEWAY_WORKERS),
-                "--blocking-threads",
-                str(GATEWAY_THREADS),
-                "--no-access-log",
-                "gateway.wsgi:create_app_from_env",
-            ],
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        url = f"http://127.0.0.1:{port}"
+    with tempfile.TemporaryDirectory(prefix="bench-granian-") as folder:
+        env.update({"PROMETHEUS_MULTIPROC_DIR": f"{folder}/metrics", "GATEWAY_PORT": "0"})
+        log_path = Path(folder) / "gateway.log"
+        with log_path.open("wb") as log_file:
+            process = subprocess.Popen(
+                GATEWAY_COMMANDS["granian"], env=env, stdout=log_file, stderr=subprocess.STDOUT
+            )
         try:
+            port = _reported_port(process, log_path)
+            url = f"http://127.0.0.1:{port}"
             wait_until_answers(url)
             yield url, process.pid
         finally:
@@ -163,10 +150,15 @@ def granian_gateway(target: Target) -> Iterator[tuple[str, int]]:
             process.wait(timeout=30)
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
+def _reported_port(process: subprocess.Popen[bytes], log_path: Path, timeout: float = 60) -> int:
+    deadline = time.monotonic() + timeout
+    while process.poll() is None and time.monotonic() < deadline:
+        for line in log_path.read_text(errors="replace").splitlines():
+            ports = reported_ports("gateway", line)
+            if ports is not None:
+                return ports.port
+        time.sleep(0.1)
+    raise RuntimeError(f"granian gateway did not say where it listens; see {log_path}")
 
 
 def wait_until_answers(url: str, timeout: float = 60) -> None:

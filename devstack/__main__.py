@@ -21,6 +21,7 @@ def settings_from_env(env: Env) -> StackSettings:
         profile_port=profile_config.PROFILE_SERVICE.port.read(env),
         gateway_workers=gateway_config.GATEWAY_WORKERS.read(env),
         gateway_threads=gateway_config.GATEWAY_THREADS.read(env),
+        gateway_server=gateway_config.GATEWAY_SERVER.read(env),
         auth_metrics_port=auth_config.AUTH_SERVICE.metrics_port.read(env),
         profile_metrics_port=profile_config.PROFILE_SERVICE.metrics_port.read(env),
         auth_database_url=_set_or_none(env, auth_config.AUTH_DATABASE_URL),

@@ -1,6 +1,6 @@
 """`make cluster`: the scaled-out topology on one machine, with real components.
 
-    nginx :8080 -> gateway :8081, :8082 (gunicorn, 2 workers each)
+    nginx :8080 -> gateway :8081, :8082 (GATEWAY_SERVER: gunicorn or granian, 2 workers each)
                      |-- gRPC round_robin --> auth_svc    :50061, :50062
                      '-- gRPC round_robin --> profile_svc :50071, :50072
     every process -> one MariaDB/MySQL (the local one by default) and one Redis
@@ -33,14 +33,15 @@ from authgate_common.config import Env, SettingsTable, text
 from authgate_common.healthcheck import check_grpc, check_http
 from devstack.launcher import (
     AUTH_COMMAND,
-    GATEWAY_COMMAND,
     MULTIPROC_VARIABLE,
     PROFILE_COMMAND,
     ProcessGroup,
     StackError,
     curl_example,
+    gateway_command,
     launch,
 )
+from gateway.config import GATEWAY_SERVER
 from profile_svc.migrations import PROFILE_MIGRATIONS
 
 NGINX_PACKAGE = "nginx-light"
@@ -169,7 +170,10 @@ class Cluster(ProcessGroup):
         return [
             *((f"auth-{i + 1}", AUTH_COMMAND) for i in range(len(s.auth_ports))),
             *((f"profile-{i + 1}", PROFILE_COMMAND) for i in range(len(s.profile_ports))),
-            *((f"gateway-{i + 1}", GATEWAY_COMMAND) for i in range(len(s.gateway_ports))),
+            *(
+                (name, gateway_command(self.environment_of(name)))
+                for name in (f"gateway-{i + 1}" for i in range(len(s.gateway_ports)))
+            ),
             ("nginx", nginx),
         ]
 
@@ -407,6 +411,8 @@ SETTINGS = SettingsTable.of("make cluster", (CLUSTER_MYSQL_URL, CLUSTER_REDIS_UR
 
 
 def settings_from_env(env: Env) -> ClusterSettings:
+    # Read by each gateway's command (devstack.launcher.gateway_command): refused here first.
+    GATEWAY_SERVER.read(env)
     return ClusterSettings(
         state_dir=Path("var/cluster"),
         mysql_server_url=CLUSTER_MYSQL_URL.read(env),

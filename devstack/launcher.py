@@ -1,4 +1,5 @@
-"""Start auth_svc, profile_svc and the gateway (under gunicorn) as real processes, and stop them."""
+"""Start auth_svc, profile_svc and the gateway (under gunicorn or granian, GATEWAY_SERVER) as real
+processes, and stop them."""
 
 from __future__ import annotations
 
@@ -39,8 +40,10 @@ PRIVATE_DIR_MODE = 0o700
 PRIVATE_FILE_MODE = 0o600
 CHILD_UMASK = 0o077
 NAMES = ("auth", "profile", "gateway")
-# gunicorn's master, once it has bound: "[INFO] Listening at: http://127.0.0.1:8080 (123)".
-_GUNICORN_LISTENING = re.compile(r"Listening at: https?://[^\s]*:(\d+) ")
+# The gateway's server, once it has bound: gunicorn's master "[INFO] Listening at:
+# http://127.0.0.1:8080 (123)", granian's (gateway.granian_serve, which binds the socket
+# itself so that the port is the one the OS gave) "[INFO] Listening at: http://[::1]:8080".
+_GATEWAY_LISTENING = re.compile(r"Listening at: https?://\S*:(\d+)(?:\s|$)")
 
 
 class StackError(RuntimeError):
@@ -62,6 +65,8 @@ class StackSettings:
     profile_port: int = profile_config.PROFILE_SERVICE.port.default
     gateway_workers: int = gateway_config.GATEWAY_WORKERS.default
     gateway_threads: int = gateway_config.GATEWAY_THREADS.default
+    # gunicorn or granian; None: GATEWAY_SERVER of the environment the stack starts in.
+    gateway_server: str | None = None
     # The services' Prometheus endpoints; None: not served.
     auth_metrics_port: int | None = None
     profile_metrics_port: int | None = None
@@ -110,6 +115,8 @@ class StackSettings:
             "AUTH_METRICS_PORT": _port_or_off(self.auth_metrics_port),
             "PROFILE_METRICS_PORT": _port_or_off(self.profile_metrics_port),
         }
+        if self.gateway_server is not None:
+            env[gateway_config.GATEWAY_SERVER.name] = self.gateway_server
         return {**env, **self.extra_env}
 
     def environment_of(self, name: str, base: Mapping[str, str]) -> dict[str, str]:
@@ -141,10 +148,10 @@ def reported_ports(name: str, line: str) -> BoundPorts | None:
     """The ports in `line` if it is the line with which process `name` says it listens.
 
     The services' start line is JSON with the gRPC "address" and the "metrics_port";
-    the gateway's is gunicorn's own "Listening at:" line.
+    the gateway's is its server's own "Listening at:" line (gunicorn's or granian's).
     """
     if name == "gateway":
-        match = _GUNICORN_LISTENING.search(line)
+        match = _GATEWAY_LISTENING.search(line)
         return None if match is None else BoundPorts(int(match.group(1)))
     try:
         record = json.loads(line)
@@ -220,14 +227,22 @@ class _Process:
 # environment (GATEWAY_HOST, GATEWAY_PORT, GATEWAY_WORKERS, ...), as in production.
 AUTH_COMMAND = [sys.executable, "-m", "auth_svc"]
 PROFILE_COMMAND = [sys.executable, "-m", "profile_svc"]
-GATEWAY_COMMAND = [
-    sys.executable,
-    "-m",
-    "gunicorn",
-    "--config",
-    "python:gateway.gunicorn_conf",
-    "gateway.wsgi:create_app_from_env()",
-]
+GATEWAY_COMMANDS = {
+    "gunicorn": [
+        sys.executable,
+        "-m",
+        "gunicorn",
+        "--config",
+        "python:gateway.gunicorn_conf",
+        "gateway.wsgi:create_app_from_env()",
+    ],
+    "granian": [sys.executable, "-m", "gateway.granian_serve"],
+}
+
+
+def gateway_command(env: Mapping[str, str]) -> list[str]:
+    """How the gateway is started under the server its environment names (GATEWAY_SERVER)."""
+    return GATEWAY_COMMANDS[gateway_config.GATEWAY_SERVER.read(Env(env))]
 
 
 class ProcessGroup:
@@ -452,7 +467,8 @@ class Stack(ProcessGroup):
         self.settings = settings
 
     def commands(self) -> list[tuple[str, list[str]]]:
-        return [("auth", AUTH_COMMAND), ("profile", PROFILE_COMMAND), ("gateway", GATEWAY_COMMAND)]
+        gateway = gateway_command(self.environment_of("gateway"))
+        return [("auth", AUTH_COMMAND), ("profile", PROFILE_COMMAND), ("gateway", gateway)]
 
     def environment_of(self, name: str) -> dict[str, str]:
         return self.settings.environment_of(name, self._base_env)

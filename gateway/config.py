@@ -1,7 +1,8 @@
-"""The gateway's settings table (gunicorn serving included), read once into frozen dataclasses.
+"""The gateway's settings table (serving included), read once into frozen dataclasses.
 
-gateway/gunicorn_conf.py reads the serving rows (through gateway.serving) in the
-gunicorn master; gateway.wsgi reads the rest in each worker. Nothing imported here
+gateway/gunicorn_conf.py (gunicorn) or gateway/granian_serve.py (granian) reads the
+serving rows (through gateway.serving) in the server's main process; gateway.wsgi reads
+the rest in each worker. Nothing imported here
 may import prometheus_client: it picks its multiprocess mode when first imported.
 """
 
@@ -27,26 +28,38 @@ from authgate_common.tls import ClientTls
 from authgate_common.tokens import TokenSettings
 from gateway.rate_limits import STORAGE_SCHEMES, RateLimitSettings, parse_overrides
 
-# --- how gunicorn serves the gateway (gateway.serving.GunicornSettings) ---
+# --- how gunicorn or granian serves the gateway (gateway.serving.ServingSettings) ---
 
+SERVERS = ("gunicorn", "granian")
+GATEWAY_SERVER = text(
+    "GATEWAY_SERVER",
+    "gunicorn",
+    "the HTTP server `make run`, `make cluster` and the tests start the gateway under: "
+    "gunicorn (`gateway/gunicorn_conf.py`, gthread workers) or granian "
+    "(`python -m gateway.granian_serve`, WSGI workers; measured about 20% less gateway "
+    "CPU per request, docs/BENCHMARKS.md); an image or manifest names its command itself",
+    choices=SERVERS,
+)
 GATEWAY_HOST = text(
     "GATEWAY_HOST",
     "127.0.0.1",
-    "address gunicorn binds (through `gateway/gunicorn_conf.py`; a `--bind` flag overrides it)",
+    "address the server binds (under gunicorn a `--bind` flag overrides it)",
 )
-GATEWAY_PORT = port("GATEWAY_PORT", 8080, "port gunicorn binds (likewise)")
-GATEWAY_WORKERS = whole("GATEWAY_WORKERS", 2, "gunicorn worker processes", minimum=1, maximum=256)
+GATEWAY_PORT = port("GATEWAY_PORT", 8080, "port the server binds (`0`: one the OS picks)")
+GATEWAY_WORKERS = whole("GATEWAY_WORKERS", 2, "worker processes", minimum=1, maximum=256)
 GATEWAY_THREADS = whole(
     "GATEWAY_THREADS",
     8,
-    "threads per worker (requests served at once = workers x threads)",
+    "threads per worker (requests served at once = workers x threads; granian's blocking threads)",
     minimum=1,
     maximum=1024,
 )
 GATEWAY_TIMEOUT = whole(
     "GATEWAY_TIMEOUT",
     30,
-    "a worker silent this long is killed and replaced (a stuck request included)",
+    "a worker silent this long is killed and replaced (a stuck request included); gunicorn "
+    "only: granian has no worker heartbeat (it replaces workers that die; every upstream "
+    "call is bounded by `GATEWAY_GRPC_TIMEOUT_SECONDS`)",
     minimum=1,
     maximum=3600,
     kind="seconds",
@@ -54,7 +67,7 @@ GATEWAY_TIMEOUT = whole(
 GATEWAY_GRACEFUL_TIMEOUT = whole(
     "GATEWAY_GRACEFUL_TIMEOUT",
     10,
-    "on SIGTERM: stop accepting, let in-flight requests finish within this",
+    "on SIGTERM: stop accepting, let in-flight requests finish within this (granian: at least 1 s)",
     minimum=0,
     maximum=3600,
     kind="seconds",
@@ -63,12 +76,14 @@ GATEWAY_KEEPALIVE = whole(
     "GATEWAY_KEEPALIVE",
     5,
     "idle HTTP keep-alive connections are closed after this; behind a load balancer, make it "
-    "longer than the balancer's idle timeout",
+    "longer than the balancer's idle timeout (granian: the wait for the next request's "
+    "headers, `0` turns keep-alive off)",
     minimum=0,
     maximum=3600,
     kind="seconds",
 )
 SERVING = (
+    GATEWAY_SERVER,
     GATEWAY_HOST,
     GATEWAY_PORT,
     GATEWAY_WORKERS,
@@ -107,8 +122,9 @@ GATEWAY_TRUSTED_PROXY_COUNT = whole(
 )
 PROMETHEUS_MULTIPROC_DIR = optional_text(
     "PROMETHEUS_MULTIPROC_DIR",
-    "prometheus-client's own variable: where gunicorn workers keep their metrics; made or "
-    "emptied at each start by `gateway.gunicorn_conf` (unset: a temporary folder)",
+    "prometheus-client's own variable: where the server's workers keep their metrics; made "
+    "or emptied at each start by `gateway.gunicorn_conf` or `gateway.granian_serve` (unset: "
+    "a temporary folder)",
     kind="path",
 )
 GATEWAY_RATE_LIMITS_ENABLED = flag(

@@ -24,7 +24,7 @@ try:
     # Every row of the gateway's table, not only gunicorn's: a bad value stops the master
     # here, in one line, rather than each worker as it boots.
     GATEWAY_SETTINGS.validate(_env)
-    _settings = serving.GunicornSettings.from_env(_env)
+    _settings = serving.ServingSettings.from_env(_env)
 except ConfigError as exc:
     # One clear line and status 2, as the gRPC services do, instead of gunicorn's traceback.
     print(f"gateway: configuration error: {exc}", file=sys.stderr)

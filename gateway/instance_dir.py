@@ -1,8 +1,9 @@
-"""gunicorn hooks that give the workers of one gateway instance a private folder to share.
+"""Server hooks that give the workers of one gateway instance a private folder to share.
 
 The workers keep their shared rate-limit counts there (gateway.rate_limit_storage). The
 master makes it (mode 0700) before any worker forks, and removes it when it exits; set
-AUTHGATE_GATEWAY_SHARED_DIR to choose the folder instead (it is then kept).
+AUTHGATE_GATEWAY_SHARED_DIR to choose the folder instead (it is then kept). gunicorn
+calls them through gateway/gunicorn_conf.py; gateway/granian_serve.py around granian.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""gunicorn hooks that prepare prometheus-client's multiprocess mode for the gateway.
+"""Server hooks that prepare prometheus-client's multiprocess mode for the gateway.
 
 /metrics adds up every worker: each worker writes its metrics to files in
 PROMETHEUS_MULTIPROC_DIR, which must exist before the workers import the
@@ -6,7 +6,8 @@ library and must start empty on each run (stale files would add old counts).
 With the variable set, that directory is made or emptied at start; without it,
 a fresh temporary one is made and removed when gunicorn exits (not with
 --preload, which imports the app before these hooks run: set the variable then).
-gateway/gunicorn_conf.py exposes these hooks to gunicorn.
+gateway/gunicorn_conf.py exposes these hooks to gunicorn; gateway/granian_serve.py calls
+them around granian's server.
 """
 
 from __future__ import annotations
@@ -41,11 +42,16 @@ def on_starting(server: Any) -> None:
     setattr(server, _OWNED_ATTRIBUTE, made)
 
 
-def child_exit(server: Any, worker: Any) -> None:
+def mark_process_dead(pid: int) -> None:
+    """A worker has exited: its live gauges (livemin, livemax, ...) stop counting."""
     # Imported here: the library picks its mode from the variable when first imported.
     from prometheus_client import multiprocess
 
-    multiprocess.mark_process_dead(worker.pid)  # type: ignore[no-untyped-call]
+    multiprocess.mark_process_dead(pid)  # type: ignore[no-untyped-call]
+
+
+def child_exit(server: Any, worker: Any) -> None:
+    mark_process_dead(worker.pid)
 
 
 def on_exit(server: Any) -> None:

@@ -1,9 +1,9 @@
-"""The `Server` header gunicorn sends: a neutral name instead of the server software's."""
+"""The `Server` header: a neutral name instead of the server software's.
+
+gunicorn's is set here; gateway/granian_serve.py sends the same name under granian.
+"""
 
 from __future__ import annotations
-
-import gunicorn
-import gunicorn.http.wsgi
 
 # What every response names as its server; no product, no version.
 SERVER_NAME = "authgate"
@@ -17,6 +17,9 @@ def hide_server_software() -> None:
     imported), so both are set. Called from the config module, before any worker
     starts, so the arbiter and every worker it forks see it.
     """
+    import gunicorn
+    import gunicorn.http.wsgi
+
     gunicorn.SERVER = SERVER_NAME
     gunicorn.SERVER_SOFTWARE = SERVER_NAME
     gunicorn.http.wsgi.SERVER = SERVER_NAME

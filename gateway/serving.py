@@ -1,4 +1,5 @@
-"""How gunicorn serves the gateway (bind address, workers, threads, timeouts), from the env."""
+"""How gunicorn or granian serves the gateway (bind address, workers, threads, timeouts), from
+the environment."""
 
 from __future__ import annotations
 
@@ -10,8 +11,8 @@ from gateway import config
 
 
 @dataclass(frozen=True)
-class GunicornSettings(ReadFromEnv):
-    """What gunicorn_conf gives gunicorn; the settings are declared in gateway.config."""
+class ServingSettings(ReadFromEnv):
+    """What gunicorn_conf gives gunicorn, and granian_serve granian; declared in gateway.config."""
 
     host: str = from_setting(config.GATEWAY_HOST)
     port: int = from_setting(config.GATEWAY_PORT)

@@ -1,6 +1,6 @@
 """The one way tests start the real processes, and the one way they wait.
 
-- `real_stack(state, ...)`: auth_svc, profile_svc and the gateway under gunicorn (or a
+- `real_stack(state, ...)`: auth_svc, profile_svc and the gateway under gunicorn or granian (or a
   subset, `only=("auth",)`), started by devstack.launcher as `make run` starts them, on
   SQLite or on MariaDB (optionally behind a TcpProxy the test can cut). Every process
   binds port 0 and the launcher reads the port it got from its start line, so parallel
@@ -407,6 +407,7 @@ def real_stack(
     metrics: bool = False,
     gateway_workers: int = 2,
     gateway_threads: int = 8,
+    gateway_server: str | None = None,
     only: tuple[str, ...] = NAMES,
     timeout: float = 60.0,
 ) -> Iterator[RealStack]:
@@ -415,6 +416,7 @@ def real_stack(
 
     Bursts from 127.0.0.1 would trip the per-IP rate limits, so they are off unless
     `rate_limits`; `metrics` serves the services' /metrics (on ports they pick).
+    `gateway_server` (gunicorn or granian) overrides the environment's GATEWAY_SERVER.
     """
     state.mkdir(parents=True, exist_ok=True)
     with ExitStack() as cleanup:
@@ -458,6 +460,7 @@ def real_stack(
             profile_metrics_port=0 if metrics else None,
             gateway_workers=gateway_workers,
             gateway_threads=gateway_threads,
+            gateway_server=gateway_server,
             auth_database_url=auth_db,
             profile_database_url=profile_db,
             extra_env={**env, **(extra_env or {})},

@@ -1,5 +1,5 @@
-"""devstack.launcher reads the port each process bound from the line it logs at start, and
-starts replicas side by side."""
+"""devstack.launcher reads the port each process bound from the line it logs at start, starts
+the gateway under the server GATEWAY_SERVER names, and starts replicas side by side."""
 
 from __future__ import annotations
 
@@ -11,7 +11,13 @@ from pathlib import Path
 import pytest
 
 from authgate_common.healthcheck import Unhealthy
-from devstack.launcher import BoundPorts, ProcessGroup, reported_ports
+from devstack.launcher import (
+    BoundPorts,
+    ProcessGroup,
+    StackSettings,
+    gateway_command,
+    reported_ports,
+)
 
 
 def test_the_gateway_port_comes_from_gunicorns_listening_line() -> None:
@@ -19,6 +25,37 @@ def test_the_gateway_port_comes_from_gunicorns_listening_line() -> None:
 
     assert reported_ports("gateway", line) == BoundPorts(55343)
     assert reported_ports("gateway", "[INFO] Booting worker with pid: 16787") is None
+
+
+def test_the_gateway_port_comes_from_granians_listening_line() -> None:
+    # gateway.granian_serve binds the socket itself and hands granian the port it got.
+    assert reported_ports("gateway", "[INFO] Listening at: http://127.0.0.1:41207") == BoundPorts(
+        41207
+    )
+    assert reported_ports("gateway", "[INFO] Listening at: http://[::1]:8080\n") == BoundPorts(8080)
+    assert reported_ports("gateway", "[INFO] Spawning worker-1 with PID: 16931") is None
+
+
+@pytest.mark.parametrize(
+    ("server", "command"),
+    [
+        (None, [sys.executable, "-m", "gunicorn"]),
+        ("gunicorn", [sys.executable, "-m", "gunicorn"]),
+        ("granian", [sys.executable, "-m", "gateway.granian_serve"]),
+    ],
+)
+def test_the_gateway_is_started_under_the_server_its_environment_names(
+    server: str | None, command: list[str]
+) -> None:
+    env = {} if server is None else {"GATEWAY_SERVER": server}
+    assert gateway_command(env)[: len(command)] == command
+
+
+def test_the_stack_passes_its_gateway_server_to_the_gateway(tmp_path: Path) -> None:
+    chosen = StackSettings(tmp_path, gateway_server="granian")
+    assert chosen.environment_of("gateway", {})["GATEWAY_SERVER"] == "granian"
+    inherited = StackSettings(tmp_path).environment_of("gateway", {"GATEWAY_SERVER": "granian"})
+    assert inherited["GATEWAY_SERVER"] == "granian"
 
 
 def test_a_services_ports_come_from_its_start_line() -> None:

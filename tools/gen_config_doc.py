@@ -32,7 +32,7 @@ Edit the tables, not this file: tests/common/test_configuration_doc.py fails whe
 
 Every setting is an environment variable, read once at start; a bad value
 stops the process with one line naming the variable (`python -m auth_svc`,
-`python -m profile_svc` and the gateway's gunicorn exit with status 2). Bounds
+`python -m profile_svc` and the gateway's gunicorn or granian exit with status 2). Bounds
 refuse insecure values: argon2id below OWASP's minimum cost, a JWKS refetch
 cooldown under 0.1 s, token lifetimes beyond a day. `make run` sets the ports,
 hosts, targets, database URLs and keys folder from the same defaults.
@@ -42,10 +42,13 @@ OUTRO = """\
 ## Notes
 
 The gateway is served by gunicorn with `gateway/gunicorn_conf.py`, which reads
-the serving rows above (`make run`, the Dockerfile and compose all use it):
+the serving rows above (the Dockerfile and compose use it; `make run` too unless
+`GATEWAY_SERVER=granian`), or by granian with `gateway/granian_serve.py`, which
+reads the same rows:
 
 ```sh
 gunicorn --config python:gateway.gunicorn_conf 'gateway.wsgi:create_app_from_env()'
+python -m gateway.granian_serve
 ```
 
 Argon2 parameters can be changed at any time: a stored hash made with other

@@ -15,7 +15,7 @@ from auth_svc.config import SETTINGS as AUTH_SETTINGS
 from authgate_common.config import Env
 from gateway.config import SETTINGS as GATEWAY_SETTINGS
 from gateway.config import GatewayConfig
-from gateway.serving import GunicornSettings
+from gateway.serving import ServingSettings
 from profile_svc.config import SETTINGS as PROFILE_SETTINGS
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -230,7 +230,7 @@ def test_gateway_binds_its_default_port_on_all_interfaces(services: dict[str, An
     environment = {
         name: resolve_defaults(value) for name, value in environment_of(services["gateway"]).items()
     }
-    settings = GunicornSettings.from_env(Env(environment))
+    settings = ServingSettings.from_env(Env(environment))
     assert settings.bind == f"0.0.0.0:{DEFAULT_PORTS['gateway']}"
     assert (settings.workers, settings.threads) == (2, 8)
 

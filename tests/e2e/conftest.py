@@ -5,7 +5,8 @@ mint hostile tokens that carry a valid signature. Rate limits are off: these tes
 many requests from 127.0.0.1; tests of the limits switch them on in a stack of their own.
 
 One stack per database for the whole run (each test process), shared by every module of
-this folder that asks for `running_stack`: starting three processes is most of what an
+this folder that asks for `running_stack` (and one with the gateway under granian, for the
+tests marked ON_EITHER_SERVER): starting three processes is most of what an
 end-to-end test costs. The tests keep to users of their own (new usernames), so no test
 depends on what another left behind.
 """
@@ -23,12 +24,16 @@ RunningStack = RealStack
 
 
 def _shared_stack(
-    tmp_path_factory: pytest.TempPathFactory, auth_key_pem: bytes, mysql_server_url: str | None
+    tmp_path_factory: pytest.TempPathFactory,
+    auth_key_pem: bytes,
+    mysql_server_url: str | None,
+    gateway_server: str | None = None,
 ) -> Iterator[RealStack]:
     with real_stack(
         tmp_path_factory.mktemp("stack"),
         mysql_server_url=mysql_server_url,
         signing_key_pem=auth_key_pem,
+        gateway_server=gateway_server,
     ) as stack:
         yield stack
 
@@ -47,7 +52,25 @@ def mysql_stack(
     yield from _shared_stack(tmp_path_factory, auth_key_pem, mysql_server_url)
 
 
+@pytest.fixture(scope="session")
+def granian_stack(
+    tmp_path_factory: pytest.TempPathFactory, auth_key_pem: bytes
+) -> Iterator[RealStack]:
+    """On SQLite, the gateway under granian (GATEWAY_SERVER=granian)."""
+    yield from _shared_stack(tmp_path_factory, auth_key_pem, None, "granian")
+
+
 @pytest.fixture(scope="module", params=["sqlite", pytest.param("mysql", marks=pytest.mark.mysql)])
 def running_stack(request: pytest.FixtureRequest) -> RealStack:
     stack: RealStack = request.getfixturevalue(f"{request.param}_stack")
     return stack
+
+
+# For tests about the HTTP server rather than the database: `running_stack` on SQLite, on
+# MariaDB and with the gateway under granian (which runs on SQLite).
+ON_EITHER_SERVER = pytest.mark.parametrize(
+    "running_stack",
+    ["sqlite", pytest.param("mysql", marks=pytest.mark.mysql), "granian"],
+    indirect=True,
+    scope="module",
+)

@@ -166,10 +166,16 @@ class Services:
         self.state = state
         self._cleanup = cleanup
 
-    def start(self, *names: str) -> RealStack:
+    def start(self, *names: str, gateway_server: str | None = None) -> RealStack:
         """These processes (of auth, profile and gateway, in that order), once serving."""
         return self._cleanup.enter_context(
-            real_stack(self.state, only=names, extra_env=ENV, gateway_workers=2)
+            real_stack(
+                self.state,
+                only=names,
+                extra_env=ENV,
+                gateway_workers=2,
+                gateway_server=gateway_server,
+            )
         )
 
 
@@ -251,8 +257,11 @@ def test_sigterm_to_profile_service_during_a_burst_of_reads_and_writes(
     assert_clean_stop(result, outcomes, handled_request_ids(profile_log, "rpc"), profile_log)
 
 
-def test_sigterm_to_gateway_during_a_burst_of_profile_reads(services: Services) -> None:
-    stack = services.start("auth", "profile", "gateway")
+@pytest.mark.parametrize("server", ["gunicorn", "granian"])
+def test_sigterm_to_gateway_during_a_burst_of_profile_reads(
+    services: Services, server: str
+) -> None:
+    stack = services.start("auth", "profile", "gateway", gateway_server=server)
     token = register_and_login(stack.auth_target)
     url = f"{stack.url}/v1/profile"
 

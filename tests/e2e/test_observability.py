@@ -1,10 +1,13 @@
 """Tracing and metrics across the three real processes, started the way `make run` starts them.
 
-The gateway runs under gunicorn with two workers: /metrics must add up both.
+The gateway runs with two workers (under gunicorn, and under granian too for the metrics):
+/metrics must add up both.
 """
 
 from __future__ import annotations
 
+import os
+import signal
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -13,7 +16,7 @@ import pytest
 import requests
 from prometheus_client.multiprocess import MultiProcessCollector
 
-from tests.harness import RealStack, real_stack
+from tests.harness import RealStack, children_of, real_stack, wait_until
 from tests.observability.metrics_text import sample
 
 pytestmark = pytest.mark.e2e
@@ -23,8 +26,14 @@ REQUESTS = "authgate_gateway_requests_total"
 
 
 @pytest.fixture(scope="module")
-def observed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RealStack]:
-    with real_stack(tmp_path_factory.mktemp("observed"), metrics=True, gateway_workers=2) as stack:
+def observed(
+    tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest
+) -> Iterator[RealStack]:
+    # The gateway's server: the environment's (gunicorn by default), or a test's parameter.
+    server = getattr(request, "param", None)
+    with real_stack(
+        tmp_path_factory.mktemp("observed"), metrics=True, gateway_workers=2, gateway_server=server
+    ) as stack:
         yield stack
 
 
@@ -97,7 +106,8 @@ def healthz_served_per_worker(metrics_dir: Path) -> dict[str, float]:
     return served
 
 
-def test_gateway_metrics_add_up_every_gunicorn_worker(observed: RealStack) -> None:
+@pytest.mark.parametrize("observed", ["gunicorn", "granian"], indirect=True)
+def test_gateway_metrics_add_up_every_worker(observed: RealStack) -> None:
     def healthz(_: int) -> int:
         # A new connection each time, so that both workers get to accept some.
         return requests.get(f"{observed.url}/healthz", timeout=10).status_code
@@ -117,6 +127,22 @@ def test_gateway_metrics_add_up_every_gunicorn_worker(observed: RealStack) -> No
 
     assert sample(text, REQUESTS, {"route": "/healthz", "method": "GET", "status": "200"}) == sent
     assert sum(served.values()) == sent
+
+
+@pytest.mark.parametrize("observed", ["gunicorn", "granian"], indirect=True)
+def test_a_dead_workers_live_gauges_stop_counting(observed: RealStack) -> None:
+    # The revocation feed's gauges are "live" ones: a worker's files must go when it dies
+    # (gunicorn's child_exit hook; gateway.granian_serve when granian replaces the worker).
+    folder = observed.settings.gateway_metrics_dir
+    victim = children_of(observed.pid("gateway"))[0]
+    live = f"gauge_live*_{victim}.db"
+    wait_until(lambda: list(folder.glob(live)), what=f"worker {victim}'s live gauge files")
+
+    os.kill(victim, signal.SIGKILL)
+
+    wait_until(lambda: not list(folder.glob(live)), what=f"{victim}'s files removed")
+    observed.wait_until_ready()
+    assert len(children_of(observed.pid("gateway"))) == 2
 
 
 def test_each_service_serves_its_metrics_on_its_configured_port(observed: RealStack) -> None:

@@ -6,7 +6,7 @@ import uuid
 
 import requests
 
-from tests.e2e.conftest import RunningStack
+from tests.e2e.conftest import ON_EITHER_SERVER, RunningStack
 from tests.e2e.forgery import parts
 from tests.gateway.rest_contract import TOKEN_RESPONSE_FIELDS
 
@@ -58,6 +58,7 @@ def test_login_response_carries_cache_control_no_store(running_stack: RunningSta
     assert login.headers["Cache-Control"] == "no-store"
 
 
+@ON_EITHER_SERVER
 def test_full_flow_register_login_read_and_update_profile(running_stack: RunningStack) -> None:
     username, tokens = register_and_login(
         running_stack, display_name="Alice A.", email="alice@example.org"

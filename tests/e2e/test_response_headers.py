@@ -1,4 +1,5 @@
-"""What every response of the real gateway under gunicorn says about itself in its headers."""
+"""What every response of the real gateway, under gunicorn or granian, says about itself in its
+headers."""
 
 from __future__ import annotations
 
@@ -6,7 +7,9 @@ import uuid
 
 import requests
 
-from tests.e2e.conftest import RunningStack
+from tests.e2e.conftest import ON_EITHER_SERVER, RunningStack
+
+pytestmark = ON_EITHER_SERVER
 
 
 def answers(stack: RunningStack) -> dict[str, requests.Response]:
@@ -30,7 +33,7 @@ def test_responses_name_no_server_software(running_stack: RunningStack) -> None:
         (kind, name)
         for kind, r in responses.items()
         for name, value in r.headers.items()
-        if "gunicorn" in value.lower() or "werkzeug" in value.lower()
+        if any(software in value.lower() for software in ("gunicorn", "granian", "werkzeug"))
     }
     assert mentions == set()
 

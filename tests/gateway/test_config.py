@@ -7,12 +7,12 @@ import pytest
 from authgate_common.config import ConfigError, Env
 from authgate_common.tokens import TokenSettings
 from gateway.config import GatewayConfig
-from gateway.serving import GunicornSettings
+from gateway.serving import ServingSettings
 
 
 def test_defaults_match_the_contract() -> None:
     config = GatewayConfig.from_env(Env({}))
-    serving = GunicornSettings.from_env(Env({}))
+    serving = ServingSettings.from_env(Env({}))
     assert (serving.host, serving.port) == ("127.0.0.1", 8080)
     assert (config.auth_target, config.profile_target) == ("127.0.0.1:50051", "127.0.0.1:50052")
     assert config.grpc_timeout_seconds == 5.0
@@ -36,7 +36,7 @@ def test_every_variable_is_read() -> None:
     )
     config = GatewayConfig.from_env(env)
     # The bind address is gunicorn's (gateway.serving), read from the same table.
-    serving = GunicornSettings.from_env(env)
+    serving = ServingSettings.from_env(env)
     assert (serving.host, serving.port) == ("0.0.0.0", 9000)
     assert (config.auth_target, config.profile_target) == ("auth:1", "profile:2")
     assert config.grpc_timeout_seconds == 0.5

@@ -9,7 +9,7 @@ import sys
 import pytest
 
 from authgate_common.config import ConfigError, Env
-from gateway.serving import GunicornSettings
+from gateway.serving import ServingSettings
 
 APP = "gateway.wsgi:create_app_from_env()"
 GUNICORN = [sys.executable, "-m", "gunicorn", "--config", "python:gateway.gunicorn_conf"]
@@ -36,7 +36,7 @@ def setting(output: str, name: str) -> str:
 
 
 def test_defaults() -> None:
-    settings = GunicornSettings.from_env(Env({}))
+    settings = ServingSettings.from_env(Env({}))
     assert settings.bind == "127.0.0.1:8080"
     assert (settings.workers, settings.threads) == (2, 8)
     assert (settings.timeout_seconds, settings.graceful_timeout_seconds) == (30, 10)
@@ -44,7 +44,7 @@ def test_defaults() -> None:
 
 
 def test_every_variable_is_read() -> None:
-    settings = GunicornSettings.from_env(
+    settings = ServingSettings.from_env(
         Env(
             {
                 "GATEWAY_HOST": "0.0.0.0",
@@ -57,11 +57,11 @@ def test_every_variable_is_read() -> None:
             }
         )
     )
-    assert settings == GunicornSettings("0.0.0.0", 9000, 4, 16, 60, 20, 75)
+    assert settings == ServingSettings("0.0.0.0", 9000, 4, 16, 60, 20, 75)
 
 
 def test_an_ipv6_host_is_bracketed() -> None:
-    assert GunicornSettings.from_env(Env({"GATEWAY_HOST": "::"})).bind == "[::]:8080"
+    assert ServingSettings.from_env(Env({"GATEWAY_HOST": "::"})).bind == "[::]:8080"
 
 
 @pytest.mark.parametrize(
@@ -76,7 +76,7 @@ def test_an_ipv6_host_is_bracketed() -> None:
 )
 def test_bad_values_are_config_errors_naming_the_variable(variable: str, value: str) -> None:
     with pytest.raises(ConfigError, match=variable):
-        GunicornSettings.from_env(Env({variable: value}))
+        ServingSettings.from_env(Env({variable: value}))
 
 
 def test_gunicorn_takes_its_settings_from_the_config_module() -> None:
