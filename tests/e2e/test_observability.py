@@ -25,12 +25,13 @@ PASSWORD = "correct horse battery staple"
 REQUESTS = "authgate_gateway_requests_total"
 
 
-@pytest.fixture(scope="module")
+# Every test on either server: one stack each, where parametrizing only the metrics tests
+# made a third (pytest runs a module's unparametrized and parametrized uses apart).
+@pytest.fixture(scope="module", params=["gunicorn", "granian"])
 def observed(
     tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest
 ) -> Iterator[RealStack]:
-    # The gateway's server: the environment's (gunicorn by default), or a test's parameter.
-    server = getattr(request, "param", None)
+    server: str = request.param
     with real_stack(
         tmp_path_factory.mktemp("observed"), metrics=True, gateway_workers=2, gateway_server=server
     ) as stack:
@@ -106,7 +107,6 @@ def healthz_served_per_worker(metrics_dir: Path) -> dict[str, float]:
     return served
 
 
-@pytest.mark.parametrize("observed", ["gunicorn", "granian"], indirect=True)
 def test_gateway_metrics_add_up_every_worker(observed: RealStack) -> None:
     def healthz(_: int) -> int:
         # A new connection each time, so that both workers get to accept some.
@@ -129,7 +129,6 @@ def test_gateway_metrics_add_up_every_worker(observed: RealStack) -> None:
     assert sum(served.values()) == sent
 
 
-@pytest.mark.parametrize("observed", ["gunicorn", "granian"], indirect=True)
 def test_a_dead_workers_live_gauges_stop_counting(observed: RealStack) -> None:
     # The revocation feed's gauges are "live" ones: a worker's files must go when it dies
     # (gunicorn's child_exit hook; gateway.granian_serve when granian replaces the worker).
