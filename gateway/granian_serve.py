@@ -30,9 +30,7 @@ from granian.constants import Interfaces
 from granian.http import HTTP1Settings
 from granian.server import MPServer
 
-from authgate_common.config import ConfigError, Env
 from gateway import instance_dir, metrics_dir, serving
-from gateway.config import SETTINGS as GATEWAY_SETTINGS
 from gateway.server_name import SERVER_NAME
 
 if TYPE_CHECKING:
@@ -192,14 +190,7 @@ class GatewayServer(MPServer):
 
 
 def main() -> int:
-    try:
-        env = Env.from_os()
-        # Every row of the gateway's table, as gunicorn_conf does: one line, before any worker.
-        GATEWAY_SETTINGS.validate(env)
-        settings = serving.ServingSettings.from_env(env)
-    except ConfigError as exc:
-        print(f"gateway: configuration error: {exc}", file=sys.stderr)
-        return 2
+    settings = serving.settings_or_exit()
     try:
         listener = bind(settings.host, settings.port)
     except OSError as exc:

@@ -7,11 +7,7 @@ Command-line flags still override what is set here.
 
 from __future__ import annotations
 
-import sys
-
-from authgate_common.config import ConfigError, Env
 from gateway import instance_dir, metrics_dir, serving
-from gateway.config import SETTINGS as GATEWAY_SETTINGS
 
 # gunicorn finds its hooks by name in this module.
 from gateway.metrics_dir import child_exit  # noqa: F401
@@ -19,16 +15,7 @@ from gateway.server_name import hide_server_software
 
 hide_server_software()
 
-try:
-    _env = Env.from_os()
-    # Every row of the gateway's table, not only gunicorn's: a bad value stops the master
-    # here, in one line, rather than each worker as it boots.
-    GATEWAY_SETTINGS.validate(_env)
-    _settings = serving.ServingSettings.from_env(_env)
-except ConfigError as exc:
-    # One clear line and status 2, as the gRPC services do, instead of gunicorn's traceback.
-    print(f"gateway: configuration error: {exc}", file=sys.stderr)
-    sys.exit(2)
+_settings = serving.settings_or_exit()
 
 bind = [_settings.bind]
 workers = _settings.workers

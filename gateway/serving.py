@@ -4,9 +4,10 @@ the environment."""
 from __future__ import annotations
 
 import os
+import sys
 from dataclasses import dataclass
 
-from authgate_common.config import ReadFromEnv, from_setting
+from authgate_common.config import ConfigError, Env, ReadFromEnv, from_setting
 from gateway import config
 
 
@@ -35,3 +36,16 @@ def worker_tmp_dir() -> str | None:
     A disk-backed (or read-only) /tmp makes heartbeats slow or impossible in containers.
     """
     return "/dev/shm" if os.path.isdir("/dev/shm") else None  # noqa: S108 (not a temp file path)
+
+
+def settings_or_exit() -> ServingSettings:
+    """The serving settings, once every row of the gateway's table is valid (not only the
+    server's: a bad value stops the server's main process in one line rather than each
+    worker as it boots); else that line, and exit status 2, as the gRPC services do."""
+    try:
+        env = Env.from_os()
+        config.SETTINGS.validate(env)
+        return ServingSettings.from_env(env)
+    except ConfigError as exc:
+        print(f"gateway: configuration error: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
