@@ -6,9 +6,7 @@ import os
 import subprocess
 import sys
 
-import pytest
-
-from authgate_common.config import ConfigError, Env
+from authgate_common.config import Env
 from gateway.serving import ServingSettings
 
 APP = "gateway.wsgi:create_app_from_env()"
@@ -62,21 +60,6 @@ def test_every_variable_is_read() -> None:
 
 def test_an_ipv6_host_is_bracketed() -> None:
     assert ServingSettings.from_env(Env({"GATEWAY_HOST": "::"})).bind == "[::]:8080"
-
-
-@pytest.mark.parametrize(
-    ("variable", "value"),
-    [
-        ("GATEWAY_WORKERS", "0"),
-        ("GATEWAY_THREADS", "lots"),
-        ("GATEWAY_TIMEOUT", "0"),
-        ("GATEWAY_GRACEFUL_TIMEOUT", "-1"),
-        ("GATEWAY_PORT", "70000"),
-    ],
-)
-def test_bad_values_are_config_errors_naming_the_variable(variable: str, value: str) -> None:
-    with pytest.raises(ConfigError, match=variable):
-        ServingSettings.from_env(Env({variable: value}))
 
 
 def test_gunicorn_takes_its_settings_from_the_config_module() -> None:

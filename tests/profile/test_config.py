@@ -48,22 +48,6 @@ def test_environment_overrides_every_setting() -> None:
     assert config.log_level == "DEBUG"
 
 
-@pytest.mark.parametrize(
-    ("name", "value", "message"),
-    [
-        ("PROFILE_GRPC_PORT", "70000", "PROFILE_GRPC_PORT"),
-        ("GRPC_MAX_WORKERS", "0", "GRPC_MAX_WORKERS"),
-        ("JWKS_REFETCH_COOLDOWN_SECONDS", "soon", "JWKS_REFETCH_COOLDOWN_SECONDS"),
-        ("PROFILE_DATABASE_URL", "postgresql://db/x", "PROFILE_DATABASE_URL"),
-        ("LOG_LEVEL", "LOUD", "LOG_LEVEL"),
-        ("JWT_ALGORITHMS", "HS256", "JWT_ALGORITHMS"),
-    ],
-)
-def test_bad_values_name_the_variable(name: str, value: str, message: str) -> None:
-    with pytest.raises(ConfigError, match=message):
-        ProfileConfig.from_env(Env({name: value}))
-
-
 def test_an_unparsable_database_url_is_not_echoed() -> None:
     with pytest.raises(ConfigError) as raised:
         ProfileConfig.from_env(Env({"PROFILE_DATABASE_URL": "not a url s3cret"}))
