@@ -52,7 +52,7 @@ prune-keys: $(STAMP)  ## delete signing keys whose tokens have all expired
 bench: $(STAMP)  ## benchmark into docs/BENCHMARKS.md, then gateway vs the 2-worker monolith A B A B (needs wrk)
 	command -v wrk >/dev/null || apt-get install -y wrk || sudo apt-get install -y wrk
 	$(BIN)/python -m bench $(BENCH_ARGS)
-	$(BIN)/python -m bench.ab --docs docs/BENCHMARKS.md --memory 10000,100000 $(BENCH_AB_ARGS)
+	$(BIN)/python -m bench.ab --docs docs/BENCHMARKS.md --memory 10000,100000 --granian $(BENCH_AB_ARGS)
 
 lint: $(STAMP)  ## ruff and mypy
 	$(BIN)/ruff check .
