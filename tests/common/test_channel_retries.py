@@ -248,6 +248,8 @@ def test_a_feed_whose_replica_dies_before_its_first_event_follows_the_successor_
         time.sleep(1.0)  # down for a second, as while a process restarts (no assertion waits)
         (successor,) = replicas([0.0], port=silent.port)
         assert subscriber.connected.wait(5), "the feed did not follow the successor"
+        # The replica's "call" line may reach our reader after its event reached the feed.
+        wait_until(lambda: successor.count(FEED) > 0, what="the successor's call line")
         assert successor.count(FEED) == 1
     finally:
         subscriber.stop()
