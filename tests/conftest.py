@@ -187,17 +187,20 @@ class ReusedMysqlDatabase:
             # A session a test left behind (a server not stopped) would hold row locks.
             _end_sessions_on(connection, self._name)
             connection.execute(sqlalchemy.text("SET FOREIGN_KEY_CHECKS = 0"))
-            counted = connection.execute(
-                sqlalchemy.text(
-                    "SELECT table_name FROM information_schema.tables "
-                    "WHERE table_schema = DATABASE() AND auto_increment > 1"
-                )
-            ).scalars()
-            for name in counted:  # ids start at 1 again, as in a new database
+            counted = set(
+                connection.execute(
+                    sqlalchemy.text(
+                        "SELECT table_name FROM information_schema.tables "
+                        "WHERE table_schema = DATABASE() AND auto_increment > 1"
+                    )
+                ).scalars()
+            )
+            for name in counted:  # emptied, and ids start at 1 again, as in a new database
                 quoted = connection.dialect.identifier_preparer.quote(name)
                 connection.exec_driver_sql(f"TRUNCATE TABLE {quoted}")
             for name, table in schema.tables.items():
-                connection.execute(table.delete())
+                if name not in counted:
+                    connection.execute(table.delete())
                 if self._seed[name]:
                     connection.execute(table.insert(), self._seed[name])
             connection.execute(sqlalchemy.text("SET FOREIGN_KEY_CHECKS = 1"))
