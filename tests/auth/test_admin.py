@@ -294,7 +294,6 @@ def test_revoke_sessions_refuses_every_refresh_token_of_the_user(admin: Admin) -
     assert event["user_id"] == admin.bob_id
 
 
-@pytest.mark.serial
 def test_removing_a_role_makes_earlier_tokens_permission_denied_not_unauthenticated(
     admin: Admin, auth_config: Any
 ) -> None:

@@ -121,7 +121,6 @@ def test_a_grant_while_the_service_runs_shows_at_the_next_login(
     assert [user.username for user in users.users] == ["alice"]
 
 
-@pytest.mark.serial
 def test_a_revoke_while_the_service_runs_turns_earlier_tokens_permission_denied(
     auth_server: AuthServer, auth_database_url: str
 ) -> None:

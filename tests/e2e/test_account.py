@@ -151,7 +151,6 @@ def test_a_refresh_moves_last_used_on_and_keeps_the_session(running_stack: RealS
     assert after["last_used_at"] > before["last_used_at"]
 
 
-@pytest.mark.serial
 def test_revoking_one_session_refuses_its_refresh_at_once_and_its_tokens_within_2s(
     running_stack: RealStack,
 ) -> None:
@@ -203,7 +202,6 @@ def test_someone_elses_session_is_not_found_and_nothing_is_revoked(
     assert unknown.status_code == 404
 
 
-@pytest.mark.serial
 def test_revoking_the_other_sessions_keeps_only_the_callers(running_stack: RealStack) -> None:
     username = running_stack.register()
     mine = _login(running_stack, username)
@@ -225,7 +223,6 @@ def test_revoking_the_other_sessions_keeps_only_the_callers(running_stack: RealS
 # --- logout and reuse detection also end the session's access tokens --------------------------
 
 
-@pytest.mark.serial
 def test_logout_refuses_the_sessions_access_token_within_2s(running_stack: RealStack) -> None:
     _, pair, other = _two_sessions(running_stack)
     assert _profile_status(running_stack, pair.access) == 200
@@ -239,7 +236,6 @@ def test_logout_refuses_the_sessions_access_token_within_2s(running_stack: RealS
     assert _profile_status(running_stack, other.access) == 200  # only that session ended
 
 
-@pytest.mark.serial
 def test_refresh_token_reuse_refuses_the_sessions_access_tokens_within_2s(
     running_stack: RealStack,
 ) -> None:
@@ -258,7 +254,6 @@ def test_refresh_token_reuse_refuses_the_sessions_access_tokens_within_2s(
 # --- change password -----------------------------------------------------------------------
 
 
-@pytest.mark.serial
 def test_a_password_change_ends_every_other_session_and_answers_a_working_pair(
     running_stack: RealStack,
 ) -> None:
@@ -322,7 +317,6 @@ def test_a_wrong_current_password_counts_towards_the_lockout(running_stack: Real
 # --- delete account ------------------------------------------------------------------------
 
 
-@pytest.mark.serial
 def test_a_deletion_while_profile_svc_is_down_removes_the_profile_once_it_is_back(
     running_stack: RealStack,
 ) -> None:

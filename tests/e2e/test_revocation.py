@@ -80,7 +80,8 @@ def test_a_revoked_user_is_refused_by_every_worker_within_2s_without_asking_auth
         assert _profile_status(stack.url, token) == 200
     answered_before = _auth_rpcs_answered(stack)
 
-    results: list[tuple[float, int]] = []
+    # (started, answered, status) of each request.
+    results: list[tuple[float, float, int]] = []
     lock = threading.Lock()
     enough = threading.Event()
     stop = threading.Event()
@@ -90,7 +91,7 @@ def test_a_revoked_user_is_refused_by_every_worker_within_2s_without_asking_auth
             started = time.monotonic()
             status = _profile_status(stack.url, token)
             with lock:
-                results.append((started, status))
+                results.append((started, time.monotonic(), status))
                 if len(results) >= 20:
                     enough.set()
 
@@ -102,6 +103,7 @@ def test_a_revoked_user_is_refused_by_every_worker_within_2s_without_asking_auth
         engine = sqlalchemy.create_engine(stack.auth_database_url)
         try:
             log = RevocationLog(make_sessions(engine), token_lifetime=token_lifetime_bound(TOKENS))
+            revoking_at = time.monotonic()
             with make_sessions(engine).begin() as session:  # as the admin API's transaction
                 log.revoke_user(session, user_id, reason="sessions_revoked", at=datetime.now(UTC))
         finally:
@@ -113,8 +115,10 @@ def test_a_revoked_user_is_refused_by_every_worker_within_2s_without_asking_auth
         for thread in threads:
             thread.join(timeout=15)
 
-    before = [status for started, status in results if started < revoked_at]
-    after_deadline = [status for started, status in results if started >= revoked_at + WITHIN]
+    # A request under way while the revocation commits may get either answer: "before"
+    # is what was answered before it began, "after" what was sent after the deadline.
+    before = [status for _, answered, status in results if answered < revoking_at]
+    after_deadline = [status for started, _, status in results if started >= revoked_at + WITHIN]
     assert set(before) == {200}
     assert len(after_deadline) >= 5
     assert set(after_deadline) == {401}
@@ -375,7 +379,6 @@ def _refused_after_admin_action(
     return user_id, pair, loop
 
 
-@pytest.mark.serial
 def test_a_user_disabled_by_an_admin_is_refused_everywhere_within_2s_and_back_when_enabled(
     accounts: Accounts,
 ) -> None:
@@ -391,7 +394,6 @@ def test_a_user_disabled_by_an_admin_is_refused_everywhere_within_2s_and_back_wh
     assert accounts.status(PROFILE, again["access_token"]) == 200
 
 
-@pytest.mark.serial
 def test_a_role_taken_away_turns_its_route_403_within_2s_while_the_others_work_on(
     accounts: Accounts,
 ) -> None:
@@ -438,7 +440,6 @@ def test_a_role_taken_away_turns_its_route_403_within_2s_while_the_others_work_o
     assert accounts.status(ADMIN_ROUTE, again.json()["access_token"]) == 200
 
 
-@pytest.mark.serial
 def test_revoke_sessions_by_an_admin_refuses_the_earlier_tokens_within_2s(
     accounts: Accounts,
 ) -> None:

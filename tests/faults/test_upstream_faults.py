@@ -6,6 +6,7 @@ from __future__ import annotations
 import signal
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
@@ -63,8 +64,11 @@ def test_killed_service_gives_503_within_2s_and_the_gateway_recovers_after_its_r
     assert attempt().status == 200
 
     healthy_stack.kill(service)
-    for _ in range(ATTEMPTS):
-        outcome = attempt()
+    # At once rather than one after another: a read is retried (channels.RETRY_POLICY)
+    # before its 503, and each would wait out the retries of the one before.
+    with ThreadPoolExecutor(ATTEMPTS) as pool:
+        outcomes = list(pool.map(lambda _: attempt(), range(ATTEMPTS)))
+    for outcome in outcomes:
         assert_clean_problem(outcome, 503)
         assert outcome.elapsed < 2.0, outcome
 
@@ -83,12 +87,14 @@ def test_frozen_service_gives_504_within_the_deadline_and_recovers_on_sigcont(
 
     healthy_stack.signal(service, signal.SIGSTOP)
     try:
-        for _ in range(2):
-            outcome = attempt()
-            assert_clean_problem(outcome, 504)
-            assert GRPC_TIMEOUT_SECONDS * 0.9 <= outcome.elapsed < GRPC_TIMEOUT_SECONDS + 1.0
+        # Two at once, each waiting out its own deadline.
+        with ThreadPoolExecutor(2) as pool:
+            outcomes = list(pool.map(lambda _: attempt(), range(2)))
     finally:
         healthy_stack.signal(service, signal.SIGCONT)
+    for outcome in outcomes:
+        assert_clean_problem(outcome, 504)
+        assert GRPC_TIMEOUT_SECONDS * 0.9 <= outcome.elapsed < GRPC_TIMEOUT_SECONDS + 1.0
 
     waited = recovery_time(attempt, within=5)
     assert waited < 1.5
@@ -104,18 +110,23 @@ def test_database_unreachable_gives_503_not_401_and_recovers_without_a_restart(
     pids = {name: healthy_stack.pid(name) for name in ("auth", "profile", "gateway")}
     newcomer = {"username": "f_newcomer_" + str(int(time.time())), "password": "x" * 16}
 
+    wrong_password = {"username": username, "password": "not the one!"}
+    requests_made: list[Callable[[], Outcome]] = [
+        *[lambda: healthy_stack.login(username)] * 3,
+        *[lambda: healthy_stack.request("GET", "/v1/profile", token=token)] * 3,
+        lambda: healthy_stack.request("POST", "/v1/auth/register", body=newcomer),
+        # Not "invalid credentials": nothing was checked.
+        lambda: healthy_stack.request("POST", "/v1/auth/login", body=wrong_password),
+    ]
     proxy.cut()
     try:
-        for _ in range(3):
-            assert_clean_problem(healthy_stack.login(username), 503)
-            assert_clean_problem(healthy_stack.request("GET", "/v1/profile", token=token), 503)
-        assert_clean_problem(healthy_stack.request("POST", "/v1/auth/register", body=newcomer), 503)
-        wrong = healthy_stack.request(
-            "POST", "/v1/auth/login", body={"username": username, "password": "not the one!"}
-        )
-        assert_clean_problem(wrong, 503)  # not "invalid credentials": nothing was checked
+        # At once: each waits out the database's connect timeout before its 503.
+        with ThreadPoolExecutor(len(requests_made)) as pool:
+            outcomes = list(pool.map(lambda send: send(), requests_made))
     finally:
         proxy.restore()
+    for outcome in outcomes:
+        assert_clean_problem(outcome, 503)
 
     login, waited = healthy_stack.wait_until(lambda: healthy_stack.login(username), 200, within=5)
     assert login.status == 200, login

@@ -182,7 +182,6 @@ def test_revoking_access_tokens_only_keeps_the_session_and_its_next_token_works(
     assert verifier.refusal(refreshed.access_token) is None
 
 
-@pytest.mark.serial
 def test_a_role_removal_narrows_a_subscribers_earlier_tokens_within_2s_and_refuses_none(
     auth_server: AuthServer,
     stub: Any,
