@@ -13,7 +13,8 @@ methods, status codes, gRPC method names and codes, token rejection reasons.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
+from pathlib import Path
 from typing import Any
 
 import grpc
@@ -27,6 +28,7 @@ from prometheus_client import (
     generate_latest,
     multiprocess,
 )
+from prometheus_client.metrics_core import Metric
 
 from authgate_common.metrics import LATENCY_BUCKETS
 
@@ -145,13 +147,44 @@ class UpstreamMetricsInterceptor(grpc.UnaryUnaryClientInterceptor):
         return outcome
 
 
+def recorded_files(folder: Path) -> list[str]:
+    """The folder's metric files, but for any still empty (being made by its worker)."""
+    files: list[str] = []
+    for path in sorted(folder.glob("*.db")):
+        try:
+            if path.stat().st_size > 0:
+                files.append(str(path))
+        except FileNotFoundError:  # a dead worker's live gauges, removed meanwhile
+            continue
+    return files
+
+
+class WorkersCollector(multiprocess.MultiProcessCollector):
+    """prometheus-client's multiprocess collector, passing over a file still being made.
+
+    The library creates a worker's file and only then sizes it (MmapedDict.__init__). A
+    scrape in between read 0 bytes and raised struct.error, losing every worker's
+    metrics (a 500); a worker killed in that moment left the empty file, and every later
+    scrape failed (prometheus/client_python#1199, open in 0.26). An empty file holds no
+    sample, so leaving it out loses none.
+    """
+
+    def __init__(self, registry: CollectorRegistry, path: str) -> None:
+        super().__init__(registry, path=path)  # type: ignore[no-untyped-call]
+        self._folder = Path(path)
+
+    def collect(self) -> Iterable[Metric]:
+        merged: Iterable[Metric] = self.merge(recorded_files(self._folder), accumulate=True)  # type: ignore[no-untyped-call]
+        return merged
+
+
 def register_metrics_route(
     app: Flask, metrics: GatewayMetrics, *, multiprocess_dir: str | None
 ) -> None:
     """GET /metrics: every worker's metrics in multiprocess mode, else this app's registry."""
     if multiprocess_dir:
         registry = CollectorRegistry()
-        multiprocess.MultiProcessCollector(registry, path=multiprocess_dir)  # type: ignore[no-untyped-call]
+        WorkersCollector(registry, multiprocess_dir)
     else:
         registry = metrics.registry
 

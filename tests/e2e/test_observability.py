@@ -16,6 +16,7 @@ import pytest
 import requests
 from prometheus_client.multiprocess import MultiProcessCollector
 
+from gateway.metrics import recorded_files
 from tests.harness import RealStack, children_of, real_stack, wait_until
 from tests.observability.metrics_text import sample
 
@@ -97,13 +98,16 @@ def test_one_request_id_ties_the_gateway_line_to_the_service_line_of_each_reques
 def healthz_served_per_worker(metrics_dir: Path) -> dict[str, float]:
     """Requests to /healthz counted in each worker's own file (counter_<pid>.db)."""
     served: dict[str, float] = {}
-    for path in sorted(metrics_dir.glob("counter_*.db")):
+    # As /metrics reads them: a worker's file still being made (empty) is passed over.
+    for path in recorded_files(metrics_dir):
+        if not Path(path).name.startswith("counter_"):
+            continue
         total = 0.0
-        for metric in MultiProcessCollector.merge([str(path)]):  # type: ignore[no-untyped-call]
+        for metric in MultiProcessCollector.merge([path]):  # type: ignore[no-untyped-call]
             for found in metric.samples:
                 if found.name == REQUESTS and found.labels.get("route") == "/healthz":
                     total += found.value
-        served[path.stem] = total
+        served[Path(path).stem] = total
     return served
 
 
