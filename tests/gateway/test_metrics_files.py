@@ -19,11 +19,11 @@ def write_worker_file(folder: Path, pid: int, healthz_served: float) -> None:
     key = mmap_key(
         "authgate_gateway_requests", REQUESTS, list(HEALTHZ), list(HEALTHZ.values()), "requests"
     )
-    values = MmapedDict(str(folder / f"counter_{pid}.db"))
+    values = MmapedDict(str(folder / f"counter_{pid}.db"))  # type: ignore[no-untyped-call]
     try:
-        values.write_value(key, healthz_served, 0.0)
+        values.write_value(key, healthz_served, 0.0)  # type: ignore[no-untyped-call]
     finally:
-        values.close()
+        values.close()  # type: ignore[no-untyped-call]
 
 
 def test_every_workers_file_is_added_up(
