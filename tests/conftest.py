@@ -21,6 +21,7 @@ pytest_plugins = [
     "tests.fixtures.services_fixtures",
     "tests.fixtures.tls_fixtures",
     "tests.fixtures.response_scan",
+    "tests.fixtures.scheduling",
 ]
 
 MYSQL_URL_VARIABLE = "AUTHGATE_TEST_MYSQL_URL"
