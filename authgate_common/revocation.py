@@ -362,7 +362,13 @@ class RevocationSubscriber:
     def _follow(self) -> None:
         stub = revocation_pb2_grpc.RevocationServiceStub(self._channel())
         request = revocation_pb2.WatchRevocationsRequest(after_id=self.revocations.last_id)
-        call = stub.WatchRevocations(request, timeout=self._settings.stream_seconds)
+        # wait_for_ready: while the channel waits out its reconnect backoff (the auth
+        # service was down a moment ago) the stream would fail at once, and this loop's
+        # own backoff would add up to 2 s more before the first sync; a stream that cannot
+        # connect is still ended by the watchdog below.
+        call = stub.WatchRevocations(
+            request, timeout=self._settings.stream_seconds, wait_for_ready=True
+        )
         self._call = call
         if self._stopping.is_set():
             call.cancel()

@@ -1,4 +1,5 @@
-"""A TCP forwarder that a test controls, to fake an unreachable or frozen server.
+"""TCP stand-ins a test controls: a forwarder to fake an unreachable or frozen server, and a
+port that refuses every gRPC dial (RefusingListener).
 
     with TcpProxy("127.0.0.1", 3306) as proxy:   # listens on 127.0.0.1:<ephemeral>
         url = ...point the service at proxy.port...
@@ -153,3 +154,33 @@ class TcpProxy:
                 self._open.discard(sock)
         for sock in socks:
             sock.close()
+
+
+class RefusingListener:
+    """A TCP port that accepts each connection and closes it at once: every gRPC dial to it
+    fails, and `dialled` is set once `count` have (the channel's reconnect backoff grows
+    with each failed dial, up to the channels' maximum of a second)."""
+
+    def __init__(self, count: int) -> None:
+        self._socket = socket.create_server(("127.0.0.1", 0))
+        self.port: int = self._socket.getsockname()[1]
+        self._count = count
+        self.dialled = threading.Event()
+        self._thread = threading.Thread(target=self._accept, daemon=True)
+        self._thread.start()
+
+    def _accept(self) -> None:
+        accepted = 0
+        while True:
+            try:
+                connection, _ = self._socket.accept()
+            except OSError:  # closed
+                return
+            connection.close()
+            accepted += 1
+            if accepted >= self._count:
+                self.dialled.set()
+
+    def close(self) -> None:
+        self._socket.close()
+        self._thread.join(timeout=10)

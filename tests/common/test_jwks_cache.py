@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import socket
 import threading
 import time
 from collections.abc import Sequence
@@ -14,6 +13,7 @@ from authgate.auth.v1 import auth_pb2
 
 from authgate_common.channels import open_channel
 from authgate_common.jwks import JwkDict, JwksCache, KeysUnavailable, grpc_jwks_source
+from tests.tcp_proxy import RefusingListener
 from tests.token_factory import new_rsa_key, rsa_public_jwk_members
 
 
@@ -177,36 +177,6 @@ def _jwks_server(port: int) -> grpc.Server:
     )
     server.add_insecure_port(f"127.0.0.1:{port}")
     return server
-
-
-class RefusingListener:
-    """A TCP port that accepts each connection and closes it at once: every gRPC dial to it
-    fails, and `dialled` is set once `count` have (the channel's reconnect backoff grows
-    with each failed dial, up to the channels' maximum of a second)."""
-
-    def __init__(self, count: int) -> None:
-        self._socket = socket.create_server(("127.0.0.1", 0))
-        self.port: int = self._socket.getsockname()[1]
-        self._count = count
-        self.dialled = threading.Event()
-        self._thread = threading.Thread(target=self._accept, daemon=True)
-        self._thread.start()
-
-    def _accept(self) -> None:
-        accepted = 0
-        while True:
-            try:
-                connection, _ = self._socket.accept()
-            except OSError:  # closed
-                return
-            connection.close()
-            accepted += 1
-            if accepted >= self._count:
-                self.dialled.set()
-
-    def close(self) -> None:
-        self._socket.close()
-        self._thread.join(timeout=10)
 
 
 def test_a_fetch_while_the_channel_waits_to_redial_gets_the_keys_of_an_auth_service_back_up() -> (
