@@ -1,5 +1,6 @@
-"""TCP stand-ins a test controls: a forwarder to fake an unreachable or frozen server, and a
-port that refuses every gRPC dial (RefusingListener).
+"""TCP stand-ins a test controls: a forwarder to fake an unreachable or frozen server, a
+port that refuses every gRPC dial (RefusingListener), and a one-method gRPC server to bring
+up on that port afterwards (`one_method_server`).
 
     with TcpProxy("127.0.0.1", 3306) as proxy:   # listens on 127.0.0.1:<ephemeral>
         url = ...point the service at proxy.port...
@@ -17,7 +18,11 @@ import contextlib
 import socket
 import struct
 import threading
+from concurrent import futures
 from types import TracebackType
+from typing import Any
+
+import grpc
 
 _LINGER_RESET = struct.pack("ii", 1, 0)  # close() sends RST, like a crashed peer
 
@@ -184,3 +189,15 @@ class RefusingListener:
     def close(self) -> None:
         self._socket.close()
         self._thread.join(timeout=10)
+
+
+def one_method_server(
+    port: int, service: str, method: str, handler: grpc.RpcMethodHandler[Any, Any]
+) -> grpc.Server:
+    """A gRPC server on 127.0.0.1:port that serves service/method only (not yet started)."""
+    server = grpc.server(
+        futures.ThreadPoolExecutor(max_workers=2),
+        handlers=[grpc.method_handlers_generic_handler(service, {method: handler})],
+    )
+    server.add_insecure_port(f"127.0.0.1:{port}")
+    return server

@@ -5,7 +5,6 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Sequence
-from concurrent import futures
 
 import grpc
 import pytest
@@ -13,7 +12,7 @@ from authgate.auth.v1 import auth_pb2
 
 from authgate_common.channels import open_channel
 from authgate_common.jwks import JwkDict, JwksCache, KeysUnavailable, grpc_jwks_source
-from tests.tcp_proxy import RefusingListener
+from tests.tcp_proxy import RefusingListener, one_method_server
 from tests.token_factory import new_rsa_key, rsa_public_jwk_members
 
 
@@ -166,17 +165,12 @@ def _jwks_server(port: int) -> grpc.Server:
     def get_jwks(request: bytes, context: grpc.ServicerContext) -> bytes:
         return auth_pb2.GetJwksResponse().SerializeToString()
 
-    server = grpc.server(
-        futures.ThreadPoolExecutor(max_workers=2),
-        handlers=[
-            grpc.method_handlers_generic_handler(
-                "authgate.auth.v1.AuthService",
-                {"GetJwks": grpc.unary_unary_rpc_method_handler(get_jwks)},
-            )
-        ],
+    return one_method_server(
+        port,
+        "authgate.auth.v1.AuthService",
+        "GetJwks",
+        grpc.unary_unary_rpc_method_handler(get_jwks),
     )
-    server.add_insecure_port(f"127.0.0.1:{port}")
-    return server
 
 
 def test_a_fetch_while_the_channel_waits_to_redial_gets_the_keys_of_an_auth_service_back_up() -> (

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
-from concurrent import futures
 
 import grpc
 from authgate.auth.v1 import revocation_pb2
 
 from authgate_common.channels import open_channel
 from authgate_common.revocation import RevocationSet, RevocationSubscriber
-from tests.tcp_proxy import RefusingListener
+from tests.tcp_proxy import RefusingListener, one_method_server
 
 # Long enough that a stream failing at once, and this wait after it, fails the test.
 SUBSCRIBER_BACKOFF_SECONDS = 30.0
@@ -26,17 +25,12 @@ def _feed_server(port: int) -> grpc.Server:
         while context.is_active():
             time.sleep(0.05)
 
-    server = grpc.server(
-        futures.ThreadPoolExecutor(max_workers=2),
-        handlers=[
-            grpc.method_handlers_generic_handler(
-                "authgate.auth.v1.RevocationService",
-                {"WatchRevocations": grpc.unary_stream_rpc_method_handler(watch)},
-            )
-        ],
+    return one_method_server(
+        port,
+        "authgate.auth.v1.RevocationService",
+        "WatchRevocations",
+        grpc.unary_stream_rpc_method_handler(watch),
     )
-    server.add_insecure_port(f"127.0.0.1:{port}")
-    return server
 
 
 def test_a_subscriber_whose_channel_waits_to_redial_syncs_once_the_auth_service_is_back() -> None:
