@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import dataclasses
 import signal
-import socket
 import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
@@ -45,13 +44,6 @@ from tests.revocation.helpers import (
 
 # The contract: refused at every verifier within 2 seconds.
 WITHIN = 2.0
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
 
 
 Subscribe = Callable[..., SubscribedVerifier]
@@ -275,11 +267,12 @@ def test_the_feed_resumes_after_the_auth_server_restarts_without_missing_a_revoc
     subscribed: Subscribe,
     log_of: LogOf,
 ) -> None:
-    config = auth_config_factory()
-    config = dataclasses.replace(
-        config, server=dataclasses.replace(config.server, port=_free_port())
-    )
+    config = auth_config_factory()  # port 0: the server binds a free port itself
     server = build_server(config)
+    # The restart below binds the port the first server got.
+    config = dataclasses.replace(
+        config, server=dataclasses.replace(config.server, port=server.port)
+    )
     try:
         with grpc.insecure_channel(server.target) as opened:
             stub = auth_stub(opened)
