@@ -99,15 +99,15 @@ def healthz_served_per_worker(metrics_dir: Path) -> dict[str, float]:
     """Requests to /healthz counted in each worker's own file (counter_<pid>.db)."""
     served: dict[str, float] = {}
     # As /metrics reads them: a worker's file still being made (empty) is passed over.
-    for path in recorded_files(metrics_dir):
-        if not Path(path).name.startswith("counter_"):
+    for path in map(Path, recorded_files(metrics_dir)):
+        if not path.name.startswith("counter_"):
             continue
         total = 0.0
-        for metric in MultiProcessCollector.merge([path]):  # type: ignore[no-untyped-call]
+        for metric in MultiProcessCollector.merge([str(path)]):  # type: ignore[no-untyped-call]
             for found in metric.samples:
                 if found.name == REQUESTS and found.labels.get("route") == "/healthz":
                     total += found.value
-        served[Path(path).stem] = total
+        served[path.stem] = total
     return served
 
 

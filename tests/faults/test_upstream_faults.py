@@ -43,6 +43,12 @@ def requests_needing(stack: RealStack, service: str) -> Callable[[], Outcome]:
     return lambda: stack.request("GET", "/v1/profile", token=token)
 
 
+def at_once(sends: list[Callable[[], Outcome]]) -> list[Outcome]:
+    """Each request sent in a thread of its own, all at the same time: what each got."""
+    with ThreadPoolExecutor(len(sends)) as pool:
+        return list(pool.map(lambda send: send(), sends))
+
+
 def recovery_time(attempt: Callable[[], Outcome], *, within: float) -> float:
     """Seconds until ATTEMPTS requests in a row succeed (every worker has recovered)."""
     started = time.monotonic()
@@ -66,9 +72,7 @@ def test_killed_service_gives_503_within_2s_and_the_gateway_recovers_after_its_r
     healthy_stack.kill(service)
     # At once rather than one after another: a read is retried (channels.RETRY_POLICY)
     # before its 503, and each would wait out the retries of the one before.
-    with ThreadPoolExecutor(ATTEMPTS) as pool:
-        outcomes = list(pool.map(lambda _: attempt(), range(ATTEMPTS)))
-    for outcome in outcomes:
+    for outcome in at_once([attempt] * ATTEMPTS):
         assert_clean_problem(outcome, 503)
         assert outcome.elapsed < 2.0, outcome
 
@@ -87,9 +91,7 @@ def test_frozen_service_gives_504_within_the_deadline_and_recovers_on_sigcont(
 
     healthy_stack.signal(service, signal.SIGSTOP)
     try:
-        # Two at once, each waiting out its own deadline.
-        with ThreadPoolExecutor(2) as pool:
-            outcomes = list(pool.map(lambda _: attempt(), range(2)))
+        outcomes = at_once([attempt] * 2)  # each waits out its own deadline
     finally:
         healthy_stack.signal(service, signal.SIGCONT)
     for outcome in outcomes:
@@ -120,9 +122,7 @@ def test_database_unreachable_gives_503_not_401_and_recovers_without_a_restart(
     ]
     proxy.cut()
     try:
-        # At once: each waits out the database's connect timeout before its 503.
-        with ThreadPoolExecutor(len(requests_made)) as pool:
-            outcomes = list(pool.map(lambda send: send(), requests_made))
+        outcomes = at_once(requests_made)  # each waits out the database's connect timeout
     finally:
         proxy.restore()
     for outcome in outcomes:
