@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import random
+import re
 import shutil
 import subprocess
 import sys
@@ -66,15 +67,17 @@ def record(pid: int, seconds: float, out: Path) -> subprocess.Popen[bytes]:
     )
 
 
+_RECORD = re.compile(r"(.+?) (\d+)$", re.DOTALL | re.MULTILINE)
+
+
 def summarize(raw: Path, top: int = 25) -> str:
     inclusive: Counter[str] = Counter()
     exclusive: Counter[str] = Counter()
     total = 0
-    for line in raw.read_text().splitlines():
-        stack, _, count_text = line.rpartition(" ")
-        if not stack:
-            continue
-        count = int(count_text)
+    # One record per "stack count" line, except that py-spy copies a frame name that holds a
+    # line break (a generated function's source) as it is: a record ends at " <count>".
+    for match in _RECORD.finditer(raw.read_text()):
+        stack, count = match.group(1).strip().replace("\n", " "), int(match.group(2))
         total += count
         frames = [_short(frame) for frame in stack.split(";")]
         for frame in set(frames):
