@@ -110,6 +110,8 @@ refresh_tokens = Table(
     Index("uq_refresh_tokens_token_hash", "token_hash", unique=True),
     Index("ix_refresh_tokens_family_id", "family_id"),
     Index("ix_refresh_tokens_user_id", "user_id"),
+    # The session pruner looks families up by when they expire.
+    Index("ix_refresh_tokens_family_expires_at", "family_expires_at"),
 )
 
 

@@ -62,6 +62,10 @@ _MYSQL_DEADLOCK_CODES = frozenset({1213})
 _DEADLOCK_RETRIES = 5
 
 
+# Rows a pruning transaction deletes at most (auth_svc.retention).
+PRUNE_BATCH_SIZE = 1000
+
+
 @dataclass(frozen=True)
 class UserRecord:
     id: str
@@ -545,6 +549,39 @@ class RefreshTokenRepository:
 
         return _transaction(self._sessions, work)
 
+    def prune_sessions(
+        self, expired_before: datetime, *, batch_size: int = PRUNE_BATCH_SIZE
+    ) -> int:
+        """Delete the sessions whose refresh-token family expired before expired_before:
+        their tokens and their session row, a batch of sessions per transaction; how many.
+
+        Such a token is refused however it is presented (expired), so its row only grows
+        the table; a family still within its lifetime stays, revoked or not (a spent token
+        presented again must still be seen as reuse).
+        """
+
+        def batch(session: Session) -> int:
+            family_ids = (
+                session.execute(
+                    select(refresh_tokens.c.family_id)
+                    .where(refresh_tokens.c.family_expires_at < expired_before)
+                    .distinct()
+                    .order_by(refresh_tokens.c.family_id)
+                    .limit(batch_size)
+                )
+                .scalars()
+                .all()
+            )
+            if not family_ids:
+                return 0
+            session.execute(
+                delete(refresh_tokens).where(refresh_tokens.c.family_id.in_(family_ids))
+            )
+            session.execute(delete(sessions).where(sessions.c.id.in_(family_ids)))
+            return len(family_ids)
+
+        return _in_batches(self._sessions, batch, batch_size)
+
 
 UserCursor = tuple[datetime, str]
 
@@ -738,32 +775,27 @@ class AuditRepository:
         with self._sessions() as session:
             return [_stored_event(row) for row in session.execute(query)]
 
-    def prune(self, older_than: datetime, *, batch_size: int = 1000) -> int:
+    def prune(self, older_than: datetime, *, batch_size: int = PRUNE_BATCH_SIZE) -> int:
         """Delete events created before older_than, a batch per transaction; how many."""
-        total = 0
-        while True:
 
-            def work(session: Session) -> int:
-                ids = (
-                    session.execute(
-                        select(audit_events.c.id)
-                        .where(audit_events.c.created_at < older_than)
-                        .order_by(audit_events.c.id)
-                        .limit(batch_size)
-                    )
-                    .scalars()
-                    .all()
+        def batch(session: Session) -> int:
+            ids = (
+                session.execute(
+                    select(audit_events.c.id)
+                    .where(audit_events.c.created_at < older_than)
+                    .order_by(audit_events.c.id)
+                    .limit(batch_size)
                 )
-                if not ids:
-                    return 0
-                return _rowcount(
-                    session.execute(delete(audit_events).where(audit_events.c.id.in_(ids)))
-                )
+                .scalars()
+                .all()
+            )
+            if not ids:
+                return 0
+            return _rowcount(
+                session.execute(delete(audit_events).where(audit_events.c.id.in_(ids)))
+            )
 
-            deleted = _transaction(self._sessions, work)
-            total += deleted
-            if deleted < batch_size:
-                return total
+        return _in_batches(self._sessions, batch, batch_size)
 
 
 class AccountRepository:
@@ -1228,6 +1260,19 @@ def _transaction(sessions: sessionmaker[Session], work: Callable[[Session], T]) 
 def _is_deadlock(exc: OperationalError) -> bool:
     args: tuple[object, ...] = tuple(getattr(exc.orig, "args", ()))
     return len(args) > 0 and args[0] in _MYSQL_DEADLOCK_CODES
+
+
+def _in_batches(
+    sessions: sessionmaker[Session], batch: Callable[[Session], int], batch_size: int
+) -> int:
+    """Run `batch` (deletes at most batch_size rows, says how many) a transaction at a time
+    until one deletes fewer: a large backlog never holds long locks. The total deleted."""
+    total = 0
+    while True:
+        deleted = _transaction(sessions, batch)
+        total += deleted
+        if deleted < batch_size:
+            return total
 
 
 def _rowcount(result: Any) -> int:

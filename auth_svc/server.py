@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import signal
 from collections.abc import Callable, Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import cast
 
 import grpc
@@ -26,7 +26,6 @@ from auth_svc.account_servicer import SERVICE_NAME as ACCOUNT_SERVICE_NAME
 from auth_svc.account_servicer import AccountServicer
 from auth_svc.admin import Administration
 from auth_svc.admin_servicer import AdminServicer
-from auth_svc.audit_retention import AuditPruner
 from auth_svc.common_passwords import load_common_passwords
 from auth_svc.config import AuthConfig
 from auth_svc.hash_limiter import HashLimiter, default_max_concurrent_hashes
@@ -47,6 +46,7 @@ from auth_svc.repository import (
     RefreshTokenRepository,
     UserRepository,
 )
+from auth_svc.retention import Pruner
 from auth_svc.revocation_feed import RevocationFeed, RevocationServicer
 from auth_svc.revocations import RevocationLog, token_lifetime_bound
 from auth_svc.second_factor import SecondFactor
@@ -237,11 +237,20 @@ def build_server(config: AuthConfig, *, clock: Clock = utc_now) -> RunningServer
             authenticator.caller,
             clock=clock,
         )
-        pruner = AuditPruner(
-            AuditRepository(make_sessions(engine)),
-            retention_days=config.audit_retention_days,
-            clock=clock,
-        )
+        pruners = [
+            Pruner(
+                "audit events",
+                AuditRepository(make_sessions(engine)).prune,
+                keep=timedelta(days=config.audit_retention_days),
+                clock=clock,
+            ),
+            Pruner(
+                "expired sessions",
+                RefreshTokenRepository(make_sessions(engine)).prune_sessions,
+                keep=token_lifetime_bound(config.tokens),
+                clock=clock,
+            ),
+        ]
 
         def register(server: grpc.Server) -> None:
             _add_auth_servicer(servicer, server)
@@ -263,7 +272,7 @@ def build_server(config: AuthConfig, *, clock: Clock = utc_now) -> RunningServer
             ],
             interceptors=[authenticator],
             observers=[auth_metrics.observe],
-            background=[reloader, pruner, feed, outbox],
+            background=[reloader, *pruners, feed, outbox],
             # The feed's streams never end on their own: end them first, or the stop
             # waits out its whole grace period.
             on_stopping=[feed.stop],

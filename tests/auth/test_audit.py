@@ -18,10 +18,10 @@ from authgate.auth.v1 import auth_pb2, auth_pb2_grpc
 from sqlalchemy import Engine
 
 from auth_svc.audit import EventType, NewEvent, Origin
-from auth_svc.audit_retention import AuditPruner
 from auth_svc.lockout import LockoutPolicy
 from auth_svc.models import audit_events
 from auth_svc.repository import AuditRepository, StoredEvent
+from auth_svc.retention import Pruner
 from auth_svc.service import AuthService
 from authgate_common.db import make_sessions
 from authgate_common.errors import AlreadyExists, Unauthenticated
@@ -153,7 +153,7 @@ def test_retention_prunes_only_events_older_than_the_setting(
     auth_service.register("old", PASSWORD)
     clock.advance(timedelta(days=91).total_seconds())
     auth_service.register("new", PASSWORD)
-    pruner = AuditPruner(audit, retention_days=90, clock=clock)
+    pruner = Pruner("audit events", audit.prune, keep=timedelta(days=90), clock=clock)
 
     assert pruner.prune() == 1
 
@@ -187,8 +187,12 @@ def test_the_pruner_thread_prunes_at_start(
             pruned.set()
             return deleted
 
-    pruner = AuditPruner(
-        Watched(make_sessions(auth_engine)), retention_days=1, clock=clock, interval_seconds=3600
+    pruner = Pruner(
+        "audit events",
+        Watched(make_sessions(auth_engine)).prune,
+        keep=timedelta(days=1),
+        clock=clock,
+        interval_seconds=3600,
     )
     pruner.start()
     try:
