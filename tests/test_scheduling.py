@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from tests.fixtures.scheduling import SHARED_STACK_UNIT, work_unit
+from tests.fixtures.scheduling import SHARED_STACK_PACKAGE, work_unit
 
 
 def test_the_files_of_the_shared_stacks_go_to_one_process_together() -> None:
-    assert work_unit("tests/e2e/test_races.py::test_x[sqlite]") == SHARED_STACK_UNIT
-    assert work_unit("tests/e2e/test_account.py::test_y") == SHARED_STACK_UNIT
+    assert work_unit("tests/e2e/shared/test_races.py::test_x[sqlite]") == SHARED_STACK_PACKAGE
+    assert work_unit("tests/e2e/shared/test_account.py::test_y") == SHARED_STACK_PACKAGE
 
 
 def test_any_other_file_is_a_unit_of_its_own() -> None:

@@ -6,8 +6,8 @@ import uuid
 
 import requests
 
-from tests.e2e.conftest import ON_EITHER_SERVER, RunningStack
 from tests.e2e.forgery import parts
+from tests.e2e.shared.conftest import ON_EITHER_SERVER, RunningStack
 from tests.gateway.rest_contract import TOKEN_RESPONSE_FIELDS
 
 PASSWORD = "correct horse battery staple"

@@ -12,7 +12,7 @@ from concurrent.futures import ThreadPoolExecutor
 import requests
 import sqlalchemy
 
-from tests.e2e.conftest import RunningStack
+from tests.e2e.shared.conftest import RunningStack
 
 PASSWORD = "correct horse battery staple"
 LOCKOUT_THRESHOLD = 5  # auth_svc's default AUTH_LOCKOUT_THRESHOLD, which the e2e stack keeps

@@ -20,7 +20,7 @@ from authgate.auth.v1 import admin_pb2, admin_pb2_grpc
 from auth_svc.roles import main as roles_main
 from authgate_common.config import Env
 from tests.e2e import forgery
-from tests.e2e.conftest import RunningStack
+from tests.e2e.shared.conftest import RunningStack
 from tests.gateway.rest_contract import ADMIN_USER_FIELDS
 
 PASSWORD = "correct horse battery staple"

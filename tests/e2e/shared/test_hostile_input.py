@@ -20,7 +20,7 @@ import requests
 from authgate.profile.v1 import profile_pb2, profile_pb2_grpc
 
 from tests.e2e import forgery
-from tests.e2e.conftest import ON_EITHER_SERVER, RunningStack
+from tests.e2e.shared.conftest import ON_EITHER_SERVER, RunningStack
 from tests.token_factory import TokenFactory, new_rsa_key
 
 PASSWORD = "correct horse battery staple"

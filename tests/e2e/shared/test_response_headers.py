@@ -7,7 +7,7 @@ import uuid
 
 import requests
 
-from tests.e2e.conftest import ON_EITHER_SERVER, RunningStack
+from tests.e2e.shared.conftest import ON_EITHER_SERVER, RunningStack
 
 pytestmark = ON_EITHER_SERVER
 
