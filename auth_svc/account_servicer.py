@@ -34,6 +34,7 @@ class AccountServicer(account_pb2_grpc.AccountServiceServicer):
             caller.session_id,
             request.current_password,
             request.new_password,
+            code=request.code,
             origin=origin_of(context),
         )
         return token_response(pair)
@@ -67,7 +68,9 @@ class AccountServicer(account_pb2_grpc.AccountServiceServicer):
         self, request: account_pb2.DeleteAccountRequest, context: grpc.ServicerContext
     ) -> empty_pb2.Empty:
         caller = self._caller.get()
-        self._service.delete_account(caller.user_id, request.password, origin=origin_of(context))
+        self._service.delete_account(
+            caller.user_id, request.password, code=request.code, origin=origin_of(context)
+        )
         return empty_pb2.Empty()
 
 

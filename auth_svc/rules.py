@@ -26,6 +26,8 @@ DISPLAY_NAME_RULES = rules_for(_REGISTER, "display_name")
 CURRENT_PASSWORD_RULES = rules_for(account_pb2.ChangePasswordRequest, "current_password")
 DELETE_PASSWORD_RULES = rules_for(account_pb2.DeleteAccountRequest, "password")
 SESSION_ID_RULES = rules_for(account_pb2.RevokeSessionRequest, "session_id")
+# The second factor's code that both account changes ask for when one is on.
+STEP_UP_CODE_RULES = rules_for(account_pb2.ChangePasswordRequest, "code")
 
 MIN_USERNAME_LENGTH = USERNAME_RULES.min_length
 MAX_USERNAME_LENGTH = USERNAME_RULES.max_length

@@ -128,6 +128,20 @@ class SecondFactor:
             raise Unauthenticated(INVALID_MFA_TOKEN)
         return claim
 
+    def step_up(self, claim: LoginClaim, code: str, *, origin: Origin = NO_ORIGIN) -> None:
+        """For an account change whose password the caller has just checked under `claim`:
+        with a second factor on, spend `code`; a wrong one is counted as a failed login
+        (settling the claim) and refused. Without one, the code is not read."""
+        user = claim.user
+        assert user is not None, "a claim whose password was checked"
+        try:
+            passed = not self.repository.enabled(user.id) or self.spend_code(user.id, code)
+        except BaseException:
+            self.users.release_login_attempt(claim)
+            raise
+        if not passed:
+            self._fail(claim, origin)
+
     def spend_code(self, user_id: str, code: str) -> bool:
         """Accept a current TOTP code or a recovery code, once."""
         if mfa.is_totp_code(code):

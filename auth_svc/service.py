@@ -68,6 +68,7 @@ LOCK_REFUSED = "refused"
 LockoutObserver = Callable[[str], None]
 WRONG_PASSWORD = "the password is wrong"  # noqa: S105 - a message
 ACCOUNT_GONE = "the account no longer exists"
+CODE_REQUIRED = "code is required: this account has a second factor on"
 SESSION_NOT_FOUND = "you have no live session with this id"
 INVALID_REFRESH_TOKEN = "the refresh token is invalid, expired or revoked"  # noqa: S105
 TOKEN_TYPE = "Bearer"  # noqa: S105 - the OAuth token_type, not a secret
@@ -326,13 +327,15 @@ class AuthService:
         current_password: str,
         new_password: str,
         *,
+        code: str = "",
         origin: Origin = NO_ORIGIN,
     ) -> TokenPair:
-        """Check the current password as a login does (a wrong one counts towards the
-        lockout), set the new one, end every session and start a new one: its pair."""
+        """Check the current password as a login does, and with a second factor on the code
+        (a wrong one of either counts towards the lockout), set the new password, end every
+        session and start a new one: its pair."""
         accounts = self._account_repository()
         rules.CURRENT_PASSWORD_RULES.check(current_password)
-        user = self._account_owner(user_id)
+        user = self._step_up_owner(user_id, code)
         rules.check_password(
             new_password,
             username=user.username,
@@ -345,6 +348,7 @@ class AuthService:
         with self._passwords.reserved():
             claim = self._checked_claim(user.username, current_password, now, origin)
             new_hash = self._passwords.hash(new_password)
+        self._step_up(claim, code, origin)
         claimed = claim.user
         assert claimed is not None
         token, record = self._new_session_token(claimed.id, now)
@@ -384,15 +388,19 @@ class AuthService:
         )
         return self._account_repository().revoke_other_sessions(user_id, session_id, event)
 
-    def delete_account(self, user_id: str, password: str, *, origin: Origin = NO_ORIGIN) -> None:
-        """Check the password as a login does, then delete the user, their sessions, roles
-        and (through the outbox) profile. The event keeps the user id and request id only."""
+    def delete_account(
+        self, user_id: str, password: str, *, code: str = "", origin: Origin = NO_ORIGIN
+    ) -> None:
+        """Check the password as a login does, and with a second factor on the code, then
+        delete the user, their sessions, roles and (through the outbox) profile. The event
+        keeps the user id and request id only."""
         accounts = self._account_repository()
         rules.DELETE_PASSWORD_RULES.check(password)
-        user = self._account_owner(user_id)
+        user = self._step_up_owner(user_id, code)
         now = self._clock()
         with self._passwords.reserved():
             claim = self._checked_claim(user.username, password, now, origin)
+        self._step_up(claim, code, origin)
         # Where the owner was is personal data: not kept once the account is gone.
         event = NewEvent(
             EventType.ACCOUNT_DELETED, user.id, Origin(request_id=origin.request_id), now
@@ -401,6 +409,19 @@ class AuthService:
             raise Unauthenticated(ACCOUNT_GONE)
         log.info("account deleted", extra={"user_id": user.id})
         self._on_account_deleted(user.id)
+
+    def _step_up_owner(self, user_id: str, code: str) -> UserRecord:
+        """The account a password change or deletion is for, once the code's presence is
+        checked: a missing code is told before the password is (so it says nothing of it)."""
+        rules.STEP_UP_CODE_RULES.check(code)
+        user = self._account_owner(user_id)
+        if not code and self._second_factor is not None and self._second_factor.enabled(user.id):
+            raise InvalidArgument(CODE_REQUIRED)
+        return user
+
+    def _step_up(self, claim: LoginClaim, code: str, origin: Origin) -> None:
+        if self._second_factor is not None:
+            self._second_factor.step_up(claim, code, origin=origin)
 
     def _account_owner(self, user_id: str) -> UserRecord:
         user = self._users.by_id(user_id)

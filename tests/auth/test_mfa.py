@@ -19,11 +19,11 @@ from auth_svc.lockout import LockoutPolicy
 from auth_svc.mfa import MfaChallenge
 from auth_svc.repository import AdminRepository, UserRepository
 from auth_svc.revocations import RevocationLog
-from auth_svc.second_factor import SecondFactor
+from auth_svc.second_factor import INVALID_CODE, SecondFactor
 from auth_svc.server import build_second_factor, build_service
-from auth_svc.service import AuthService, SecondFactorRequired, TokenPair
+from auth_svc.service import CODE_REQUIRED, AuthService, SecondFactorRequired, TokenPair
 from authgate_common.db import make_sessions
-from authgate_common.errors import AlreadyExists, NotFound, Unauthenticated
+from authgate_common.errors import AlreadyExists, InvalidArgument, NotFound, Unauthenticated
 from tests.auth.conftest import PASSWORD, SettableClock
 
 POLICY = LockoutPolicy(threshold=3, base_seconds=30, max_seconds=100)
@@ -224,3 +224,113 @@ def test_the_secret_is_encrypted_at_rest_and_mfa_shows_in_the_admin_view(
     view = admin.user(user_id)
     assert view is not None
     assert view.mfa_enabled
+
+
+# --- step-up: with a second factor on, a password change or deletion needs a code too -------
+
+NEW_PASSWORD = "a brand new passphrase 2"
+
+
+def _change(service: AuthService, users: UserRepository, code: str = "", **kw: str) -> TokenPair:
+    current = kw.get("current", PASSWORD)
+    return service.change_password(
+        _user_id(users), "session-1", current, NEW_PASSWORD, code=code, origin=ORIGIN
+    )
+
+
+def _password_hash(users: UserRepository) -> str:
+    user = users.by_username("alice")
+    assert user is not None
+    return user.password_hash
+
+
+def test_with_a_second_factor_a_password_change_needs_a_code(
+    service: AuthService, factor: SecondFactor, users: UserRepository, clock: SettableClock
+) -> None:
+    secret, _ = _enabled(factor, _user_id(users), clock)
+    before = _password_hash(users)
+
+    with pytest.raises(InvalidArgument, match=CODE_REQUIRED):
+        _change(service, users)
+    with pytest.raises(Unauthenticated, match=INVALID_CODE):
+        _change(service, users, code="000000")
+    assert _password_hash(users) == before
+
+    pair = _change(service, users, code=_code(secret, clock()))
+    assert jwt.decode(pair.access_token, options={"verify_signature": False})["sub"] == (
+        _user_id(users)
+    )
+    assert _password_hash(users) != before
+
+
+def test_with_a_second_factor_a_deletion_needs_a_code_and_takes_a_recovery_code(
+    service: AuthService, factor: SecondFactor, users: UserRepository, clock: SettableClock
+) -> None:
+    _, recovery_codes = _enabled(factor, _user_id(users), clock)
+    user_id = _user_id(users)
+
+    with pytest.raises(InvalidArgument, match=CODE_REQUIRED):
+        service.delete_account(user_id, PASSWORD, origin=ORIGIN)
+    with pytest.raises(Unauthenticated, match=INVALID_CODE):
+        service.delete_account(user_id, PASSWORD, code="000000", origin=ORIGIN)
+    assert users.by_id(user_id) is not None
+
+    service.delete_account(user_id, PASSWORD, code=recovery_codes[0], origin=ORIGIN)
+    assert users.by_id(user_id) is None
+
+
+def test_a_missing_code_is_told_before_the_password_is_checked(
+    service: AuthService, factor: SecondFactor, users: UserRepository, clock: SettableClock
+) -> None:
+    _enabled(factor, _user_id(users), clock)
+
+    with pytest.raises(InvalidArgument, match=CODE_REQUIRED):
+        _change(service, users, current="not the password")
+
+    # Nothing was counted: the answer says nothing of the password.
+    assert users.throttle_of(_user_id(users), ORIGIN.client_ip).failures == 0
+
+
+def test_wrong_step_up_codes_reach_the_lockout_like_wrong_passwords(
+    service: AuthService, factor: SecondFactor, users: UserRepository, clock: SettableClock
+) -> None:
+    secret, _ = _enabled(factor, _user_id(users), clock)
+    before = _password_hash(users)
+    for _ in range(POLICY.threshold):
+        with pytest.raises(Unauthenticated, match=INVALID_CODE):
+            _change(service, users, code="000000")
+
+    assert users.throttle_of(_user_id(users), ORIGIN.client_ip).locked_until is not None
+    with pytest.raises(Unauthenticated):  # locked: the right password and code are refused
+        _change(service, users, code=_code(secret, clock()))
+    assert _password_hash(users) == before
+
+
+def test_a_step_up_code_is_spent_once(
+    service: AuthService, factor: SecondFactor, users: UserRepository, clock: SettableClock
+) -> None:
+    secret, _ = _enabled(factor, _user_id(users), clock)
+    code = _code(secret, clock())
+    _change(service, users, code=code)
+
+    with pytest.raises(Unauthenticated, match=INVALID_CODE):
+        service.delete_account(_user_id(users), NEW_PASSWORD, code=code, origin=ORIGIN)
+
+
+def test_without_a_second_factor_the_code_is_not_read(
+    service: AuthService, users: UserRepository
+) -> None:
+    before = _password_hash(users)
+
+    _change(service, users, code="anything at all")
+
+    assert _password_hash(users) != before
+
+
+def test_a_code_longer_than_the_contract_is_invalid_with_or_without_a_second_factor(
+    service: AuthService, users: UserRepository
+) -> None:
+    with pytest.raises(InvalidArgument, match="code"):
+        _change(service, users, code="1" * 33)
+    with pytest.raises(InvalidArgument, match="code"):
+        service.delete_account(_user_id(users), PASSWORD, code="1" * 33, origin=ORIGIN)

@@ -173,6 +173,32 @@ def test_the_whole_mfa_flow_with_replays_refused(stack: RealStack) -> None:
     assert "access_token" in _login(stack, username).json()
 
 
+def test_with_mfa_on_deleting_the_account_over_http_needs_a_code(stack: RealStack) -> None:
+    username, secret, recovery = _with_mfa(stack)
+    first = _login(stack, username).json()["mfa_token"]
+    session = _post(stack, "/v1/auth/login/mfa", {"mfa_token": first, "code": recovery[0]})
+    token = session.json()["access_token"]
+    exists = "SELECT id FROM users WHERE username_normalized = :n"
+
+    missing = _post(stack, "/v1/account:delete", {"password": PASSWORD}, token=token)
+    assert missing.status_code == 400
+    assert "code is required" in missing.json()["detail"]
+    wrong = _post(
+        stack, "/v1/account:delete", {"password": PASSWORD, "code": "000000"}, token=token
+    )
+    assert wrong.status_code == 401
+    assert len(_rows(stack, exists, n=username)) == 1
+
+    deleted = _post(
+        stack,
+        "/v1/account:delete",
+        {"password": PASSWORD, "code": _step_code(secret, 1)},
+        token=token,
+    )
+    assert deleted.status_code == 204, deleted.text
+    assert _rows(stack, exists, n=username) == []
+
+
 def test_the_mfa_routes_need_an_access_token(stack: RealStack) -> None:
     for path, body in (
         ("/v1/account/mfa/totp:enroll", {}),

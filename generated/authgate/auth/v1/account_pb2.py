@@ -30,7 +30,7 @@ from google.protobuf import empty_pb2 as google_dot_protobuf_dot_empty__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1e\x61uthgate/auth/v1/account.proto\x12\x10\x61uthgate.auth.v1\x1a\x1b\x61uthgate/auth/v1/auth.proto\x1a!authgate/options/v1/options.proto\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a\x1bgoogle/protobuf/empty.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"e\n\x15\x43hangePasswordRequest\x12\'\n\x10\x63urrent_password\x18\x01 \x01(\tB\r\xe2\x41\x01\x02\xaa\xbb\x18\x05\x08\x01\x10\x80\x01\x12#\n\x0cnew_password\x18\x02 \x01(\tB\r\xe2\x41\x01\x02\xaa\xbb\x18\x05\x08\x0c\x10\x80\x01\"\x15\n\x13ListSessionsRequest\"\xee\x01\n\x07Session\x12\x18\n\nsession_id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x03\x12\x34\n\ncreated_at\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03\x12\x36\n\x0clast_used_at\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03\x12\x17\n\tclient_ip\x18\x04 \x01(\tB\x04\xe2\x41\x01\x03\x12\x18\n\nuser_agent\x18\x05 \x01(\tB\x04\xe2\x41\x01\x03\x12\x11\n\x03\x61mr\x18\x06 \x03(\tB\x04\xe2\x41\x01\x03\x12\x15\n\x07\x63urrent\x18\x07 \x01(\x08\x42\x04\xe2\x41\x01\x03\"C\n\x14ListSessionsResponse\x12+\n\x08sessions\x18\x01 \x03(\x0b\x32\x19.authgate.auth.v1.Session\"m\n\x14RevokeSessionRequest\x12U\n\nsession_id\x18\x01 \x01(\tBA\xe2\x41\x01\x02\xaa\xbb\x18\x39\x08\x01\x10$\x1a\x0c^[0-9a-f-]+$*%a session id as ListSessions gives it\"\x1c\n\x1aRevokeOtherSessionsRequest\"7\n\x14\x44\x65leteAccountRequest\x12\x1f\n\x08password\x18\x01 \x01(\tB\r\xe2\x41\x01\x02\xaa\xbb\x18\x05\x08\x01\x10\x80\x01\x32\xed\x05\n\x0e\x41\x63\x63ountService\x12\x90\x01\n\x0e\x43hangePassword\x12\'.authgate.auth.v1.ChangePasswordRequest\x1a\x1f.authgate.auth.v1.TokenResponse\"4\x9a\xb5\x18\x04\x91\x03\xad\x03\xa2\xb5\x18\t10/minute\x82\xd3\xe4\x93\x02\x19\"\x14/v1/account/password:\x01*\x12\x91\x01\n\x0cListSessions\x12%.authgate.auth.v1.ListSessionsRequest\x1a&.authgate.auth.v1.ListSessionsResponse\"2\x90\x02\x01\x9a\xb5\x18\x02\xad\x03\xa2\xb5\x18\t60/minute\x82\xd3\xe4\x93\x02\x16\x12\x14/v1/account/sessions\x12\x8f\x01\n\rRevokeSession\x12&.authgate.auth.v1.RevokeSessionRequest\x1a\x16.google.protobuf.Empty\">\x9a\xb5\x18\x04\x94\x03\xad\x03\xa2\xb5\x18\t60/minute\x82\xd3\xe4\x93\x02#*!/v1/account/sessions/{session_id}\x12\x9c\x01\n\x13RevokeOtherSessions\x12,.authgate.auth.v1.RevokeOtherSessionsRequest\x1a\x16.google.protobuf.Empty\"?\x9a\xb5\x18\x02\xad\x03\xa2\xb5\x18\t30/minute\x82\xd3\xe4\x93\x02&\"!/v1/account/sessions:revokeOthers:\x01*\x12\x82\x01\n\rDeleteAccount\x12&.authgate.auth.v1.DeleteAccountRequest\x1a\x16.google.protobuf.Empty\"1\x9a\xb5\x18\x04\x91\x03\xad\x03\xa2\xb5\x18\x08\x35/minute\x82\xd3\xe4\x93\x02\x17\"\x12/v1/account:delete:\x01*b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1e\x61uthgate/auth/v1/account.proto\x12\x10\x61uthgate.auth.v1\x1a\x1b\x61uthgate/auth/v1/auth.proto\x1a!authgate/options/v1/options.proto\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a\x1bgoogle/protobuf/empty.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xb4\x01\n\x15\x43hangePasswordRequest\x12\'\n\x10\x63urrent_password\x18\x01 \x01(\tB\r\xe2\x41\x01\x02\xaa\xbb\x18\x05\x08\x01\x10\x80\x01\x12#\n\x0cnew_password\x18\x02 \x01(\tB\r\xe2\x41\x01\x02\xaa\xbb\x18\x05\x08\x0c\x10\x80\x01\x12M\n\x04\x63ode\x18\x03 \x01(\tB?\xaa\xbb\x18;\x10  \x01*5with a second factor on: 6 digits, or a recovery code\"\x15\n\x13ListSessionsRequest\"\xee\x01\n\x07Session\x12\x18\n\nsession_id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x03\x12\x34\n\ncreated_at\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03\x12\x36\n\x0clast_used_at\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03\x12\x17\n\tclient_ip\x18\x04 \x01(\tB\x04\xe2\x41\x01\x03\x12\x18\n\nuser_agent\x18\x05 \x01(\tB\x04\xe2\x41\x01\x03\x12\x11\n\x03\x61mr\x18\x06 \x03(\tB\x04\xe2\x41\x01\x03\x12\x15\n\x07\x63urrent\x18\x07 \x01(\x08\x42\x04\xe2\x41\x01\x03\"C\n\x14ListSessionsResponse\x12+\n\x08sessions\x18\x01 \x03(\x0b\x32\x19.authgate.auth.v1.Session\"m\n\x14RevokeSessionRequest\x12U\n\nsession_id\x18\x01 \x01(\tBA\xe2\x41\x01\x02\xaa\xbb\x18\x39\x08\x01\x10$\x1a\x0c^[0-9a-f-]+$*%a session id as ListSessions gives it\"\x1c\n\x1aRevokeOtherSessionsRequest\"\x86\x01\n\x14\x44\x65leteAccountRequest\x12\x1f\n\x08password\x18\x01 \x01(\tB\r\xe2\x41\x01\x02\xaa\xbb\x18\x05\x08\x01\x10\x80\x01\x12M\n\x04\x63ode\x18\x02 \x01(\tB?\xaa\xbb\x18;\x10  \x01*5with a second factor on: 6 digits, or a recovery code2\xed\x05\n\x0e\x41\x63\x63ountService\x12\x90\x01\n\x0e\x43hangePassword\x12\'.authgate.auth.v1.ChangePasswordRequest\x1a\x1f.authgate.auth.v1.TokenResponse\"4\x9a\xb5\x18\x04\x91\x03\xad\x03\xa2\xb5\x18\t10/minute\x82\xd3\xe4\x93\x02\x19\"\x14/v1/account/password:\x01*\x12\x91\x01\n\x0cListSessions\x12%.authgate.auth.v1.ListSessionsRequest\x1a&.authgate.auth.v1.ListSessionsResponse\"2\x90\x02\x01\x9a\xb5\x18\x02\xad\x03\xa2\xb5\x18\t60/minute\x82\xd3\xe4\x93\x02\x16\x12\x14/v1/account/sessions\x12\x8f\x01\n\rRevokeSession\x12&.authgate.auth.v1.RevokeSessionRequest\x1a\x16.google.protobuf.Empty\">\x9a\xb5\x18\x04\x94\x03\xad\x03\xa2\xb5\x18\t60/minute\x82\xd3\xe4\x93\x02#*!/v1/account/sessions/{session_id}\x12\x9c\x01\n\x13RevokeOtherSessions\x12,.authgate.auth.v1.RevokeOtherSessionsRequest\x1a\x16.google.protobuf.Empty\"?\x9a\xb5\x18\x02\xad\x03\xa2\xb5\x18\t30/minute\x82\xd3\xe4\x93\x02&\"!/v1/account/sessions:revokeOthers:\x01*\x12\x82\x01\n\rDeleteAccount\x12&.authgate.auth.v1.DeleteAccountRequest\x1a\x16.google.protobuf.Empty\"1\x9a\xb5\x18\x04\x91\x03\xad\x03\xa2\xb5\x18\x08\x35/minute\x82\xd3\xe4\x93\x02\x17\"\x12/v1/account:delete:\x01*b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -41,6 +41,8 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_CHANGEPASSWORDREQUEST'].fields_by_name['current_password']._serialized_options = b'\342A\001\002\252\273\030\005\010\001\020\200\001'
   _globals['_CHANGEPASSWORDREQUEST'].fields_by_name['new_password']._loaded_options = None
   _globals['_CHANGEPASSWORDREQUEST'].fields_by_name['new_password']._serialized_options = b'\342A\001\002\252\273\030\005\010\014\020\200\001'
+  _globals['_CHANGEPASSWORDREQUEST'].fields_by_name['code']._loaded_options = None
+  _globals['_CHANGEPASSWORDREQUEST'].fields_by_name['code']._serialized_options = b'\252\273\030;\020  \001*5with a second factor on: 6 digits, or a recovery code'
   _globals['_SESSION'].fields_by_name['session_id']._loaded_options = None
   _globals['_SESSION'].fields_by_name['session_id']._serialized_options = b'\342A\001\003'
   _globals['_SESSION'].fields_by_name['created_at']._loaded_options = None
@@ -59,6 +61,8 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_REVOKESESSIONREQUEST'].fields_by_name['session_id']._serialized_options = b'\342A\001\002\252\273\0309\010\001\020$\032\014^[0-9a-f-]+$*%a session id as ListSessions gives it'
   _globals['_DELETEACCOUNTREQUEST'].fields_by_name['password']._loaded_options = None
   _globals['_DELETEACCOUNTREQUEST'].fields_by_name['password']._serialized_options = b'\342A\001\002\252\273\030\005\010\001\020\200\001'
+  _globals['_DELETEACCOUNTREQUEST'].fields_by_name['code']._loaded_options = None
+  _globals['_DELETEACCOUNTREQUEST'].fields_by_name['code']._serialized_options = b'\252\273\030;\020  \001*5with a second factor on: 6 digits, or a recovery code'
   _globals['_ACCOUNTSERVICE'].methods_by_name['ChangePassword']._loaded_options = None
   _globals['_ACCOUNTSERVICE'].methods_by_name['ChangePassword']._serialized_options = b'\232\265\030\004\221\003\255\003\242\265\030\t10/minute\202\323\344\223\002\031\"\024/v1/account/password:\001*'
   _globals['_ACCOUNTSERVICE'].methods_by_name['ListSessions']._loaded_options = None
@@ -69,20 +73,20 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_ACCOUNTSERVICE'].methods_by_name['RevokeOtherSessions']._serialized_options = b'\232\265\030\002\255\003\242\265\030\t30/minute\202\323\344\223\002&\"!/v1/account/sessions:revokeOthers:\001*'
   _globals['_ACCOUNTSERVICE'].methods_by_name['DeleteAccount']._loaded_options = None
   _globals['_ACCOUNTSERVICE'].methods_by_name['DeleteAccount']._serialized_options = b'\232\265\030\004\221\003\255\003\242\265\030\0105/minute\202\323\344\223\002\027\"\022/v1/account:delete:\001*'
-  _globals['_CHANGEPASSWORDREQUEST']._serialized_start=241
-  _globals['_CHANGEPASSWORDREQUEST']._serialized_end=342
-  _globals['_LISTSESSIONSREQUEST']._serialized_start=344
-  _globals['_LISTSESSIONSREQUEST']._serialized_end=365
-  _globals['_SESSION']._serialized_start=368
-  _globals['_SESSION']._serialized_end=606
-  _globals['_LISTSESSIONSRESPONSE']._serialized_start=608
-  _globals['_LISTSESSIONSRESPONSE']._serialized_end=675
-  _globals['_REVOKESESSIONREQUEST']._serialized_start=677
-  _globals['_REVOKESESSIONREQUEST']._serialized_end=786
-  _globals['_REVOKEOTHERSESSIONSREQUEST']._serialized_start=788
-  _globals['_REVOKEOTHERSESSIONSREQUEST']._serialized_end=816
-  _globals['_DELETEACCOUNTREQUEST']._serialized_start=818
-  _globals['_DELETEACCOUNTREQUEST']._serialized_end=873
-  _globals['_ACCOUNTSERVICE']._serialized_start=876
-  _globals['_ACCOUNTSERVICE']._serialized_end=1625
+  _globals['_CHANGEPASSWORDREQUEST']._serialized_start=242
+  _globals['_CHANGEPASSWORDREQUEST']._serialized_end=422
+  _globals['_LISTSESSIONSREQUEST']._serialized_start=424
+  _globals['_LISTSESSIONSREQUEST']._serialized_end=445
+  _globals['_SESSION']._serialized_start=448
+  _globals['_SESSION']._serialized_end=686
+  _globals['_LISTSESSIONSRESPONSE']._serialized_start=688
+  _globals['_LISTSESSIONSRESPONSE']._serialized_end=755
+  _globals['_REVOKESESSIONREQUEST']._serialized_start=757
+  _globals['_REVOKESESSIONREQUEST']._serialized_end=866
+  _globals['_REVOKEOTHERSESSIONSREQUEST']._serialized_start=868
+  _globals['_REVOKEOTHERSESSIONSREQUEST']._serialized_end=896
+  _globals['_DELETEACCOUNTREQUEST']._serialized_start=899
+  _globals['_DELETEACCOUNTREQUEST']._serialized_end=1033
+  _globals['_ACCOUNTSERVICE']._serialized_start=1036
+  _globals['_ACCOUNTSERVICE']._serialized_end=1785
 # @@protoc_insertion_point(module_scope)

@@ -15,12 +15,14 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class ChangePasswordRequest(_message.Message):
-    __slots__ = ("current_password", "new_password")
+    __slots__ = ("current_password", "new_password", "code")
     CURRENT_PASSWORD_FIELD_NUMBER: _ClassVar[int]
     NEW_PASSWORD_FIELD_NUMBER: _ClassVar[int]
+    CODE_FIELD_NUMBER: _ClassVar[int]
     current_password: str
     new_password: str
-    def __init__(self, current_password: _Optional[str] = ..., new_password: _Optional[str] = ...) -> None: ...
+    code: str
+    def __init__(self, current_password: _Optional[str] = ..., new_password: _Optional[str] = ..., code: _Optional[str] = ...) -> None: ...
 
 class ListSessionsRequest(_message.Message):
     __slots__ = ()
@@ -61,7 +63,9 @@ class RevokeOtherSessionsRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class DeleteAccountRequest(_message.Message):
-    __slots__ = ("password",)
+    __slots__ = ("password", "code")
     PASSWORD_FIELD_NUMBER: _ClassVar[int]
+    CODE_FIELD_NUMBER: _ClassVar[int]
     password: str
-    def __init__(self, password: _Optional[str] = ...) -> None: ...
+    code: str
+    def __init__(self, password: _Optional[str] = ..., code: _Optional[str] = ...) -> None: ...

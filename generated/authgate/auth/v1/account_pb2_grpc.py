@@ -74,7 +74,9 @@ class AccountServiceServicer:
 
     def ChangePassword(self, request, context):
         """Changes the password. Every session is ended (the caller's too) and the answer is a
-        token pair of a new session. A wrong current password counts towards the lockout.
+        token pair of a new session. With a second factor on, a code is needed too (step-up:
+        a stolen access token and password are not enough). A wrong current password or code
+        counts towards the lockout.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -104,7 +106,9 @@ class AccountServiceServicer:
 
     def DeleteAccount(self, request, context):
         """Deletes the account: the user, their roles and sessions at once, their profile as soon
-        as the profile service takes the deletion (it is queued until then, never lost).
+        as the profile service takes the deletion (it is queued until then, never lost). With
+        a second factor on, a code is needed too; a wrong password or code counts towards the
+        lockout.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

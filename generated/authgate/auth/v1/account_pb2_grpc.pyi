@@ -40,7 +40,9 @@ class AccountServiceStub:
     def __new__(cls, channel: _aio.Channel) -> AccountServiceAsyncStub: ...
     ChangePassword: _grpc.UnaryUnaryMultiCallable[_account_pb2.ChangePasswordRequest, _auth_pb2.TokenResponse]
     """Changes the password. Every session is ended (the caller's too) and the answer is a
-    token pair of a new session. A wrong current password counts towards the lockout.
+    token pair of a new session. With a second factor on, a code is needed too (step-up:
+    a stolen access token and password are not enough). A wrong current password or code
+    counts towards the lockout.
     """
     ListSessions: _grpc.UnaryUnaryMultiCallable[_account_pb2.ListSessionsRequest, _account_pb2.ListSessionsResponse]
     """The caller's live sessions, newest first."""
@@ -52,7 +54,9 @@ class AccountServiceStub:
     """Ends every session of the caller's but the one of the calling token."""
     DeleteAccount: _grpc.UnaryUnaryMultiCallable[_account_pb2.DeleteAccountRequest, _empty_pb2.Empty]
     """Deletes the account: the user, their roles and sessions at once, their profile as soon
-    as the profile service takes the deletion (it is queued until then, never lost).
+    as the profile service takes the deletion (it is queued until then, never lost). With
+    a second factor on, a code is needed too; a wrong password or code counts towards the
+    lockout.
     """
 
 @_typing.type_check_only
@@ -65,7 +69,9 @@ class AccountServiceAsyncStub(AccountServiceStub):
     def __init__(self, channel: _aio.Channel) -> None: ...
     ChangePassword: _aio.UnaryUnaryMultiCallable[_account_pb2.ChangePasswordRequest, _auth_pb2.TokenResponse]  # type: ignore[assignment]
     """Changes the password. Every session is ended (the caller's too) and the answer is a
-    token pair of a new session. A wrong current password counts towards the lockout.
+    token pair of a new session. With a second factor on, a code is needed too (step-up:
+    a stolen access token and password are not enough). A wrong current password or code
+    counts towards the lockout.
     """
     ListSessions: _aio.UnaryUnaryMultiCallable[_account_pb2.ListSessionsRequest, _account_pb2.ListSessionsResponse]  # type: ignore[assignment]
     """The caller's live sessions, newest first."""
@@ -77,7 +83,9 @@ class AccountServiceAsyncStub(AccountServiceStub):
     """Ends every session of the caller's but the one of the calling token."""
     DeleteAccount: _aio.UnaryUnaryMultiCallable[_account_pb2.DeleteAccountRequest, _empty_pb2.Empty]  # type: ignore[assignment]
     """Deletes the account: the user, their roles and sessions at once, their profile as soon
-    as the profile service takes the deletion (it is queued until then, never lost).
+    as the profile service takes the deletion (it is queued until then, never lost). With
+    a second factor on, a code is needed too; a wrong password or code counts towards the
+    lockout.
     """
 
 class AccountServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -93,7 +101,9 @@ class AccountServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_auth_pb2.TokenResponse, _abc.Awaitable[_auth_pb2.TokenResponse]]:
         """Changes the password. Every session is ended (the caller's too) and the answer is a
-        token pair of a new session. A wrong current password counts towards the lockout.
+        token pair of a new session. With a second factor on, a code is needed too (step-up:
+        a stolen access token and password are not enough). A wrong current password or code
+        counts towards the lockout.
         """
 
     @_abc_1.abstractmethod
@@ -129,7 +139,9 @@ class AccountServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_empty_pb2.Empty, _abc.Awaitable[_empty_pb2.Empty]]:
         """Deletes the account: the user, their roles and sessions at once, their profile as soon
-        as the profile service takes the deletion (it is queued until then, never lost).
+        as the profile service takes the deletion (it is queued until then, never lost). With
+        a second factor on, a code is needed too; a wrong password or code counts towards the
+        lockout.
         """
 
 def add_AccountServiceServicer_to_server(servicer: AccountServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
