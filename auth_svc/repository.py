@@ -561,16 +561,11 @@ class RefreshTokenRepository:
         """
 
         def batch(session: Session) -> int:
-            family_ids = (
-                session.execute(
-                    select(refresh_tokens.c.family_id)
-                    .where(refresh_tokens.c.family_expires_at < expired_before)
-                    .distinct()
-                    .order_by(refresh_tokens.c.family_id)
-                    .limit(batch_size)
-                )
-                .scalars()
-                .all()
+            family_ids = _first_values(
+                session,
+                refresh_tokens.c.family_id,
+                refresh_tokens.c.family_expires_at < expired_before,
+                batch_size,
             )
             if not family_ids:
                 return 0
@@ -779,15 +774,8 @@ class AuditRepository:
         """Delete events created before older_than, a batch per transaction; how many."""
 
         def batch(session: Session) -> int:
-            ids = (
-                session.execute(
-                    select(audit_events.c.id)
-                    .where(audit_events.c.created_at < older_than)
-                    .order_by(audit_events.c.id)
-                    .limit(batch_size)
-                )
-                .scalars()
-                .all()
+            ids = _first_values(
+                session, audit_events.c.id, audit_events.c.created_at < older_than, batch_size
             )
             if not ids:
                 return 0
@@ -1260,6 +1248,12 @@ def _transaction(sessions: sessionmaker[Session], work: Callable[[Session], T]) 
 def _is_deadlock(exc: OperationalError) -> bool:
     args: tuple[object, ...] = tuple(getattr(exc.orig, "args", ()))
     return len(args) > 0 and args[0] in _MYSQL_DEADLOCK_CODES
+
+
+def _first_values(session: Session, column: Any, condition: Any, limit: int) -> Sequence[Any]:
+    """The first `limit` distinct values of `column` in the rows meeting `condition`, in order."""
+    query = select(column).where(condition).distinct().order_by(column).limit(limit)
+    return session.execute(query).scalars().all()
 
 
 def _in_batches(

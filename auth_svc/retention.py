@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from dataclasses import KW_ONLY, dataclass, field
 from datetime import datetime, timedelta
 
 from authgate_common.clock import Clock
@@ -24,6 +25,7 @@ log = logging.getLogger(__name__)
 PRUNE_INTERVAL_SECONDS = 3600.0
 
 
+@dataclass
 class Pruner:
     """Calls `delete_before(now - keep)` at start and then every interval; logs what went.
 
@@ -32,34 +34,30 @@ class Pruner:
     token (auth_svc.revocations.token_lifetime_bound), so that none from them outlives them.
     """
 
-    def __init__(
-        self,
-        what: str,
-        delete_before: Callable[[datetime], int],
-        *,
-        keep: timedelta,
-        clock: Clock,
-        interval_seconds: float = PRUNE_INTERVAL_SECONDS,
-    ) -> None:
-        self._what = what
-        self._delete_before = delete_before
-        self._keep = keep
-        self._clock = clock
+    what: str
+    delete_before: Callable[[datetime], int]
+    _: KW_ONLY
+    keep: timedelta
+    clock: Clock
+    interval_seconds: float = PRUNE_INTERVAL_SECONDS
+    _loop: PeriodicThread = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
         # At start, then every interval; the thread must outlive a database outage.
         self._loop = PeriodicThread(
-            f"{what.replace(' ', '-')}-pruner",
+            f"{self.what.replace(' ', '-')}-pruner",
             self.prune,
-            interval_seconds=interval_seconds,
+            interval_seconds=self.interval_seconds,
             log=log,
-            failure=f"pruning {what} failed",
+            failure=f"pruning {self.what} failed",
             at_start=True,
         )
 
     def prune(self) -> int:
         """Delete what is older than the cutoff; how many went."""
-        deleted = self._delete_before(self._clock() - self._keep)
+        deleted = self.delete_before(self.clock() - self.keep)
         if deleted:
-            log.info(f"pruned {self._what}", extra={"deleted": deleted})
+            log.info(f"pruned {self.what}", extra={"deleted": deleted})
         return deleted
 
     def start(self) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import threading
 from collections import Counter
+from collections.abc import Callable
 from datetime import datetime, timedelta
 
 import jwt
@@ -244,16 +245,28 @@ def _password_hash(users: UserRepository) -> str:
     return user.password_hash
 
 
+def _refusal(attempt: Callable[[], object]) -> str:
+    """The message of the Unauthenticated that attempt() raises."""
+    with pytest.raises(Unauthenticated) as refused:
+        attempt()
+    return str(refused.value)
+
+
+def _refused_without_a_right_code(attempt: Callable[[str], object]) -> None:
+    """With the right password: no code is 400 (CODE_REQUIRED), a wrong one 401."""
+    with pytest.raises(InvalidArgument, match=CODE_REQUIRED):
+        attempt("")
+    with pytest.raises(Unauthenticated, match=INVALID_CODE):
+        attempt("000000")
+
+
 def test_with_a_second_factor_a_password_change_needs_a_code(
     service: AuthService, factor: SecondFactor, users: UserRepository, clock: SettableClock
 ) -> None:
     secret, _ = _enabled(factor, _user_id(users), clock)
     before = _password_hash(users)
 
-    with pytest.raises(InvalidArgument, match=CODE_REQUIRED):
-        _change(service, users)
-    with pytest.raises(Unauthenticated, match=INVALID_CODE):
-        _change(service, users, code="000000")
+    _refused_without_a_right_code(lambda code: _change(service, users, code=code))
     assert _password_hash(users) == before
 
     pair = _change(service, users, code=_code(secret, clock()))
@@ -269,10 +282,9 @@ def test_with_a_second_factor_a_deletion_needs_a_code_and_takes_a_recovery_code(
     _, recovery_codes = _enabled(factor, _user_id(users), clock)
     user_id = _user_id(users)
 
-    with pytest.raises(InvalidArgument, match=CODE_REQUIRED):
-        service.delete_account(user_id, PASSWORD, origin=ORIGIN)
-    with pytest.raises(Unauthenticated, match=INVALID_CODE):
-        service.delete_account(user_id, PASSWORD, code="000000", origin=ORIGIN)
+    _refused_without_a_right_code(
+        lambda code: service.delete_account(user_id, PASSWORD, code=code, origin=ORIGIN)
+    )
     assert users.by_id(user_id) is not None
 
     service.delete_account(user_id, PASSWORD, code=recovery_codes[0], origin=ORIGIN)
@@ -296,10 +308,12 @@ def test_wrong_step_up_codes_reach_the_lockout_like_wrong_passwords(
 ) -> None:
     secret, _ = _enabled(factor, _user_id(users), clock)
     before = _password_hash(users)
-    for _ in range(POLICY.threshold):
-        with pytest.raises(Unauthenticated, match=INVALID_CODE):
-            _change(service, users, code="000000")
 
+    wrong = [
+        _refusal(lambda: _change(service, users, code="000000")) for _ in range(POLICY.threshold)
+    ]
+
+    assert wrong == [INVALID_CODE] * POLICY.threshold
     assert users.throttle_of(_user_id(users), ORIGIN.client_ip).locked_until is not None
     with pytest.raises(Unauthenticated):  # locked: the right password and code are refused
         _change(service, users, code=_code(secret, clock()))

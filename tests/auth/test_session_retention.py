@@ -7,8 +7,7 @@ session still inside its lifetime stays, revoked or not.
 
 from __future__ import annotations
 
-import threading
-from typing import Any
+from collections.abc import Callable
 
 import pytest
 import sqlalchemy
@@ -40,27 +39,17 @@ def repository(auth_engine: Engine) -> RefreshTokenRepository:
     return RefreshTokenRepository(make_sessions(auth_engine))
 
 
-def session_pruner(
-    repository: RefreshTokenRepository,
-    token_settings: TokenSettings,
-    clock: SettableClock,
-    interval_seconds: float = 3600,
+@pytest.fixture
+def pruner(
+    repository: RefreshTokenRepository, token_settings: TokenSettings, clock: SettableClock
 ) -> Pruner:
-    """The pruner as auth_svc.server makes it."""
+    """The pruner as auth_svc.server makes it (its thread: tests/auth/test_audit.py)."""
     return Pruner(
         "expired sessions",
         repository.prune_sessions,
         keep=token_lifetime_bound(token_settings),
         clock=clock,
-        interval_seconds=interval_seconds,
     )
-
-
-@pytest.fixture
-def pruner(
-    repository: RefreshTokenRepository, token_settings: TokenSettings, clock: SettableClock
-) -> Pruner:
-    return session_pruner(repository, token_settings, clock)
 
 
 def alices_session(service: AuthService) -> TokenPair:
@@ -68,42 +57,53 @@ def alices_session(service: AuthService) -> TokenPair:
     return service.login("alice", PASSWORD)
 
 
-def outlive_the_session(
-    clock: SettableClock, token_settings: TokenSettings, *, by_seconds: float = 1
-) -> None:
-    """Move past the session's lifetime and an access token's lifetime after it."""
+Outlive = Callable[..., None]
+Stored = Callable[[], tuple[int, int]]
+
+
+@pytest.fixture
+def outlive(clock: SettableClock, token_settings: TokenSettings) -> Outlive:
+    """outlive(by_seconds=1): move past the session's lifetime and an access token's
+    lifetime after it."""
     lifetime = token_lifetime_bound(token_settings).total_seconds()
-    clock.advance(FAMILY_SECONDS + lifetime + by_seconds)
+
+    def advance(by_seconds: float = 1) -> None:
+        clock.advance(FAMILY_SECONDS + lifetime + by_seconds)
+
+    return advance
 
 
-def counts(engine: Engine) -> tuple[int, int]:
-    """(session rows, refresh-token rows)."""
-    with engine.connect() as connection:
-        count = sqlalchemy.func.count()
-        return (
-            connection.execute(sqlalchemy.select(count).select_from(sessions)).scalar_one(),
-            connection.execute(sqlalchemy.select(count).select_from(refresh_tokens)).scalar_one(),
-        )
+@pytest.fixture
+def stored(auth_engine: Engine) -> Stored:
+    """stored() -> (session rows, refresh-token rows)."""
+
+    def count() -> tuple[int, int]:
+        with auth_engine.connect() as connection:
+            rows = sqlalchemy.func.count()
+            return (
+                connection.execute(sqlalchemy.select(rows).select_from(sessions)).scalar_one(),
+                connection.execute(
+                    sqlalchemy.select(rows).select_from(refresh_tokens)
+                ).scalar_one(),
+            )
+
+    return count
 
 
 def test_a_session_expired_longer_ago_than_a_token_lives_goes_with_all_its_tokens(
-    service: AuthService,
-    pruner: Pruner,
-    auth_engine: Engine,
-    clock: SettableClock,
-    token_settings: TokenSettings,
+    service: AuthService, pruner: Pruner, outlive: Outlive, stored: Stored
 ) -> None:
     service.refresh(alices_session(service).refresh_token)  # a second token in the family
-    assert counts(auth_engine) == (1, 2)
-    outlive_the_session(clock, token_settings)
+    assert stored() == (1, 2)
+    outlive()
 
     assert pruner.prune() == 1
 
-    assert counts(auth_engine) == (0, 0)
+    assert stored() == (0, 0)
 
 
 def test_a_session_within_its_lifetime_stays_even_revoked(
-    service: AuthService, pruner: Pruner, auth_engine: Engine, clock: SettableClock
+    service: AuthService, pruner: Pruner, stored: Stored, clock: SettableClock
 ) -> None:
     alices_session(service)
     service.logout(service.login("alice", PASSWORD).refresh_token)
@@ -111,32 +111,28 @@ def test_a_session_within_its_lifetime_stays_even_revoked(
 
     assert pruner.prune() == 0
 
-    assert counts(auth_engine) == (2, 2)
+    assert stored() == (2, 2)
 
 
 def test_an_expired_session_stays_while_a_token_minted_from_it_may_still_be_accepted(
-    service: AuthService,
-    pruner: Pruner,
-    auth_engine: Engine,
-    clock: SettableClock,
-    token_settings: TokenSettings,
+    service: AuthService, pruner: Pruner, outlive: Outlive, stored: Stored
 ) -> None:
     pair = alices_session(service)
-    outlive_the_session(clock, token_settings, by_seconds=-1)
+    outlive(by_seconds=-1)
 
     assert pruner.prune() == 0
 
-    assert counts(auth_engine) == (1, 1)
+    assert stored() == (1, 1)
     # Already refused as expired: pruning it later changes no answer.
     with pytest.raises(Unauthenticated, match=INVALID_REFRESH_TOKEN):
         service.refresh(pair.refresh_token)
 
 
 def test_a_pruned_sessions_refresh_token_gets_the_same_refusal_as_an_expired_one(
-    service: AuthService, pruner: Pruner, clock: SettableClock, token_settings: TokenSettings
+    service: AuthService, pruner: Pruner, outlive: Outlive
 ) -> None:
     pair = alices_session(service)
-    outlive_the_session(clock, token_settings)
+    outlive()
     assert pruner.prune() == 1
 
     with pytest.raises(Unauthenticated, match=INVALID_REFRESH_TOKEN):
@@ -145,7 +141,7 @@ def test_a_pruned_sessions_refresh_token_gets_the_same_refusal_as_an_expired_one
 
 
 def test_only_the_expired_sessions_go(
-    service: AuthService, pruner: Pruner, auth_engine: Engine, clock: SettableClock
+    service: AuthService, pruner: Pruner, stored: Stored, clock: SettableClock
 ) -> None:
     alices_session(service)
     clock.advance(FAMILY_SECONDS * 2)
@@ -155,14 +151,14 @@ def test_only_the_expired_sessions_go(
 
     assert pruner.prune() == 1
 
-    assert counts(auth_engine) == (1, 1)
+    assert stored() == (1, 1)
     assert len(service.list_sessions(bobs.user_id)) == 1
 
 
 def test_pruning_works_through_a_backlog_in_batches(
     service: AuthService,
     repository: RefreshTokenRepository,
-    auth_engine: Engine,
+    stored: Stored,
     clock: SettableClock,
 ) -> None:
     alices_session(service)
@@ -172,44 +168,19 @@ def test_pruning_works_through_a_backlog_in_batches(
 
     assert repository.prune_sessions(clock(), batch_size=2) == 5
 
-    assert counts(auth_engine) == (0, 0)
-
-
-def test_the_pruner_thread_prunes_at_start(
-    service: AuthService,
-    auth_engine: Engine,
-    clock: SettableClock,
-    token_settings: TokenSettings,
-) -> None:
-    alices_session(service)
-    outlive_the_session(clock, token_settings)
-    pruned = threading.Event()
-
-    class Watched(RefreshTokenRepository):
-        def prune_sessions(self, expired_before: Any, *, batch_size: int = 1000) -> int:
-            deleted = super().prune_sessions(expired_before, batch_size=batch_size)
-            pruned.set()
-            return deleted
-
-    pruner = session_pruner(Watched(make_sessions(auth_engine)), token_settings, clock)
-    pruner.start()
-    try:
-        assert pruned.wait(10)
-    finally:
-        pruner.stop()
-    assert counts(auth_engine) == (0, 0)
+    assert stored() == (0, 0)
 
 
 def test_the_auth_service_prunes_expired_sessions_once_started(
     service: AuthService,
     auth_server_factory: AuthServerFactory,
-    auth_engine: Engine,
+    outlive: Outlive,
+    stored: Stored,
     clock: SettableClock,
-    token_settings: TokenSettings,
 ) -> None:
     alices_session(service)
-    outlive_the_session(clock, token_settings)
+    outlive()
 
     auth_server_factory(clock=clock, refresh_family_max_seconds=FAMILY_SECONDS)
 
-    wait_until(lambda: counts(auth_engine) == (0, 0), what="the expired session pruned")
+    wait_until(lambda: stored() == (0, 0), what="the expired session pruned")
