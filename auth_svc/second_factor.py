@@ -129,13 +129,13 @@ class SecondFactor:
         return claim
 
     def step_up(self, claim: LoginClaim, code: str, *, origin: Origin = NO_ORIGIN) -> None:
-        """For an account change whose password the caller has just checked under `claim`:
-        with a second factor on, spend `code`; a wrong one is counted as a failed login
-        (settling the claim) and refused. Without one, the code is not read."""
+        """For an account change whose password the caller has just checked under `claim`,
+        of a user with this factor on: spend `code`; a wrong one is counted as a failed
+        login (settling the claim) and refused."""
         user = claim.user
         assert user is not None, "a claim whose password was checked"
         try:
-            passed = not self.repository.enabled(user.id) or self.spend_code(user.id, code)
+            passed = self.spend_code(user.id, code)
         except BaseException:
             self.users.release_login_attempt(claim)
             raise

@@ -335,7 +335,8 @@ class AuthService:
         session and start a new one: its pair."""
         accounts = self._account_repository()
         rules.CURRENT_PASSWORD_RULES.check(current_password)
-        user = self._step_up_owner(user_id, code)
+        user = self._account_owner(user_id)
+        second_factor = self._step_up_factor(user.id, code)
         rules.check_password(
             new_password,
             username=user.username,
@@ -348,7 +349,8 @@ class AuthService:
         with self._passwords.reserved():
             claim = self._checked_claim(user.username, current_password, now, origin)
             new_hash = self._passwords.hash(new_password)
-        self._step_up(claim, code, origin)
+        if second_factor is not None:
+            second_factor.step_up(claim, code, origin=origin)
         claimed = claim.user
         assert claimed is not None
         token, record = self._new_session_token(claimed.id, now)
@@ -396,11 +398,13 @@ class AuthService:
         keeps the user id and request id only."""
         accounts = self._account_repository()
         rules.DELETE_PASSWORD_RULES.check(password)
-        user = self._step_up_owner(user_id, code)
+        user = self._account_owner(user_id)
+        second_factor = self._step_up_factor(user.id, code)
         now = self._clock()
         with self._passwords.reserved():
             claim = self._checked_claim(user.username, password, now, origin)
-        self._step_up(claim, code, origin)
+        if second_factor is not None:
+            second_factor.step_up(claim, code, origin=origin)
         # Where the owner was is personal data: not kept once the account is gone.
         event = NewEvent(
             EventType.ACCOUNT_DELETED, user.id, Origin(request_id=origin.request_id), now
@@ -410,18 +414,16 @@ class AuthService:
         log.info("account deleted", extra={"user_id": user.id})
         self._on_account_deleted(user.id)
 
-    def _step_up_owner(self, user_id: str, code: str) -> UserRecord:
-        """The account a password change or deletion is for, once the code's presence is
-        checked: a missing code is told before the password is (so it says nothing of it)."""
+    def _step_up_factor(self, user_id: str, code: str) -> SecondFactor | None:
+        """The second factor a password change or deletion must pass (None: none is on),
+        once it is read whether it is on. A missing code is told before the password is
+        checked, so that the answer says nothing of the password."""
         rules.STEP_UP_CODE_RULES.check(code)
-        user = self._account_owner(user_id)
-        if not code and self._second_factor is not None and self._second_factor.enabled(user.id):
+        if self._second_factor is None or not self._second_factor.enabled(user_id):
+            return None
+        if not code:
             raise InvalidArgument(CODE_REQUIRED)
-        return user
-
-    def _step_up(self, claim: LoginClaim, code: str, origin: Origin) -> None:
-        if self._second_factor is not None:
-            self._second_factor.step_up(claim, code, origin=origin)
+        return self._second_factor
 
     def _account_owner(self, user_id: str) -> UserRecord:
         user = self._users.by_id(user_id)
