@@ -25,10 +25,12 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from auth_svc import config as auth_config
 from auth_svc.migrations import AUTH_MIGRATIONS
+from authgate_common import settings as shared_settings
 from authgate_common.config import ConfigError, Env
 from authgate_common.healthcheck import Unhealthy, check_grpc, check_http
 from authgate_common.migrations import MigrationSet
 from authgate_common.tls import ClientTls
+from devstack.forwarder import TcpForwarder
 from gateway import config as gateway_config
 from profile_svc import config as profile_config
 from profile_svc.migrations import PROFILE_MIGRATIONS
@@ -40,6 +42,7 @@ PRIVATE_DIR_MODE = 0o700
 PRIVATE_FILE_MODE = 0o600
 CHILD_UMASK = 0o077
 NAMES = ("auth", "profile", "gateway")
+PROFILE_TARGET = shared_settings.PROFILE_GRPC_TARGET.name
 # The gateway's server, once it has bound: gunicorn's master "[INFO] Listening at:
 # http://127.0.0.1:8080 (123)", granian's (gateway.granian_serve, which binds the socket
 # itself so that the port is the one the OS gave) "[INFO] Listening at: http://[::1]:8080".
@@ -260,8 +263,6 @@ class ProcessGroup:
         self._log_dir = log_dir
         self._base_env = dict(os.environ if base_env is None else base_env)
         self._processes: list[_Process] = []
-        # Started again by `respawn` while `start` runs: awaited with the last ones started.
-        self._respawned: list[str] = []
 
     def commands(self) -> list[tuple[str, list[str]]]:
         raise NotImplementedError
@@ -303,26 +304,18 @@ class ProcessGroup:
         deadline = time.monotonic() + timeout
         try:
             self.prepare()
-            self._respawned.clear()
             starting: list[str] = []
             for name, command in self.commands():
                 if only is not None and name not in only:
                     continue
                 if not self.starts_with_previous(name):
                     for started in starting:
-                        self._wait_until_serving(started, deadline)  # may respawn one
+                        self._wait_until_serving(started, deadline)
                     starting.clear()
-                    # A process started again meanwhile (`respawn`) is ready before the
-                    # next starts: one started beside it would dial it while it restarts,
-                    # and gRPC would then wait out its reconnect backoff, failing calls.
-                    while self._respawned:
-                        self._wait_until_serving(self._respawned.pop(0), deadline)
                 self._spawn(name, command, self.environment_of(name))
                 starting.append(name)
             for started in starting:
-                self._wait_until_serving(started, deadline)  # may respawn another (`bound`)
-            while self._respawned:
-                self._wait_until_serving(self._respawned.pop(0), deadline)
+                self._wait_until_serving(started, deadline)
         except BaseException:
             self.stop()
             raise
@@ -336,13 +329,6 @@ class ProcessGroup:
         for name in names:
             # Only these: others may be down on purpose (a test stopping several).
             self._wait_until_serving(name, deadline, only=name)
-
-    def respawn(self, name: str) -> None:
-        """From `bound`, while `start` runs: start `name` again (killed first if it runs) and
-        go on; `start` waits for it before it starts the next process that waits for those
-        before it."""
-        self._start_again(name)
-        self._respawned.append(name)
 
     def _start_again(self, name: str) -> None:
         old = self.process(name)
@@ -465,13 +451,18 @@ class Stack(ProcessGroup):
     ) -> None:
         super().__init__(log_dir=log_dir, base_env=base_env)
         self.settings = settings
+        # auth_svc's way to the profile service while that one's port is still to come.
+        self._profile_forwarder: TcpForwarder | None = None
 
     def commands(self) -> list[tuple[str, list[str]]]:
         gateway = gateway_command(self.environment_of("gateway"))
         return [("auth", AUTH_COMMAND), ("profile", PROFILE_COMMAND), ("gateway", gateway)]
 
     def environment_of(self, name: str) -> dict[str, str]:
-        return self.settings.environment_of(name, self._base_env)
+        env = self.settings.environment_of(name, self._base_env)
+        if name == "auth" and self._profile_forwarder is not None:
+            env[PROFILE_TARGET] = self._profile_forwarder.address
+        return env
 
     def prepare(self) -> None:
         """Make the state folder and SQLite files private, then migrate the SQLite files
@@ -480,6 +471,11 @@ class Stack(ProcessGroup):
         make_private_dir(self.settings.state_dir)
         make_sqlite_files_private(environment)
         migrate_sqlite_databases(environment)
+        if self.settings.profile_port == 0 and PROFILE_TARGET not in self.settings.extra_env:
+            # auth_svc dials the profile service (account deletions) at an address fixed
+            # when it starts, and the profile service starts once auth's port is known: a
+            # port held here stands in for the profile service's (devstack/forwarder.py).
+            self._profile_forwarder = TcpForwarder(host=self.settings.host)
 
     def reports_ports(self, name: str) -> bool:
         return True
@@ -495,21 +491,9 @@ class Stack(ProcessGroup):
             )
         else:
             s = dataclasses.replace(s, gateway_port=ports.port)
-        profile_port_was = self.settings.profile_port
         self.settings = s
-        if name == "profile" and ports.port != profile_port_was and self._is_running("auth"):
-            # auth_svc calls the profile service too (account deletions), at the address
-            # it was started with: with port 0 that was not known yet, so it starts again,
-            # on the port it had, now that it is, before the gateway starts. The profile
-            # service rides it out: its revocation feed reconnects to that port, and its
-            # key fetches wait for the connection.
-            self.respawn("auth")
-
-    def _is_running(self, name: str) -> bool:
-        try:
-            return self.process(name).poll() is None
-        except KeyError:
-            return False
+        if name == "profile" and self._profile_forwarder is not None:
+            self._profile_forwarder.forward_to(s.host, ports.port)
 
     def readiness(self, name: str) -> Callable[[], None]:
         s = self.settings
@@ -523,6 +507,9 @@ class Stack(ProcessGroup):
 
     def cleanup(self) -> None:
         shutil.rmtree(self.settings.gateway_metrics_dir, ignore_errors=True)
+        if self._profile_forwarder is not None:
+            self._profile_forwarder.close()
+            self._profile_forwarder = None
 
     def banner(self) -> str:
         s = self.settings

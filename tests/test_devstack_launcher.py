@@ -1,9 +1,11 @@
 """devstack.launcher reads the port each process bound from the line it logs at start, starts
-the gateway under the server GATEWAY_SERVER names, and starts replicas side by side."""
+the gateway under the server GATEWAY_SERVER names, starts replicas side by side, and on port 0
+gives auth_svc a held port that forwards to the profile service once it has one."""
 
 from __future__ import annotations
 
 import json
+import socket
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -11,9 +13,11 @@ from pathlib import Path
 import pytest
 
 from authgate_common.healthcheck import Unhealthy
+from devstack.forwarder import TcpForwarder
 from devstack.launcher import (
     BoundPorts,
     ProcessGroup,
+    Stack,
     StackSettings,
     gateway_command,
     reported_ports,
@@ -112,74 +116,50 @@ def test_a_process_that_starts_with_the_previous_one_does_not_wait_for_it() -> N
         group.stop()
 
 
-class _Respawning(ProcessGroup):
-    """ "a", then "b", then "c"; once "b" runs, "a" is started again (as auth_svc is once the
-    profile service has bound port 0); a process of "a" is ready half a second after it
-    starts, and "c" writes down, as it starts, how many processes of "a" were ready."""
-
-    def __init__(self, marks: Path) -> None:
-        super().__init__()
-        self.marks = marks
-        self.respawned = False  # by b's readiness, once
-
-    def commands(self) -> list[tuple[str, list[str]]]:
-        mark_when_ready = (
-            "import os, pathlib, sys, time; time.sleep(0.5); "
-            "pathlib.Path(sys.argv[1], str(os.getpid())).touch(); time.sleep(60)"
-        )
-        count_ready = (
-            "import pathlib, sys, time; marks = pathlib.Path(sys.argv[1]); "
-            "pathlib.Path(sys.argv[2]).write_text(str(len(list(marks.iterdir())))); "
-            "time.sleep(60)"
-        )
-        return [
-            ("a", [sys.executable, "-c", mark_when_ready, str(self.marks)]),
-            ("b", [sys.executable, "-c", "import time; time.sleep(60)"]),
-            ("c", [sys.executable, "-c", count_ready, str(self.marks), str(self.seen_by_c)]),
-        ]
-
-    @property
-    def seen_by_c(self) -> Path:
-        return self.marks.parent / "seen-by-c"
-
-    def environment_of(self, name: str) -> dict[str, str]:
-        return dict(self._base_env)
-
-    def readiness(self, name: str) -> Callable[[], None]:
-        def ready() -> None:
-            if name == "b" and not self.respawned:
-                self.respawned = True
-                self.respawn("a")
-            elif name == "a" and not (self.marks / str(self.process("a").pid)).exists():
-                raise Unhealthy("a is not ready yet")
-            elif name == "c" and not self.seen_by_c.exists():
-                raise Unhealthy("c has not looked yet")
-
-        return ready
-
-
-@pytest.mark.parametrize("only", [None, ("a", "b")], ids=["all", "only"])
-def test_start_returns_once_a_process_started_again_meanwhile_is_ready(
-    tmp_path: Path, only: tuple[str, ...] | None
-) -> None:
-    (tmp_path / "marks").mkdir()
-    group = _Respawning(tmp_path / "marks")
-    group.start(timeout=20, only=only)
+def test_on_port_0_auth_is_given_a_held_port_for_the_profile_service(tmp_path: Path) -> None:
+    # With port 0 the profile service's port comes after auth's start: auth_svc dials a port
+    # the launcher holds, which forwards to the profile service once that one has bound.
+    stack = Stack(StackSettings(state_dir=tmp_path, auth_port=0, profile_port=0, gateway_port=0))
+    stack.prepare()
     try:
-        assert group.respawned
-        assert (tmp_path / "marks" / str(group.process("a").pid)).exists()
+        held = stack.environment_of("auth")["PROFILE_GRPC_TARGET"]
+        assert held != "127.0.0.1:0"
+        with socket.create_server(("127.0.0.1", 0)) as profile:
+            stack.bound("profile", BoundPorts(profile.getsockname()[1]))
+            host, port = held.rsplit(":", 1)
+            with socket.create_connection((host, int(port)), timeout=5) as client:
+                accepted, _ = profile.accept()
+                with accepted:
+                    client.sendall(b"ping")
+                    assert accepted.recv(4) == b"ping"
+        assert stack.environment_of("gateway")["PROFILE_GRPC_TARGET"] == (
+            f"127.0.0.1:{stack.settings.profile_port}"
+        )
     finally:
-        group.stop()
+        stack.cleanup()
 
 
-def test_the_process_after_one_started_again_starts_once_that_one_is_ready(
-    tmp_path: Path,
-) -> None:
-    # Else it could dial the restarting one (the gateway auth_svc) and meet refusals.
-    (tmp_path / "marks").mkdir()
-    group = _Respawning(tmp_path / "marks")
-    group.start(timeout=20)
+def test_on_fixed_ports_auth_dials_the_profile_service_itself(tmp_path: Path) -> None:
+    stack = Stack(StackSettings(state_dir=tmp_path, profile_port=50555))
+    stack.prepare()
     try:
-        assert group.seen_by_c.read_text() == "2"  # a's first process, and its second
+        assert stack.environment_of("auth")["PROFILE_GRPC_TARGET"] == "127.0.0.1:50555"
     finally:
-        group.stop()
+        stack.cleanup()
+
+
+def test_a_forwarder_resets_connections_until_it_has_a_target() -> None:
+    with TcpForwarder() as forwarder:
+        # Reset at once, as by a port with nothing on it (the reset may beat connect's return).
+        with (
+            pytest.raises(ConnectionResetError),
+            socket.create_connection(("127.0.0.1", forwarder.port), timeout=5) as client,
+        ):
+            client.recv(1)
+        with socket.create_server(("127.0.0.1", 0)) as server:
+            forwarder.forward_to("127.0.0.1", server.getsockname()[1])
+            with socket.create_connection(("127.0.0.1", forwarder.port), timeout=5) as client:
+                accepted, _ = server.accept()
+                with accepted:
+                    accepted.sendall(b"pong")
+                    assert client.recv(4) == b"pong"

@@ -1,0 +1,160 @@
+"""A TCP port bound at once and forwarded to a target that may be named later.
+
+The launcher needs it to start the stack on port 0: auth_svc dials the profile service (for
+account deletions) at an address fixed when it starts, and the profile service needs auth's
+address to start, so one of the two must be told a port before it exists. The launcher
+holds this port for the stack's life and hands it to auth_svc; once the profile service has
+bound its own, connections are passed on to it (before that they are reset, as a port with
+nothing on it would refuse them). Nothing picks a port and lets go of it, so there is no
+race with other processes binding port 0.
+
+tests/tcp_proxy.py builds its fault-injecting proxy on this class.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+import struct
+import threading
+from types import TracebackType
+from typing import Self
+
+_LINGER_RESET = struct.pack("ii", 1, 0)  # close() sends RST, like a crashed peer
+
+
+def reset(sock: socket.socket) -> None:
+    """Close `sock` with a TCP reset."""
+    with contextlib.suppress(OSError):
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _LINGER_RESET)
+    sock.close()
+
+
+class TcpForwarder:
+    """Listens on host:<ephemeral> from construction and forwards each connection to
+    `target` (host, port), read when the connection arrives; none yet: reset."""
+
+    def __init__(self, target: tuple[str, int] | None = None, *, host: str = "127.0.0.1") -> None:
+        self.target = target
+        self._listener = socket.create_server((host, 0))
+        # accept() wakes up this often to see whether close() was called.
+        self._listener.settimeout(0.1)
+        self.host = host
+        self.port: int = self._listener.getsockname()[1]
+        self._lock = threading.Lock()
+        self._open: set[socket.socket] = set()
+        self._closed = threading.Event()
+        self._acceptor = threading.Thread(
+            target=self._accept_loop, name="tcp-forwarder", daemon=True
+        )
+        self._acceptor.start()
+
+    @property
+    def address(self) -> str:
+        return f"{self.host}:{self.port}"
+
+    @property
+    def connection_count(self) -> int:
+        """Sockets open through the forwarder (client and server sides)."""
+        with self._lock:
+            return len(self._open)
+
+    def forward_to(self, host: str, port: int) -> None:
+        """Pass the connections that arrive from now on to host:port."""
+        self.target = (host, port)
+
+    def reset_all(self) -> None:
+        """Reset every open connection (both sides)."""
+        with self._lock:
+            doomed, self._open = self._open, set()
+        for sock in doomed:
+            reset(sock)
+
+    def close(self) -> None:
+        self._closed.set()
+        self.reset_all()
+        self._acceptor.join(timeout=2)
+        self._listener.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def admits(self) -> bool:
+        """Whether a connection arriving now is forwarded (a subclass may refuse some)."""
+        return True
+
+    def before_send(self) -> None:
+        """Called before each chunk is passed on (a subclass may hold it back here)."""
+
+    def _accept_loop(self) -> None:
+        while not self._closed.is_set():
+            try:
+                client, _ = self._listener.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            client.settimeout(None)
+            if self.target is None or not self.admits():
+                reset(client)
+                continue
+            threading.Thread(target=self._connect, args=(client,), daemon=True).start()
+
+    def _connect(self, client: socket.socket) -> None:
+        target = self.target
+        try:
+            if target is None:
+                raise OSError("no target yet")
+            server = socket.create_connection(target, timeout=5)
+        except OSError:
+            reset(client)
+            return
+        server.settimeout(None)
+        with self._lock:
+            if not self.admits() or self._closed.is_set():
+                reset(client)
+                reset(server)
+                return
+            self._open.update((client, server))
+        remaining = [2]  # pumps still running; the last one closes the pair
+
+        def pump(source: socket.socket, sink: socket.socket) -> None:
+            self._pump(source, sink)
+            with self._lock:
+                remaining[0] -= 1
+                last = remaining[0] == 0
+            if last:
+                self._drop(client, server)
+
+        for source, sink in ((client, server), (server, client)):
+            threading.Thread(target=pump, args=(source, sink), daemon=True).start()
+
+    def _pump(self, source: socket.socket, sink: socket.socket) -> None:
+        """Copy source to sink until either side ends; an error ends both directions."""
+        try:
+            while True:
+                data = source.recv(65536)
+                self.before_send()
+                if not data:
+                    sink.shutdown(socket.SHUT_WR)
+                    return
+                sink.sendall(data)
+        except OSError:
+            for sock in (source, sink):
+                with contextlib.suppress(OSError):
+                    sock.shutdown(socket.SHUT_RDWR)
+
+    def _drop(self, *socks: socket.socket) -> None:
+        with self._lock:
+            for sock in socks:
+                self._open.discard(sock)
+        for sock in socks:
+            sock.close()
