@@ -1,12 +1,12 @@
 """A TCP port bound at once and forwarded to a target that may be named later.
 
 The launcher needs it to start the stack on port 0: auth_svc dials the profile service (for
-account deletions) at an address fixed when it starts, and the profile service needs auth's
-address to start, so one of the two must be told a port before it exists. The launcher
-holds this port for the stack's life and hands it to auth_svc; once the profile service has
-bound its own, connections are passed on to it (before that they are reset, as a port with
-nothing on it would refuse them). Nothing picks a port and lets go of it, so there is no
-race with other processes binding port 0.
+account deletions) and the profile service dials auth_svc, each at an address fixed when it
+starts, so neither could start before the other had its port. The launcher holds one such
+port for each, for the stack's life, and hands it to the other; once a service has bound its
+own port, connections are passed on to it. One made before waits in the listen queue until
+then (the dial just takes longer). Nothing picks a port and lets go of it, so there is no race
+with other processes binding port 0.
 
 tests/tcp_proxy.py builds its fault-injecting proxy on this class.
 """
@@ -32,10 +32,13 @@ def reset(sock: socket.socket) -> None:
 
 class TcpForwarder:
     """Listens on host:<ephemeral> from construction and forwards each connection to
-    `target` (host, port), read when the connection arrives; none yet: reset."""
+    `target` (host, port), read when the connection is accepted: once there is one."""
 
     def __init__(self, target: tuple[str, int] | None = None, *, host: str = "127.0.0.1") -> None:
         self.target = target
+        self._targeted = threading.Event()
+        if target is not None:
+            self._targeted.set()
         self._listener = socket.create_server((host, 0))
         # accept() wakes up this often to see whether close() was called.
         self._listener.settimeout(0.1)
@@ -60,8 +63,9 @@ class TcpForwarder:
             return len(self._open)
 
     def forward_to(self, host: str, port: int) -> None:
-        """Pass the connections that arrive from now on to host:port."""
+        """Pass the connections accepted from now on (and those waiting) to host:port."""
         self.target = (host, port)
+        self._targeted.set()
 
     def reset_all(self) -> None:
         """Reset every open connection (both sides)."""
@@ -72,6 +76,7 @@ class TcpForwarder:
 
     def close(self) -> None:
         self._closed.set()
+        self._targeted.set()
         self.reset_all()
         self._acceptor.join(timeout=2)
         self._listener.close()
@@ -95,6 +100,7 @@ class TcpForwarder:
         """Called before each chunk is passed on (a subclass may hold it back here)."""
 
     def _accept_loop(self) -> None:
+        self._targeted.wait()
         while not self._closed.is_set():
             try:
                 client, _ = self._listener.accept()
@@ -103,16 +109,15 @@ class TcpForwarder:
             except OSError:
                 return
             client.settimeout(None)
-            if self.target is None or not self.admits():
+            if not self.admits():
                 reset(client)
                 continue
             threading.Thread(target=self._connect, args=(client,), daemon=True).start()
 
     def _connect(self, client: socket.socket) -> None:
         target = self.target
+        assert target is not None  # accepted only once there is one
         try:
-            if target is None:
-                raise OSError("no target yet")
             server = socket.create_connection(target, timeout=5)
         except OSError:
             reset(client)

@@ -42,7 +42,16 @@ PRIVATE_DIR_MODE = 0o700
 PRIVATE_FILE_MODE = 0o600
 CHILD_UMASK = 0o077
 NAMES = ("auth", "profile", "gateway")
-PROFILE_TARGET = shared_settings.PROFILE_GRPC_TARGET.name
+# How often a start looks again for a process's port line and readiness: each process takes
+# a few tenths of a second to start, and the next waits for it.
+POLL_SECONDS = 0.02
+# Who dials whom at an address fixed at its start: (callee, caller, the caller's variable).
+# auth_svc calls the profile service for account deletions; the profile service fetches
+# auth's keys and follows its revocation feed.
+_DIALS = (
+    ("profile", "auth", shared_settings.PROFILE_GRPC_TARGET.name),
+    ("auth", "profile", shared_settings.AUTH_GRPC_TARGET.name),
+)
 # The gateway's server, once it has bound: gunicorn's master "[INFO] Listening at:
 # http://127.0.0.1:8080 (123)", granian's (gateway.granian_serve, which binds the socket
 # itself so that the port is the one the OS gave) "[INFO] Listening at: http://[::1]:8080".
@@ -407,7 +416,7 @@ class ProcessGroup:
                 pass
             if time.monotonic() > deadline:
                 raise StackError(f"{name} was not ready in time")
-            time.sleep(0.1)
+            time.sleep(POLL_SECONDS)
 
     def process(self, name: str) -> subprocess.Popen[bytes]:
         return self._find(name).popen
@@ -451,8 +460,9 @@ class Stack(ProcessGroup):
     ) -> None:
         super().__init__(log_dir=log_dir, base_env=base_env)
         self.settings = settings
-        # auth_svc's way to the profile service while that one's port is still to come.
-        self._profile_forwarder: TcpForwarder | None = None
+        # On port 0, by the name of the service they lead to: the way to it of the service that
+        # starts beside it (devstack/forwarder.py).
+        self._forwarders: dict[str, TcpForwarder] = {}
 
     def commands(self) -> list[tuple[str, list[str]]]:
         gateway = gateway_command(self.environment_of("gateway"))
@@ -460,9 +470,13 @@ class Stack(ProcessGroup):
 
     def environment_of(self, name: str) -> dict[str, str]:
         env = self.settings.environment_of(name, self._base_env)
-        if name == "auth" and self._profile_forwarder is not None:
-            env[PROFILE_TARGET] = self._profile_forwarder.address
+        for callee, caller, variable in _DIALS:
+            if name == caller and callee in self._forwarders:
+                env[variable] = self._forwarders[callee].address
         return env
+
+    def starts_with_previous(self, name: str) -> bool:
+        return name == "profile" and "auth" in self._forwarders
 
     def prepare(self) -> None:
         """Make the state folder and SQLite files private, then migrate the SQLite files
@@ -471,11 +485,14 @@ class Stack(ProcessGroup):
         make_private_dir(self.settings.state_dir)
         make_sqlite_files_private(environment)
         migrate_sqlite_databases(environment)
-        if self.settings.profile_port == 0 and PROFILE_TARGET not in self.settings.extra_env:
-            # auth_svc dials the profile service (account deletions) at an address fixed
-            # when it starts, and the profile service starts once auth's port is known: a
-            # port held here stands in for the profile service's (devstack/forwarder.py).
-            self._profile_forwarder = TcpForwarder(host=self.settings.host)
+        # On port 0 auth_svc and the profile service, which dial each other at addresses
+        # fixed when they start, each get a port held here for the other (forwarded once
+        # that one has bound its own), so that they start side by side, each once.
+        s = self.settings
+        ports = {"auth": s.auth_port, "profile": s.profile_port}
+        for callee, _, variable in _DIALS:
+            if ports[callee] == 0 and variable not in s.extra_env:
+                self._forwarders[callee] = TcpForwarder(host=s.host)
 
     def reports_ports(self, name: str) -> bool:
         return True
@@ -492,8 +509,8 @@ class Stack(ProcessGroup):
         else:
             s = dataclasses.replace(s, gateway_port=ports.port)
         self.settings = s
-        if name == "profile" and self._profile_forwarder is not None:
-            self._profile_forwarder.forward_to(s.host, ports.port)
+        if name in self._forwarders:
+            self._forwarders[name].forward_to(s.host, ports.port)
 
     def readiness(self, name: str) -> Callable[[], None]:
         s = self.settings
@@ -507,9 +524,9 @@ class Stack(ProcessGroup):
 
     def cleanup(self) -> None:
         shutil.rmtree(self.settings.gateway_metrics_dir, ignore_errors=True)
-        if self._profile_forwarder is not None:
-            self._profile_forwarder.close()
-            self._profile_forwarder = None
+        for forwarder in self._forwarders.values():
+            forwarder.close()
+        self._forwarders.clear()
 
     def banner(self) -> str:
         s = self.settings

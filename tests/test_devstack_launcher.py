@@ -116,50 +116,61 @@ def test_a_process_that_starts_with_the_previous_one_does_not_wait_for_it() -> N
         group.stop()
 
 
-def test_on_port_0_auth_is_given_a_held_port_for_the_profile_service(tmp_path: Path) -> None:
-    # With port 0 the profile service's port comes after auth's start: auth_svc dials a port
-    # the launcher holds, which forwards to the profile service once that one has bound.
+def _echoes_through(address: str, server: socket.socket) -> bool:
+    """Whether a connection to `address` arrives at `server` and carries bytes both ways."""
+    host, port = address.rsplit(":", 1)
+    with socket.create_connection((host, int(port)), timeout=5) as client:
+        accepted, _ = server.accept()
+        with accepted:
+            client.sendall(b"ping")
+            accepted.sendall(b"pong")
+            return accepted.recv(4) == b"ping" and client.recv(4) == b"pong"
+
+
+@pytest.mark.parametrize(
+    ("callee", "caller", "variable"),
+    [("profile", "auth", "PROFILE_GRPC_TARGET"), ("auth", "profile", "AUTH_GRPC_TARGET")],
+)
+def test_on_port_0_each_service_is_given_a_held_port_that_leads_to_the_other(
+    tmp_path: Path, callee: str, caller: str, variable: str
+) -> None:
+    # Neither port is known before its service starts: each dials a port the launcher holds,
+    # forwarded once the other has bound, so the two start side by side, each once.
     stack = Stack(StackSettings(state_dir=tmp_path, auth_port=0, profile_port=0, gateway_port=0))
     stack.prepare()
     try:
-        held = stack.environment_of("auth")["PROFILE_GRPC_TARGET"]
-        assert held != "127.0.0.1:0"
-        with socket.create_server(("127.0.0.1", 0)) as profile:
-            stack.bound("profile", BoundPorts(profile.getsockname()[1]))
-            host, port = held.rsplit(":", 1)
-            with socket.create_connection((host, int(port)), timeout=5) as client:
-                accepted, _ = profile.accept()
-                with accepted:
-                    client.sendall(b"ping")
-                    assert accepted.recv(4) == b"ping"
-        assert stack.environment_of("gateway")["PROFILE_GRPC_TARGET"] == (
-            f"127.0.0.1:{stack.settings.profile_port}"
-        )
+        held = stack.environment_of(caller)[variable]
+        assert not held.endswith(":0")
+        assert stack.starts_with_previous("profile")
+        with socket.create_server(("127.0.0.1", 0)) as service:
+            stack.bound(callee, BoundPorts(service.getsockname()[1]))
+            assert _echoes_through(held, service)
+            # The gateway starts after both: it dials them where they are.
+            assert stack.environment_of("gateway")[variable] == (
+                f"127.0.0.1:{service.getsockname()[1]}"
+            )
     finally:
         stack.cleanup()
 
 
-def test_on_fixed_ports_auth_dials_the_profile_service_itself(tmp_path: Path) -> None:
-    stack = Stack(StackSettings(state_dir=tmp_path, profile_port=50555))
+def test_on_fixed_ports_the_services_dial_each_other_and_start_in_order(tmp_path: Path) -> None:
+    stack = Stack(StackSettings(state_dir=tmp_path, auth_port=50554, profile_port=50555))
     stack.prepare()
     try:
         assert stack.environment_of("auth")["PROFILE_GRPC_TARGET"] == "127.0.0.1:50555"
+        assert stack.environment_of("profile")["AUTH_GRPC_TARGET"] == "127.0.0.1:50554"
+        assert not stack.starts_with_previous("profile")
     finally:
         stack.cleanup()
 
 
-def test_a_forwarder_resets_connections_until_it_has_a_target() -> None:
-    with TcpForwarder() as forwarder:
-        # Reset at once, as by a port with nothing on it (the reset may beat connect's return).
-        with (
-            pytest.raises(ConnectionResetError),
-            socket.create_connection(("127.0.0.1", forwarder.port), timeout=5) as client,
-        ):
-            client.recv(1)
-        with socket.create_server(("127.0.0.1", 0)) as server:
+def test_a_connection_made_before_the_forwarder_has_a_target_waits_for_one() -> None:
+    with TcpForwarder() as forwarder, socket.create_server(("127.0.0.1", 0)) as server:
+        early = socket.create_connection(("127.0.0.1", forwarder.port), timeout=5)
+        with early:
+            early.sendall(b"sent early")
             forwarder.forward_to("127.0.0.1", server.getsockname()[1])
-            with socket.create_connection(("127.0.0.1", forwarder.port), timeout=5) as client:
-                accepted, _ = server.accept()
-                with accepted:
-                    accepted.sendall(b"pong")
-                    assert client.recv(4) == b"pong"
+            accepted, _ = server.accept()
+            with accepted:
+                assert accepted.recv(10) == b"sent early"
+        assert _echoes_through(forwarder.address, server)
