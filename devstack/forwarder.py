@@ -23,7 +23,7 @@ from typing import Self
 _LINGER_RESET = struct.pack("ii", 1, 0)  # close() sends RST, like a crashed peer
 
 
-def reset(sock: socket.socket) -> None:
+def _reset(sock: socket.socket) -> None:
     """Close `sock` with a TCP reset."""
     with contextlib.suppress(OSError):
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _LINGER_RESET)
@@ -72,7 +72,7 @@ class TcpForwarder:
         with self._lock:
             doomed, self._open = self._open, set()
         for sock in doomed:
-            reset(sock)
+            _reset(sock)
 
     def close(self) -> None:
         self._closed.set()
@@ -110,7 +110,7 @@ class TcpForwarder:
                 return
             client.settimeout(None)
             if not self.admits():
-                reset(client)
+                _reset(client)
                 continue
             threading.Thread(target=self._connect, args=(client,), daemon=True).start()
 
@@ -120,13 +120,13 @@ class TcpForwarder:
         try:
             server = socket.create_connection(target, timeout=5)
         except OSError:
-            reset(client)
+            _reset(client)
             return
         server.settimeout(None)
         with self._lock:
             if not self.admits() or self._closed.is_set():
-                reset(client)
-                reset(server)
+                _reset(client)
+                _reset(server)
                 return
             self._open.update((client, server))
         remaining = [2]  # pumps still running; the last one closes the pair

@@ -460,8 +460,7 @@ class Stack(ProcessGroup):
     ) -> None:
         super().__init__(log_dir=log_dir, base_env=base_env)
         self.settings = settings
-        # On port 0, by the name of the service they lead to: the way to it of the service that
-        # starts beside it (devstack/forwarder.py).
+        # On port 0: the port held for each service, by its name (see prepare).
         self._forwarders: dict[str, TcpForwarder] = {}
 
     def commands(self) -> list[tuple[str, list[str]]]:

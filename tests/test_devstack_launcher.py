@@ -1,6 +1,7 @@
 """devstack.launcher reads the port each process bound from the line it logs at start, starts
 the gateway under the server GATEWAY_SERVER names, starts replicas side by side, and on port 0
-gives auth_svc a held port that forwards to the profile service once it has one."""
+gives auth_svc and the profile service each a held port that forwards to the other once that
+one has bound."""
 
 from __future__ import annotations
 
