@@ -69,3 +69,27 @@ def test_hash_made_with_current_parameters_needs_no_rehash() -> None:
 
 def test_dummy_verification_accepts_nothing_and_raises_nothing() -> None:
     PasswordHasher(CHEAP_ARGON2).verify_dummy(PASSWORD)
+
+
+def test_a_hash_stored_by_argon2_cffi_before_libsodium_still_verifies() -> None:
+    stored = argon2.PasswordHasher(time_cost=5, memory_cost=7168, parallelism=1).hash(PASSWORD)
+    hasher = PasswordHasher(CHEAP_ARGON2)
+
+    assert hasher.verify(stored, PASSWORD)
+    assert not hasher.verify(stored, PASSWORD + "x")
+    assert not hasher.needs_rehash(stored)
+
+
+def test_a_one_lane_hash_made_here_verifies_with_argon2_cffi() -> None:
+    encoded = PasswordHasher(CHEAP_ARGON2).hash(PASSWORD)
+
+    assert argon2.PasswordHasher().verify(encoded, PASSWORD)
+
+
+def test_a_hash_of_several_lanes_verifies_and_refuses_a_wrong_password() -> None:
+    hasher = PasswordHasher(Argon2Params(time_cost=5, memory_kib=7168, parallelism=4))
+    encoded = hasher.hash(PASSWORD)
+
+    assert argon2.extract_parameters(encoded).parallelism == 4
+    assert hasher.verify(encoded, PASSWORD)
+    assert not hasher.verify(encoded, PASSWORD + "x")
