@@ -33,7 +33,6 @@ class PasswordHasher:
     """
 
     def __init__(self, params: Argon2Params, *, limiter: HashLimiter | None = None) -> None:
-        self._params = params
         self._hasher = _argon2id(params)
         self._limiter = limiter
         # Verifying against this hash costs what verifying a real user's hash costs,
@@ -42,7 +41,7 @@ class PasswordHasher:
 
     def hash(self, password: str) -> str:
         with self._slot():
-            return _hash(self._params, self._hasher, _secret_bytes(password))
+            return _hash(self._hasher, _secret_bytes(password))
 
     def verify(self, password_hash: str, password: str) -> bool:
         with self._slot():
@@ -77,15 +76,17 @@ class PasswordHasher:
 def _dummy_hash(params: Argon2Params) -> str:
     """A hash of a random secret nobody holds, made once per process and parameter set (a
     hash is milliseconds of CPU, and tests build hundreds of hashers)."""
-    return _hash(params, _argon2id(params), secrets.token_bytes(24))
+    return _hash(_argon2id(params), secrets.token_bytes(24))
 
 
-def _hash(params: Argon2Params, lanes_hasher: argon2.PasswordHasher, secret: bytes) -> str:
-    if params.parallelism == 1:
+def _hash(hasher: argon2.PasswordHasher, secret: bytes) -> str:
+    """secret hashed with hasher's parameters: by libsodium, which makes one-lane hashes
+    only, else by argon2-cffi."""
+    if hasher.parallelism == 1:
         return nacl.pwhash.argon2id.str(
-            secret, opslimit=params.time_cost, memlimit=params.memory_kib * 1024
+            secret, opslimit=hasher.time_cost, memlimit=hasher.memory_cost * 1024
         ).decode("ascii")
-    return lanes_hasher.hash(secret)
+    return hasher.hash(secret)
 
 
 def _argon2id(params: Argon2Params) -> argon2.PasswordHasher:
